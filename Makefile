@@ -1,0 +1,99 @@
+# Chimaera build: SwiftPM builds libchimaera.so, cc builds the C parts against it.
+# Everything lands in $(STAGE) laid out like an install prefix; `make install` copies it.
+#
+#   make demo      set up, build, start a runtime, run the client example, stop it
+#   make test      set up, build, run every test
+#   make install PREFIX=/usr/local
+
+SHELL := /bin/bash
+PREFIX ?= /usr/local
+STAGE ?= $(CURDIR)/build
+SWIFT_BUILD ?= $(CURDIR)/.build
+ABI_MAJOR := 1
+SONAME := libchimaera.so.$(ABI_MAJOR)
+CC ?= cc
+CFLAGS ?= -O2 -g -Wall -Wextra -Werror
+CHI_CFLAGS := -I$(CURDIR)/include
+CHI_LDFLAGS := -L$(STAGE)/lib -lchimaera -Wl,-rpath,$(STAGE)/lib
+DEB_PKGS := liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv
+
+SWIFT_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraCExports Sources/CChimaera -type f) Package.swift
+MODULES := chimaera_admin small_message
+
+.PHONY: all deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
+
+all: lib modules tool bench-tools cmake-files headers
+
+# ---- set-up ---------------------------------------------------------------------------
+deps:
+	@missing=""; for p in $(DEB_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing) >/dev/null || \
+	    { echo "apt-get install$$missing failed (are you root?)"; exit 1; }; \
+	fi
+	@python3 -c 'import pytest' 2>/dev/null || pip install -q pytest
+
+# ---- the library -------------------------------------------------------------------------
+$(STAGE)/lib/$(SONAME): $(SWIFT_SOURCES) Sources/ChimaeraCExports/chimaera.map
+	swift build -c release --product chimaera --scratch-path $(SWIFT_BUILD) \
+	  -Xswiftc -static-stdlib \
+	  -Xlinker -soname=$(SONAME) \
+	  -Xlinker --version-script=$(CURDIR)/Sources/ChimaeraCExports/chimaera.map
+	@mkdir -p $(STAGE)/lib
+	cp $(SWIFT_BUILD)/release/libchimaera.so $@
+	ln -sf $(SONAME) $(STAGE)/lib/libchimaera.so
+
+lib: $(STAGE)/lib/$(SONAME)
+
+headers:
+	@mkdir -p $(STAGE)/include/chimaera
+	cp include/chimaera/*.h $(STAGE)/include/chimaera/
+
+# ---- built-in modules (C, loaded by name like any user module) ---------------------------
+$(STAGE)/lib/chimaera/lib%.so: Sources/Mods/%/*.c include/chimaera/*.h $(STAGE)/lib/$(SONAME)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=c11 -shared -fPIC -fvisibility=hidden $(CHI_CFLAGS) \
+	  -o $@ $(filter %.c,$^) -L$(STAGE)/lib -lchimaera
+
+modules: $(foreach m,$(MODULES),$(STAGE)/lib/chimaera/lib$(m).so)
+
+# ---- the chimaera tool: a thin main over libchimaera.so (one runtime copy per process) ---
+$(STAGE)/bin/chimaera: Sources/chimaera/main.c $(STAGE)/lib/$(SONAME)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera -Wl,-rpath,'$$ORIGIN/../lib'
+
+tool: $(STAGE)/bin/chimaera
+
+# ---- bench helpers (C programs the bench runs as separate processes) ----------------------
+BENCH_TOOLS := chi_bench_client chi_bench_pingpong
+$(STAGE)/libexec/chimaera/%: Sources/BenchTools/%.c $(STAGE)/lib/$(SONAME)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=gnu11 $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera \
+	  -Wl,-rpath,'$$ORIGIN/../../lib' -lpthread
+
+bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t))
+
+# ---- CMake package and pkg-config, written for the staging prefix --------------------------
+cmake-files:
+	@cmake/write-package-files.sh $(STAGE)
+
+install: all
+	@mkdir -p $(PREFIX)
+	cp -a $(STAGE)/. $(PREFIX)/
+	@cmake/write-package-files.sh $(PREFIX)
+	@echo "installed into $(PREFIX)"
+
+# ---- demo, tests, benchmarks ------------------------------------------------------------------
+demo: deps all
+	@Tests/e2e/demo.sh $(STAGE)
+
+test: deps all
+	@Tests/run-all.sh $(STAGE)
+
+bench: deps all
+	$(STAGE)/bin/chimaera bench small-message
+	$(STAGE)/bin/chimaera bench idle
+
+clean:
+	rm -rf $(STAGE) $(SWIFT_BUILD)

@@ -1,0 +1,31 @@
+// swift-tools-version:6.0
+// Chimaera: a modular runtime for data-intensive tasks. The C ABI lives in include/chimaera;
+// libchimaera.so is the `chimaera` dynamic product, built by `make` with the flags that make
+// it self-contained (see Makefile).
+import PackageDescription
+
+let package = Package(
+    name: "Chimaera",
+    products: [
+        .library(name: "chimaera", type: .dynamic, targets: ["ChimaeraCExports"]),
+    ],
+    targets: [
+        .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1",
+                       providers: [.apt(["libyaml-dev"])]),
+        .systemLibrary(name: "CNuma", pkgConfig: "numa",
+                       providers: [.apt(["libnuma-dev"])]),
+        .target(name: "CChimaera"),
+        .target(
+            name: "Chimaera",
+            dependencies: ["CChimaera", "CYAML", "CNuma"]
+        ),
+        .target(
+            name: "ChimaeraCExports",
+            dependencies: ["Chimaera", "CChimaera"]
+        ),
+        .testTarget(
+            name: "ChimaeraTests",
+            dependencies: ["Chimaera", "CChimaera"]
+        ),
+    ]
+)

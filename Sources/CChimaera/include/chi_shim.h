@@ -1,0 +1,168 @@
+/* Internal C helpers for the Swift core: atomics on shared memory, futexes, clocks, fibers,
+ * the segment layout and the per-thread error message. Not part of the public ABI. */
+#ifndef CHI_SHIM_H
+#define CHI_SHIM_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "chimaera/chimaera.h"
+#include "chimaera/module.h"
+#include "chimaera/small_message.h"
+
+/* ---- Atomics on raw (possibly shared) memory ------------------------------------------ */
+
+static inline uint32_t chi_load32(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint32_t chi_load32_relaxed(const uint32_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void chi_store32(uint32_t *p, uint32_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline uint32_t chi_xchg32(uint32_t *p, uint32_t v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
+static inline bool chi_cas32(uint32_t *p, uint32_t expected, uint32_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+static inline uint32_t chi_add32(uint32_t *p, uint32_t v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+static inline uint32_t chi_sub32(uint32_t *p, uint32_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_ACQ_REL); }
+
+static inline uint64_t chi_load64(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+static inline uint64_t chi_load64_relaxed(const uint64_t *p) { return __atomic_load_n(p, __ATOMIC_RELAXED); }
+static inline void chi_store64(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+static inline void chi_store64_relaxed(uint64_t *p, uint64_t v) { __atomic_store_n(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t chi_xchg64(uint64_t *p, uint64_t v) { return __atomic_exchange_n(p, v, __ATOMIC_ACQ_REL); }
+static inline bool chi_cas64(uint64_t *p, uint64_t expected, uint64_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE);
+}
+static inline bool chi_cas64_weak(uint64_t *p, uint64_t expected, uint64_t desired) {
+    return __atomic_compare_exchange_n(p, &expected, desired, true, __ATOMIC_ACQ_REL, __ATOMIC_RELAXED);
+}
+static inline uint64_t chi_add64(uint64_t *p, uint64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_ACQ_REL); }
+static inline uint64_t chi_add64_relaxed(uint64_t *p, uint64_t v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+static inline uint64_t chi_sub64(uint64_t *p, uint64_t v) { return __atomic_fetch_sub(p, v, __ATOMIC_ACQ_REL); }
+static inline void chi_fence(void) { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+static inline void chi_cpu_relax(void) {
+#if defined(__x86_64__) || defined(__i386__)
+    __builtin_ia32_pause();
+#elif defined(__aarch64__)
+    __asm__ __volatile__("yield");
+#endif
+}
+
+/* ---- Futexes (shared: they work across processes) -------------------------------------- */
+
+/** Sleeps while *addr == expected, for at most timeout_ns (< 0: forever). Returns 0 when woken
+ *  or the value differed, -ETIMEDOUT, or -EINTR. */
+int chi_futex_wait(uint32_t *addr, uint32_t expected, int64_t timeout_ns);
+/** Wakes up to n sleepers on addr. */
+int chi_futex_wake(uint32_t *addr, int n);
+
+/* ---- Clocks ---------------------------------------------------------------------------- */
+
+static inline uint64_t chi_now_ns(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* ---- Fibers ---------------------------------------------------------------------------- */
+
+/** A saved execution context: just the stack pointer; registers live on the stack. */
+typedef struct chi_fiber_ctx { void *sp; } chi_fiber_ctx_t;
+
+/** A fiber's stack, with an inaccessible guard region below it. */
+typedef struct chi_fiber_stack {
+    void *base;   /* the whole mapping, guard included */
+    size_t size;  /* mapping size */
+} chi_fiber_stack_t;
+
+/** Maps a stack of `size` bytes plus a guard region. Returns 0 or -errno. */
+int chi_fiber_stack_alloc(chi_fiber_stack_t *st, size_t size);
+void chi_fiber_stack_free(chi_fiber_stack_t *st);
+/** Prepares ctx so that the first switch to it calls fn(arg) on the stack. fn must never
+ *  return; it switches away instead. */
+void chi_fiber_init(chi_fiber_ctx_t *ctx, chi_fiber_stack_t *st, void (*fn)(void *), void *arg);
+/** Saves the current context in *from and resumes *to. */
+void chi_fiber_switch(chi_fiber_ctx_t *from, chi_fiber_ctx_t *to);
+
+/* ---- Thread-local state ----------------------------------------------------------------- */
+
+/** The current thread's worker (NULL outside runtime workers). */
+void *chi_tls_worker(void);
+void chi_tls_set_worker(void *w);
+/** The per-thread error message behind chi_last_error(). */
+const char *chi_tls_error(void);
+void chi_tls_set_error(const char *msg);
+
+/* ---- Process helpers -------------------------------------------------------------------- */
+
+/** Installs SIGTERM/SIGINT handlers that set *flag to 1 and futex-wake it. */
+int chi_install_stop_signals(uint32_t *flag);
+/** Pins the calling thread to one CPU. Returns 0 or -errno. */
+int chi_pin_thread(int cpu);
+/** Returns the path of the shared object holding this code ("" if unknown). */
+const char *chi_self_path(void);
+
+/* ---- Segment layout --------------------------------------------------------------------- */
+
+#define CHI_SEG_MAGIC 0x4348494D41455241ull /* "CHIMAERA" */
+#define CHI_SEG_READY 1u
+#define CHI_SEG_STOPPING 2u
+#define CHI_MAX_QUEUES 64u
+#define CHI_NCLASSES 32u
+#define CHI_SPAN_SHIFT 16u /* 64 KiB spans */
+
+/** A worker's doorbell: a sequence word to futex-wait on, and whether the worker sleeps. */
+typedef struct chi_doorbell {
+    uint32_t seq;
+    uint32_t sleeping;
+    uint32_t pad[14];
+} chi_doorbell_t;
+
+/** Bounded multi-producer queue of 64-bit values (Vyukov). Cells follow the header. */
+typedef struct chi_ring {
+    uint64_t enqueue_pos;
+    uint64_t pad0[7];
+    uint64_t dequeue_pos;
+    uint64_t pad1[7];
+    uint64_t mask;
+    uint32_t owner;     /* the worker that consumes this queue */
+    uint32_t pad2;
+    uint64_t pad3[6];
+} chi_ring_t;
+
+typedef struct chi_ring_cell {
+    uint64_t seq;
+    uint64_t value;
+} chi_ring_cell_t;
+
+/** The shared allocator's header. Free lists are tagged (tag << 40 | offset >> 6). */
+typedef struct chi_alloc_header {
+    uint64_t heap_off;
+    uint64_t heap_size;
+    uint64_t bump;               /* next unused byte, relative to heap_off */
+    uint64_t spans_off;          /* one byte per span: its size class */
+    uint64_t pad[4];
+    uint64_t free_heads[CHI_NCLASSES];
+} chi_alloc_header_t;
+
+/** The start of every segment. */
+typedef struct chi_seg_header {
+    uint64_t magic;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    uint64_t size;
+    int32_t daemon_pid;
+    uint32_t state;            /* CHI_SEG_* */
+    uint32_t nqueues;
+    uint32_t queue_depth;
+    uint32_t nworkers;
+    uint32_t pad0;
+    uint64_t queues_off;       /* nqueues rings, each ring_stride bytes */
+    uint64_t ring_stride;
+    uint64_t doorbells_off;    /* nworkers doorbells */
+    uint64_t alloc_off;
+    uint64_t next_client;      /* atomic counter */
+    uint64_t start_ns;
+    char name[64];
+} chi_seg_header_t;
+
+#endif

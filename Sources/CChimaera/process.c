@@ -1,0 +1,47 @@
+// Process helpers that need C: async-signal-safe stop handlers, thread pinning, and the path
+// of the library itself (to find the built-in modules next to it).
+#define _GNU_SOURCE
+#include <dlfcn.h>
+#include <errno.h>
+#include <pthread.h>
+#include <sched.h>
+#include <signal.h>
+#include <string.h>
+
+#include "chi_shim.h"
+
+static uint32_t *stop_flag;
+
+static void on_stop_signal(int sig) {
+    (void)sig;
+    if (stop_flag) {
+        __atomic_store_n(stop_flag, 1u, __ATOMIC_RELEASE);
+        chi_futex_wake(stop_flag, 1 << 30); /* a raw syscall: async-signal-safe */
+    }
+}
+
+int chi_install_stop_signals(uint32_t *flag) {
+    stop_flag = flag;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGTERM, &sa, NULL) != 0) return -errno;
+    if (sigaction(SIGINT, &sa, NULL) != 0) return -errno;
+    signal(SIGPIPE, SIG_IGN);
+    return 0;
+}
+
+int chi_pin_thread(int cpu) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    int r = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
+    return -r;
+}
+
+const char *chi_self_path(void) {
+    Dl_info info;
+    if (dladdr((void *)&chi_self_path, &info) && info.dli_fname) return info.dli_fname;
+    return "";
+}

@@ -1,0 +1,119 @@
+import CChimaera
+import Glibc
+
+/// Calls on the admin pool: modules, pools, flush, stop and statistics.
+extension Client {
+    /// How long admin calls wait before giving up.
+    static let adminTimeoutNs: Int64 = 60_000_000_000
+
+    private func adminCall<T>(_ method: UInt32, _ type: T.Type,
+                              _ fill: (UnsafeMutablePointer<T>) throws(ChiError) -> Void,
+                              _ read: (UnsafeMutablePointer<T>) -> Void = { _ in })
+        throws(ChiError)
+    {
+        let q = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), 0)
+        let t = try newTask(pool: UInt64(CHI_ADMIN_POOL_ID), method: method,
+                            size: MemoryLayout<T>.size, query: q)
+        let typed = UnsafeMutableRawPointer(t).assumingMemoryBound(to: T.self)
+        do throws(ChiError) {
+            try fill(typed)
+            let rc = try call(t, timeoutNs: Self.adminTimeoutNs)
+            if rc < 0 {
+                let why = takeErrorMessage(t) ?? ChiError.describe(rc)
+                throw ChiError(-rc, "admin \(Self.adminMethodName(method)) failed: \(why)")
+            }
+            read(typed)
+            try? deleteTask(t)
+        } catch {
+            try? deleteTask(t)
+            throw error
+        }
+    }
+
+    static func adminMethodName(_ m: UInt32) -> String {
+        switch m {
+        case UInt32(CHI_ADMIN_REGISTER_MODULE): return "RegisterModule"
+        case UInt32(CHI_ADMIN_CREATE_POOL): return "CreatePool"
+        case UInt32(CHI_ADMIN_GET_POOL_ID): return "GetPoolId"
+        case UInt32(CHI_ADMIN_DESTROY_POOL): return "DestroyPool"
+        case UInt32(CHI_ADMIN_FLUSH): return "Flush"
+        case UInt32(CHI_ADMIN_STOP_RUNTIME): return "StopRuntime"
+        case UInt32(CHI_ADMIN_POLL_STATS): return "PollStats"
+        default: return "#\(m)"
+        }
+    }
+
+    /// Copies a name into a fixed char array, failing if it does not fit.
+    static func copyName<T>(_ s: String, into field: inout T, what: String) throws(ChiError) {
+        let bytes = Array(s.utf8)
+        guard !bytes.isEmpty, bytes.count < Int(CHI_NAME_MAX) else {
+            throw ChiError(EINVAL, "\(what) \"\(s)\" must be 1 to \(CHI_NAME_MAX - 1) bytes")
+        }
+        withUnsafeMutableBytes(of: &field) { buf in
+            buf.copyBytes(from: bytes)
+            buf[bytes.count] = 0
+        }
+    }
+
+    package func registerModule(_ name: String) throws(ChiError) {
+        try adminCall(UInt32(CHI_ADMIN_REGISTER_MODULE), chi_admin_register_module_task_t.self) {
+            (t) throws(ChiError) in try Self.copyName(name, into: &t.pointee.name, what: "module name")
+        }
+    }
+
+    package func createPool(module: String, name: String, containersPerNode: UInt32,
+                            params: UnsafeRawBufferPointer?) throws(ChiError) -> UInt64
+    {
+        var paramsBuf: UnsafeMutableRawPointer?
+        defer { if let p = paramsBuf { try? freeBuffer(p) } }
+        var poolId: UInt64 = 0
+        try adminCall(UInt32(CHI_ADMIN_CREATE_POOL), chi_admin_create_pool_task_t.self, { (t) throws(ChiError) in
+            try Self.copyName(module, into: &t.pointee.module, what: "module name")
+            try Self.copyName(name, into: &t.pointee.name, what: "pool name")
+            t.pointee.containers_per_node = containersPerNode
+            if let params, params.count > 0 {
+                let p = try allocBuffer(params.count)
+                p.copyMemory(from: params.baseAddress!, byteCount: params.count)
+                paramsBuf = p
+                t.pointee.params_size = UInt32(params.count)
+                t.pointee.params = chi_shm_ptr_t(segment: 0, reserved: 0, offset: segment.offset(of: p)!)
+            }
+        }, { t in poolId = t.pointee.pool_id })
+        return poolId
+    }
+
+    package func poolId(named name: String) throws(ChiError) -> UInt64 {
+        var id: UInt64 = 0
+        try adminCall(UInt32(CHI_ADMIN_GET_POOL_ID), chi_admin_get_pool_id_task_t.self, { (t) throws(ChiError) in
+            try Self.copyName(name, into: &t.pointee.name, what: "pool name")
+        }, { t in id = t.pointee.pool_id })
+        return id
+    }
+
+    package func destroyPool(_ id: UInt64) throws(ChiError) {
+        try adminCall(UInt32(CHI_ADMIN_DESTROY_POOL), chi_admin_destroy_pool_task_t.self) { t in
+            t.pointee.pool_id = id
+        }
+    }
+
+    package func flush() throws(ChiError) {
+        try adminCall(UInt32(CHI_ADMIN_FLUSH), chi_admin_flush_task_t.self) { _ in }
+    }
+
+    package func stopRuntime() throws(ChiError) {
+        try adminCall(UInt32(CHI_ADMIN_STOP_RUNTIME), chi_admin_stop_runtime_task_t.self) { _ in }
+    }
+
+    /// The runtime's statistics as JSON.
+    package func statsJSON(capacity: Int = 1 << 20) throws(ChiError) -> String {
+        let buf = try allocBuffer(capacity)
+        defer { try? freeBuffer(buf) }
+        var len: UInt64 = 0
+        try adminCall(UInt32(CHI_ADMIN_POLL_STATS), chi_admin_poll_stats_task_t.self, { t in
+            t.pointee.buf = chi_shm_ptr_t(segment: 0, reserved: 0, offset: segment.offset(of: buf)!)
+            t.pointee.cap = UInt64(capacity)
+        }, { t in len = t.pointee.len })
+        let n = Int(min(len, UInt64(capacity)))
+        return String(decoding: UnsafeRawBufferPointer(start: buf, count: n), as: UTF8.self)
+    }
+}

@@ -1,0 +1,348 @@
+import Glibc
+
+/// The runtime's settings, as read from a YAML file such as `chimaera.yaml`.
+///
+/// Every key is optional; a property keeps its default when its key is absent. Values are
+/// checked when parsed, so a `RuntimeConfig` obtained from `load` or `parse` is always valid.
+/// One set by hand is not checked.
+package struct RuntimeConfig: Sendable, Equatable {
+    /// How much the runtime logs (`runtime.log_level`).
+    package enum LogLevel: String, Sendable, CaseIterable {
+        case debug, info, warn, error
+    }
+
+    /// How a client reaches the runtime (`client.mode`).
+    package enum ClientMode: String, Sendable, CaseIterable {
+        /// Connect to a daemon already serving the shared-memory segment.
+        case attach
+        /// Start the runtime inside the client's own process.
+        case embedded
+    }
+
+    /// `runtime.name`: names the shared-memory segment `/dev/shm/chimaera_<name>`.
+    package var name = "default"
+    /// `runtime.shm_size`: the segment's size in bytes.
+    package var shmSize = 1 << 30
+    /// `runtime.queue_depth`: the number of ingress queue slots, a power of two.
+    package var queueDepth = 4096
+    /// `runtime.low_latency_workers`: workers for short tasks.
+    package var lowLatencyWorkers = 1
+    /// `runtime.high_latency_workers`: workers for long tasks.
+    package var highLatencyWorkers = 1
+    /// `runtime.pin_workers`: whether each worker is pinned to a CPU.
+    package var pinWorkers = true
+    /// `runtime.worker_spin_us`: how long an idle worker polls before sleeping.
+    package var workerSpinUs = 50
+    /// `runtime.module_path`: directories searched, in order, for `lib<name>.so`.
+    package var modulePath: [String] = []
+    /// `runtime.modules`: modules loaded at start, in order.
+    package var modules: [String] = []
+    /// `runtime.log_level`.
+    package var logLevel = LogLevel.info
+    /// `client.mode`.
+    package var clientMode = ClientMode.attach
+    /// `client.spin_us`: how long a waiting client polls before sleeping.
+    package var clientSpinUs = 20
+
+    /// The default configuration.
+    package init() {}
+
+    // The limits each key is checked against; error messages are built from them.
+    fileprivate static let nameMaxLength = 48
+    fileprivate static let shmSizeRange = (16 << 20)...(64 << 30)
+    fileprivate static let queueDepthRange = 64...1_048_576
+    fileprivate static let workerRange = 0...64
+    fileprivate static let spinRange = 0...100_000
+    /// A bound on what `load` reads, so a path such as /dev/zero cannot exhaust memory.
+    fileprivate static let maxFileSize = 1 << 20
+
+    /// Loads the configuration from a file.
+    ///
+    /// - Parameter path: The file to read. When nil, `$CHIMAERA_CONF` names the file; when
+    ///   that is unset or empty, the defaults are returned without reading anything.
+    /// - Throws: `ConfigError` naming the file when it cannot be read or is larger than 1 MiB,
+    ///   and as `parse(_:file:)` does for its content.
+    package static func load(path: String?) throws(ConfigError) -> RuntimeConfig {
+        guard let path = path ?? getenv("CHIMAERA_CONF").map({ String(cString: $0) }),
+            !path.isEmpty
+        else { return RuntimeConfig() }
+        return try parse(bytes: try readFile(path), file: path)
+    }
+
+    /// Parses YAML text into a configuration.
+    ///
+    /// - Parameters:
+    ///   - text: The YAML source. An empty document, or `{}`, gives the defaults.
+    ///   - file: The name used in error messages.
+    /// - Throws: `ConfigError` for a YAML syntax error, an unknown or repeated key, or a value
+    ///   out of its range; the error names the file, the line and the dotted key.
+    package static func parse(_ text: String, file: String) throws(ConfigError) -> RuntimeConfig {
+        try parse(bytes: Array(text.utf8), file: file)
+    }
+
+    /// Parses raw file bytes; as `parse(_:file:)`, and invalid UTF-8 is an error on its line.
+    static func parse(bytes: [UInt8], file: String) throws(ConfigError) -> RuntimeConfig {
+        var config = RuntimeConfig()
+        guard let root = try YAMLNode.parse(bytes: bytes, file: file) else { return config }
+        let r = ValueReader(file: file)
+        for entry in try r.entries(of: root, path: nil) {
+            switch entry.key {
+            case "runtime": try config.readRuntime(entry.value, r)
+            case "client": try config.readClient(entry.value, r)
+            default: throw r.unknownKey(entry.key, line: entry.keyLine)
+            }
+        }
+        return config
+    }
+
+    /// Parses a size: a byte count with an optional binary suffix K, M, G or T (either case).
+    ///
+    /// - Returns: The size in bytes, or nil for anything else (signs, fractions, spaces,
+    ///   "KB"-style suffixes) or a size that does not fit in an `Int`.
+    package static func parseSize(_ s: String) -> Int? {
+        var digits = Substring(s)
+        var shift = 0
+        switch s.last {
+        case "k", "K": shift = 10
+        case "m", "M": shift = 20
+        case "g", "G": shift = 30
+        case "t", "T": shift = 40
+        default: break
+        }
+        if shift != 0 { digits = digits.dropLast() }
+        guard !digits.isEmpty, digits.utf8.allSatisfy({ (0x30...0x39).contains($0) }),
+            let count = Int(digits)
+        else { return nil }
+        let (bytes, overflow) = count.multipliedReportingOverflow(by: 1 << shift)
+        return overflow ? nil : bytes
+    }
+
+    private mutating func readRuntime(_ node: YAMLNode, _ r: ValueReader) throws(ConfigError) {
+        var workersLine: Int?
+        for entry in try r.entries(of: node, path: "runtime") {
+            let key = "runtime." + entry.key
+            let v = entry.value
+            switch entry.key {
+            case "name":
+                name = try r.scalar(v, key, "a name \(nameRule)") { isIdentifier($0) ? $0 : nil }
+            case "shm_size":
+                let range = Self.shmSizeRange
+                let expected = "a size between \(sizeText(range.lowerBound)) and "
+                    + "\(sizeText(range.upperBound)) (bytes, or a number with a K, M or G suffix)"
+                shmSize = try r.scalar(v, key, expected) {
+                    Self.parseSize($0).flatMap { range.contains($0) ? $0 : nil }
+                }
+            case "queue_depth":
+                let range = Self.queueDepthRange
+                let expected = "a power of two between \(range.lowerBound) and \(range.upperBound)"
+                queueDepth = try r.scalar(v, key, expected) {
+                    Int($0).flatMap { range.contains($0) && $0.nonzeroBitCount == 1 ? $0 : nil }
+                }
+            case "low_latency_workers":
+                lowLatencyWorkers = try r.integer(v, key, in: Self.workerRange)
+                workersLine = entry.keyLine
+            case "high_latency_workers":
+                highLatencyWorkers = try r.integer(v, key, in: Self.workerRange)
+                workersLine = entry.keyLine
+            case "pin_workers":
+                pinWorkers = try r.bool(v, key)
+            case "worker_spin_us":
+                workerSpinUs = try r.integer(v, key, in: Self.spinRange)
+            case "module_path":
+                let each = "a non-empty directory path"
+                modulePath = try r.list(v, key, of: "directories", each: each) {
+                    $0.isEmpty || $0.utf8.contains(0) ? nil : $0
+                }
+            case "modules":
+                let each = "a module name \(nameRule)"
+                modules = try r.list(v, key, of: "module names", each: each) {
+                    isIdentifier($0) ? $0 : nil
+                }
+            case "log_level":
+                logLevel = try r.choice(v, key)
+            default:
+                throw r.unknownKey(key, line: entry.keyLine)
+            }
+        }
+        if let line = workersLine, lowLatencyWorkers + highLatencyWorkers < 1 {
+            throw ConfigError(
+                file: r.file, line: line,
+                message: "runtime.low_latency_workers + runtime.high_latency_workers: "
+                    + "expected at least 1 worker in total, got 0")
+        }
+    }
+
+    private mutating func readClient(_ node: YAMLNode, _ r: ValueReader) throws(ConfigError) {
+        for entry in try r.entries(of: node, path: "client") {
+            let key = "client." + entry.key
+            switch entry.key {
+            case "mode": clientMode = try r.choice(entry.value, key)
+            case "spin_us": clientSpinUs = try r.integer(entry.value, key, in: Self.spinRange)
+            default: throw r.unknownKey(key, line: entry.keyLine)
+            }
+        }
+    }
+}
+
+/// Why a configuration could not be loaded, pointing at the file and, when known, the line.
+package struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// The file's path or name, as given to `load` or `parse`.
+    package var file: String
+    /// The 1-based line at fault; nil when the whole file is (it cannot be read, say).
+    package var line: Int?
+    /// What is wrong, usually starting with the dotted key.
+    package var message: String
+
+    /// An error in `file`, at `line` if known.
+    package init(file: String, line: Int?, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
+
+    /// `file:line: message`, the form compilers use, so editors can jump to it.
+    package var description: String {
+        if let line { "\(file):\(line): \(message)" } else { "\(file): \(message)" }
+    }
+}
+
+/// Converts YAML nodes to values, producing errors that name the file, line and key.
+private struct ValueReader {
+    let file: String
+
+    /// The entries of a section; a null section (`runtime:` with nothing under it) has none.
+    func entries(of node: YAMLNode, path: String?) throws(ConfigError) -> [YAMLNode.Entry] {
+        if node.isNull { return [] }
+        guard case .mapping(let entries, _) = node else {
+            throw mismatch(node, path ?? "the top level", "a mapping")
+        }
+        var seen: [String: Int] = [:]
+        for entry in entries {
+            if let first = seen.updateValue(entry.keyLine, forKey: entry.key) {
+                let key = path.map { "\($0).\(entry.key)" } ?? entry.key
+                throw ConfigError(
+                    file: file, line: entry.keyLine,
+                    message: "duplicate key \"\(key)\" (first given on line \(first))")
+            }
+        }
+        return entries
+    }
+
+    /// The value of a scalar node, as `convert` makes it; nil from `convert` is an error.
+    func scalar<T>(
+        _ node: YAMLNode, _ key: String, _ expected: String, _ convert: (String) -> T?
+    ) throws(ConfigError) -> T {
+        guard case .scalar(let text, _, _) = node, !node.isNull, let value = convert(text) else {
+            throw mismatch(node, key, expected)
+        }
+        return value
+    }
+
+    func integer(
+        _ node: YAMLNode, _ key: String, in range: ClosedRange<Int>
+    ) throws(ConfigError) -> Int {
+        try scalar(node, key, "an integer between \(range.lowerBound) and \(range.upperBound)") {
+            Int($0).flatMap { range.contains($0) ? $0 : nil }
+        }
+    }
+
+    /// YAML 1.1's spellings, in any case, since that is what people write in YAML files.
+    func bool(_ node: YAMLNode, _ key: String) throws(ConfigError) -> Bool {
+        try scalar(node, key, "true or false (or yes/no, on/off)") {
+            switch $0.lowercased() {
+            case "true", "yes", "on": true
+            case "false", "no", "off": false
+            default: nil
+            }
+        }
+    }
+
+    func choice<E: RawRepresentable & CaseIterable>(
+        _ node: YAMLNode, _ key: String
+    ) throws(ConfigError) -> E where E.RawValue == String {
+        let names = E.allCases.map(\.rawValue).joined(separator: ", ")
+        return try scalar(node, key, "one of \(names)") { E(rawValue: $0) }
+    }
+
+    /// A list of scalars, each converted as `scalar` does; a null value is the empty list.
+    func list<T>(
+        _ node: YAMLNode, _ key: String, of what: String, each expected: String,
+        _ convert: (String) -> T?
+    ) throws(ConfigError) -> [T] {
+        if node.isNull { return [] }
+        guard case .sequence(let items, _) = node else {
+            throw mismatch(node, key, "a list of \(what)")
+        }
+        var values: [T] = []
+        for (i, item) in items.enumerated() {
+            values.append(try scalar(item, "\(key)[\(i)]", expected, convert))
+        }
+        return values
+    }
+
+    func unknownKey(_ key: String, line: Int) -> ConfigError {
+        ConfigError(file: file, line: line, message: "unknown key \"\(key)\"")
+    }
+
+    func mismatch(_ node: YAMLNode, _ key: String, _ expected: String) -> ConfigError {
+        let got: String
+        switch node {
+        case _ where node.isNull: got = "no value"
+        case .scalar(let text, _, _): got = text.debugDescription
+        case .sequence: got = "a list"
+        case .mapping: got = "a mapping"
+        }
+        return ConfigError(
+            file: file, line: node.line, message: "\(key): expected \(expected), got \(got)")
+    }
+}
+
+private let nameRule = "of 1 to \(RuntimeConfig.nameMaxLength) characters from A-Z a-z 0-9 _ . -"
+
+/// Whether `s` follows `nameRule`, which keeps it safe inside a file name.
+private func isIdentifier(_ s: String) -> Bool {
+    (1...RuntimeConfig.nameMaxLength).contains(s.utf8.count)
+        && s.utf8.allSatisfy { c in
+            switch c {
+            case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+                UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "_"), UInt8(ascii: "."),
+                UInt8(ascii: "-"):
+                true
+            default: false
+            }
+        }
+}
+
+/// `size` in the largest binary unit that divides it exactly, as `parseSize` reads it back.
+private func sizeText(_ size: Int) -> String {
+    for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")]
+    where size != 0 && size % (1 << shift) == 0 {
+        return "\(size >> shift)\(unit)"
+    }
+    return "\(size)"
+}
+
+/// Reads a whole file, failing with an error that names it.
+///
+/// Calls open/read directly because `Sys` has no file reading yet; move there when it does.
+private func readFile(_ path: String) throws(ConfigError) -> [UInt8] {
+    func failure() -> ConfigError {
+        ConfigError(file: path, line: nil, message: "cannot read: \(Sys.errnoText())")
+    }
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw failure() }
+    defer { close(fd) }
+    var bytes: [UInt8] = []
+    var chunk = [UInt8](repeating: 0, count: 64 << 10)
+    while true {
+        let n = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        if n < 0 && errno == EINTR { continue }
+        guard n >= 0 else { throw failure() }
+        if n == 0 { return bytes }
+        bytes += chunk[..<n]
+        if bytes.count > RuntimeConfig.maxFileSize {
+            throw ConfigError(
+                file: path, line: nil, message: "larger than 1 MiB, not a config file")
+        }
+    }
+}

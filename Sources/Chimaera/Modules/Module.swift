@@ -1,0 +1,68 @@
+import CChimaera
+import Glibc
+
+/// A loaded module: its vtable (copied, zero-extended from older, smaller ones) and its
+/// method descriptors indexed by id.
+package final class Module: @unchecked Sendable {
+    package let name: String
+    package let path: String
+    package let vtable: chi_module_vtable_t
+    package let version: UInt32
+    /// Method descriptors by id (ids are small: 0-5 inherited, custom from 10).
+    private let methodsById: [UnsafePointer<chi_method_desc_t>?]
+    private let handle: UnsafeMutableRawPointer?
+
+    init(name: String, path: String, vtable: chi_module_vtable_t, handle: UnsafeMutableRawPointer?)
+        throws(ChiError)
+    {
+        self.name = name
+        self.path = path
+        self.vtable = vtable
+        self.version = vtable.version
+        self.handle = handle
+        var table: [UnsafePointer<chi_method_desc_t>?] = []
+        if let methods = vtable.methods {
+            for i in 0..<Int(vtable.nmethods) {
+                let m = methods + i
+                let id = Int(m.pointee.id)
+                guard id < 4096 else {
+                    throw ChiError(CInt(CHI_EBADTASK), "module \(name): method id \(id) is too large")
+                }
+                if table.count <= id { table += Array(repeating: nil, count: id + 1 - table.count) }
+                guard table[id] == nil else {
+                    throw ChiError(CInt(CHI_EBADTASK), "module \(name): method id \(id) is declared twice")
+                }
+                let size = m.pointee.task_size
+                guard size >= UInt32(MemoryLayout<chi_task_t>.size) else {
+                    throw ChiError(CInt(CHI_EBADTASK), "module \(name): method \(id) has task_size \(size), smaller than the task header")
+                }
+                if let fields = m.pointee.fields {
+                    for f in 0..<Int(m.pointee.nfields) {
+                        let fd = fields[f]
+                        guard UInt64(fd.offset) + UInt64(fd.size) <= UInt64(size) else {
+                            throw ChiError(CInt(CHI_EBADTASK), "module \(name): method \(id) field \(f) lies outside its task")
+                        }
+                    }
+                }
+                table[id] = m
+            }
+        }
+        methodsById = table
+        guard vtable.run != nil else {
+            throw ChiError(CInt(CHI_EBADTASK), "module \(name) (\(path)) has no run hook")
+        }
+    }
+
+    /// The descriptor of method `id`, if the module declares it.
+    @inline(__always)
+    package func method(_ id: UInt32) -> UnsafePointer<chi_method_desc_t>? {
+        let i = Int(id)
+        return i < methodsById.count ? methodsById[i] : nil
+    }
+
+    /// The method's name for messages.
+    package func methodName(_ id: UInt32) -> String {
+        if let m = method(id), let n = m.pointee.name { return String(cString: n) }
+        return "#\(id)"
+    }
+}

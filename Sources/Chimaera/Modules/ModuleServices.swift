@@ -1,0 +1,83 @@
+import CChimaera
+import Glibc
+
+/// What the module API's C exports call: containers, lanes, run contexts and the runtime
+/// services of the admin module. Handles are unretained object pointers made by the runtime.
+package enum ModuleServices {
+    @inline(__always)
+    static func container(_ c: OpaquePointer) -> Container { Container.from(c) }
+
+    package static func addLanes(_ c: OpaquePointer, group: UInt32, count: Int, prio: UInt32) throws(ChiError) {
+        guard prio == UInt32(CHI_PRIO_LOW_LATENCY) || prio == UInt32(CHI_PRIO_HIGH_LATENCY) else {
+            throw ChiError(EINVAL, "lane priority \(prio) is neither CHI_PRIO_LOW_LATENCY nor CHI_PRIO_HIGH_LATENCY")
+        }
+        try container(c).addLanes(group: group, count: count, prio: prio)
+    }
+
+    package static func containerId(_ c: OpaquePointer) -> UInt32 { container(c).id }
+    package static func containerCount(_ c: OpaquePointer) -> UInt32 { UInt32(container(c).pool.containers.count) }
+    package static func poolId(_ c: OpaquePointer) -> UInt64 { container(c).pool.id }
+
+    package static func laneByHash(_ c: OpaquePointer, group: UInt32, hash: UInt64) -> CInt {
+        guard let i = container(c).lane(group: group, hash: hash) else { return -EINVAL }
+        return CInt(i)
+    }
+
+    package static func leastLoaded(_ c: OpaquePointer, group: UInt32) -> CInt {
+        guard let i = container(c).leastLoaded(group: group) else { return -EINVAL }
+        return CInt(i)
+    }
+
+    package static func container(of r: OpaquePointer) -> OpaquePointer? {
+        TaskRecord.from(r).container?.handle
+    }
+
+    package static func runtime(of r: OpaquePointer) -> Runtime? {
+        TaskRecord.from(r).pool?.containers.first?.runtime
+    }
+
+    package static func replicaCount(_ r: OpaquePointer) -> UInt32 {
+        UInt32(TaskRecord.from(r).replicas.count)
+    }
+
+    package static func replica(_ r: OpaquePointer, _ i: Int) -> UnsafeMutablePointer<chi_task_t>? {
+        let rec = TaskRecord.from(r)
+        return i >= 0 && i < rec.replicas.count ? rec.replicas[i] : nil
+    }
+
+    package static func shmPointer(_ r: OpaquePointer, _ p: chi_shm_ptr_t, _ size: UInt64) -> UnsafeMutableRawPointer? {
+        guard p.segment == 0, let rt = runtime(of: r) else { return nil }
+        return rt.segment.pointer(p.offset, size)
+    }
+
+    /// Runs a runtime service for the task behind `r`; a failure's message travels back to
+    /// the client with the task's status.
+    package static func service(_ r: OpaquePointer?, _ body: (Runtime) throws(ChiError) -> CInt) -> CInt {
+        guard let r else {
+            setLastError("run context is NULL")
+            return -EINVAL
+        }
+        let rec = TaskRecord.from(r)
+        guard let rt = rec.pool?.containers.first?.runtime else {
+            setLastError("run context has no runtime")
+            return -EINVAL
+        }
+        do {
+            return try body(rt)
+        } catch {
+            setLastError(error.message)
+            rec.errorMessage = error.message
+            return error.negated
+        }
+    }
+}
+
+extension Runtime {
+    /// Loads a module (RegisterModule).
+    package func registerModule(_ name: String) throws(ChiError) {
+        _ = try loader.load(name)
+    }
+
+    /// The id of a pool by name.
+    package func poolId(named name: String) -> UInt64? { findPool(name) }
+}

@@ -1,0 +1,54 @@
+import CChimaera
+
+/// Turns a domain query into containers of a pool.
+///
+/// The address set is chosen by scope and sub-domain: local scope or the local-containers
+/// sub-domain gives this node's containers, the physical-node sub-domain gives the containers
+/// of node `sel`, anything else every container. Selection then picks one address by id or
+/// hash, or a range; a range of more than one address is iterated by the query's iteration
+/// flag (broadcast when none is given).
+enum DomainResolver {
+    enum Resolution {
+        case one(Container)
+        case many([Container], UInt32)
+        case failure(CInt)
+    }
+
+    static func resolve(_ q: chi_domain_query_t, in pool: Pool, node: UInt32) -> Resolution {
+        let scope = q.flags & UInt32(CHI_DQ_SCOPE_MASK)
+        let sel = q.flags & UInt32(CHI_DQ_SEL_MASK)
+        let iter = q.flags & UInt32(CHI_DQ_ITER_MASK)
+        guard scope.nonzeroBitCount == 1, scope != UInt32(CHI_DQ_DYNAMIC),
+              sel.nonzeroBitCount == 1, iter.nonzeroBitCount <= 1
+        else { return .failure(EINVAL) }
+
+        // Physical node: the containers living on node `sel`.
+        if q.sub_domain == UInt32(CHI_SUBDOMAIN_PHYSICAL_NODE) {
+            let onNode = pool.containers.filter { UInt64($0.node) == q.sel }
+            if onNode.isEmpty { return .failure(CInt(CHI_ENOCONTAINER)) }
+            if onNode.count == 1 { return .one(onNode[0]) }
+            return .many(onNode, iter == 0 ? UInt32(CHI_DQ_CHOOSE_ONE) : iter)
+        }
+        let local = scope == UInt32(CHI_DQ_LOCAL)
+            || q.sub_domain == UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS)
+        guard local || q.sub_domain == UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS) else {
+            return .failure(EINVAL)
+        }
+        let set = local ? pool.local : pool.containers
+        let n = UInt64(set.count)
+        if n == 0 { return .failure(CInt(CHI_ENOCONTAINER)) }
+
+        switch sel {
+        case UInt32(CHI_DQ_ID):
+            return q.sel < n ? .one(set[Int(q.sel)]) : .failure(CInt(CHI_ENOCONTAINER))
+        case UInt32(CHI_DQ_HASH):
+            return .one(set[Int(q.sel % n)])
+        default:
+            guard q.sel < n else { return .failure(CInt(CHI_ENOCONTAINER)) }
+            let end = q.count == 0 ? n : min(n, q.sel &+ q.count)
+            if end <= q.sel { return .failure(CInt(CHI_ENOCONTAINER)) }
+            let range = Array(set[Int(q.sel)..<Int(end)])
+            return .many(range, iter == 0 ? UInt32(CHI_DQ_BCAST) : iter)
+        }
+    }
+}

@@ -1,0 +1,135 @@
+import CChimaera
+
+/// A named set of containers of one module.
+final class Pool: @unchecked Sendable {
+    let id: UInt64
+    let name: String
+    let module: Module
+    /// Every container, by id.
+    var containers: [Container] = []
+    /// The containers on this node, in id order.
+    var local: [Container] = []
+    /// Set once destruction begins; tasks arriving after it fail with CHI_ENOPOOL.
+    let destroyed = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    /// Round-robin cursor for choose-one iteration.
+    let cursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// Tasks of this pool currently in flight (drained before destroy hooks run).
+    let inflight = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+
+    init(id: UInt64, name: String, module: Module) {
+        self.id = id
+        self.name = name
+        self.module = module
+        destroyed.initialize(to: 0)
+        cursor.initialize(to: 0)
+        inflight.initialize(to: 0)
+    }
+
+    var isDestroyed: Bool { chi_load32(destroyed) != 0 }
+}
+
+/// One shard of a pool: the module's state plus the lanes its tasks run on.
+final class Container: @unchecked Sendable {
+    unowned let pool: Pool
+    let id: UInt32
+    let node: UInt32
+    var state: UnsafeMutableRawPointer?
+    /// Lanes of every group, concatenated; `groups[g]` is the range of group g.
+    var lanes: [Lane] = []
+    var groups: [UInt32: Range<Int>] = [:]
+    unowned let runtime: Runtime
+
+    init(pool: Pool, id: UInt32, node: UInt32, runtime: Runtime) {
+        self.pool = pool
+        self.id = id
+        self.node = node
+        self.runtime = runtime
+    }
+
+    /// The container's C handle.
+    var handle: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
+
+    static func from(_ h: OpaquePointer) -> Container {
+        Unmanaged<Container>.fromOpaque(UnsafeRawPointer(h)).takeUnretainedValue()
+    }
+
+    /// Adds a lane group; lanes are spread over the workers of the matching latency class.
+    func addLanes(group: UInt32, count: Int, prio: UInt32) throws(ChiError) {
+        guard groups[group] == nil else {
+            throw ChiError(EINVAL, "lane group \(group) already exists in container \(id) of pool \(pool.name)")
+        }
+        guard count > 0 && count <= 1024 else {
+            throw ChiError(EINVAL, "lane group \(group): count \(count) is not in 1...1024")
+        }
+        let start = lanes.count
+        for i in 0..<count {
+            let w = runtime.workerFor(prio: prio)
+            lanes.append(Lane(container: self, group: group, index: start + i, prio: prio, worker: w))
+        }
+        groups[group] = start..<(start + count)
+    }
+
+    /// The lane of `group` for `hash`.
+    func lane(group: UInt32, hash: UInt64) -> Int? {
+        guard let r = groups[group] else { return nil }
+        return r.lowerBound + Int(hash % UInt64(r.count))
+    }
+
+    /// The lane of `group` with the fewest queued tasks.
+    func leastLoaded(group: UInt32) -> Int? {
+        guard let r = groups[group] else { return nil }
+        var best = r.lowerBound
+        var bestLoad = Int.max
+        for i in r {
+            let l = lanes[i].load
+            if l < bestLoad { best = i; bestLoad = l }
+        }
+        return best
+    }
+}
+
+/// A FIFO of tasks inside a container, owned by exactly one worker (only it touches the
+/// queue; others read the load counter).
+final class Lane: @unchecked Sendable {
+    unowned let container: Container
+    let group: UInt32
+    let index: Int
+    let prio: UInt32
+    unowned let worker: Worker
+    var head: TaskRecord?
+    var tail: TaskRecord?
+    /// Queued tasks, read racily by other workers for least-loaded mapping.
+    let queued = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    var tasksRun: UInt64 = 0
+    var busyNs: UInt64 = 0
+    var isActive = false
+
+    init(container: Container, group: UInt32, index: Int, prio: UInt32, worker: Worker) {
+        self.container = container
+        self.group = group
+        self.index = index
+        self.prio = prio
+        self.worker = worker
+        queued.initialize(to: 0)
+    }
+
+    var load: Int { Int(chi_load64_relaxed(queued)) }
+
+    @inline(__always)
+    func push(_ r: TaskRecord) {
+        r.next = nil
+        if let t = tail { t.next = r } else { head = r }
+        tail = r
+        chi_store64_relaxed(queued, chi_load64_relaxed(queued) &+ 1)
+    }
+
+    @inline(__always)
+    func pop() -> TaskRecord? {
+        guard let h = head else { return nil }
+        head = h.next
+        if head == nil { tail = nil }
+        h.next = nil
+        chi_store64_relaxed(queued, chi_load64_relaxed(queued) &- 1)
+        return h
+    }
+}

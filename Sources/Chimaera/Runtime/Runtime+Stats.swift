@@ -1,0 +1,147 @@
+import CChimaera
+import Glibc
+
+/// The runtime's statistics as one JSON object: process, segment, workers, pools and lanes.
+/// Counters of other workers are read without synchronisation: a snapshot, not a transaction.
+extension Runtime {
+    package func statsJSON() -> String {
+        var j = JSONWriter()
+        j.open()
+        j.key("pid"); j.int(Int(getpid()))
+        j.key("segment"); j.string(segment.name)
+        let uptimeNs = chi_now_ns() &- startNs
+        j.key("uptime_ms"); j.int(Int(uptimeNs / 1_000_000))
+        let cpuNs = ProcessStats.cpuTimeNs()
+        j.key("cpu_ns"); j.int(Int(cpuNs))
+        j.key("cpu_pct_since_start")
+        j.double(uptimeNs > 0 ? 100.0 * Double(cpuNs) / Double(uptimeNs) : 0)
+        j.key("shm"); j.open()
+        j.key("size"); j.int(segment.size)
+        j.key("heap_capacity"); j.int(Int(allocator.capacity))
+        j.key("heap_used"); j.int(Int(allocator.used))
+        j.close()
+        j.key("bad_tasks"); j.int(Int(badTasks))
+        j.key("workers"); j.openArray()
+        for w in workers {
+            j.open()
+            j.key("id"); j.int(w.id)
+            j.key("kind"); j.string(w.kind.rawValue)
+            j.key("cpu"); j.int(Int(w.cpu))
+            j.key("tasks_run"); j.int(Int(w.tasksRun))
+            j.key("busy_ns"); j.int(Int(w.busyNs))
+            j.key("sleeps"); j.int(Int(w.sleeps))
+            j.key("fibers"); j.int(w.fiberCount)
+            j.key("inbox"); j.int(w.inbox.count)
+            j.key("ingress_queued"); j.int(w.ingress.reduce(0) { $0 + $1.count })
+            j.close()
+        }
+        j.closeArray()
+        j.key("pools"); j.openArray()
+        for p in livePools() {
+            j.open()
+            j.key("id"); j.int(Int(p.id))
+            j.key("name"); j.string(p.name)
+            j.key("module"); j.string(p.module.name)
+            j.key("containers"); j.int(p.containers.count)
+            j.key("lanes"); j.openArray()
+            for c in p.containers {
+                for l in c.lanes {
+                    j.open()
+                    j.key("container"); j.int(Int(c.id))
+                    j.key("group"); j.int(Int(l.group))
+                    j.key("lane"); j.int(l.index)
+                    j.key("prio"); j.string(l.prio == UInt32(CHI_PRIO_LOW_LATENCY) ? "low_latency" : "high_latency")
+                    j.key("worker"); j.int(l.worker.id)
+                    j.key("queued"); j.int(l.load)
+                    j.key("tasks_run"); j.int(Int(l.tasksRun))
+                    j.key("busy_ns"); j.int(Int(l.busyNs))
+                    j.close()
+                }
+            }
+            j.closeArray()
+            j.close()
+        }
+        j.closeArray()
+        j.close()
+        return j.text
+    }
+}
+
+/// CPU time of this process, from /proc/self/stat.
+package enum ProcessStats {
+    /// utime + stime of process `pid` (self when nil) in nanoseconds, or 0 if unreadable.
+    package static func cpuTimeNs(pid: pid_t? = nil) -> UInt64 {
+        let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { return 0 }
+        defer { close(fd) }
+        var buf = [UInt8](repeating: 0, count: 1024)
+        let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 1023) }
+        guard n > 0 else { return 0 }
+        let text = String(decoding: buf[0..<n], as: UTF8.self)
+        // Fields after the command name (which may hold spaces) start after the last ')'.
+        guard let close = text.lastIndex(of: ")") else { return 0 }
+        let fields = text[text.index(after: close)...].split(separator: " ")
+        // fields[0] is state (field 3); utime is field 14, stime 15.
+        guard fields.count > 13, let ut = UInt64(fields[11]), let st = UInt64(fields[12]) else { return 0 }
+        let hz = UInt64(sysconf(Int32(_SC_CLK_TCK)))
+        return (ut + st) * 1_000_000_000 / max(hz, 1)
+    }
+}
+
+/// A minimal JSON writer (no Foundation in the runtime library).
+struct JSONWriter {
+    private(set) var text = ""
+    private var first = [true]
+    private var afterKey = false
+
+    private mutating func item() {
+        if afterKey {
+            afterKey = false
+            return
+        }
+        if !first[first.count - 1] { text += "," }
+        first[first.count - 1] = false
+    }
+    mutating func open() { item(); text += "{"; first.append(true) }
+    mutating func close() { text += "}"; first.removeLast() }
+    mutating func openArray() { item(); text += "["; first.append(true) }
+    mutating func closeArray() { text += "]"; first.removeLast() }
+    mutating func key(_ k: String) {
+        item()
+        appendQuoted(k)
+        text += ":"
+        afterKey = true
+    }
+    mutating func int(_ v: Int) { item(); text += String(v) }
+    mutating func double(_ v: Double) {
+        item()
+        let r = (v * 100).rounded() / 100
+        text += r.isFinite ? String(r) : "0"
+    }
+    mutating func string(_ s: String) {
+        item()
+        appendQuoted(s)
+    }
+    private mutating func appendQuoted(_ s: String) {
+        text += "\""
+        for u in s.unicodeScalars {
+            switch u {
+            case "\"": text += "\\\""
+            case "\\": text += "\\\\"
+            case "\n": text += "\\n"
+            default:
+                if u.value < 0x20 {
+                    text += "\\u00" + String(u.value, radix: 16).leftPad(2)
+                } else {
+                    text.unicodeScalars.append(u)
+                }
+            }
+        }
+        text += "\""
+    }
+}
+
+extension String {
+    func leftPad(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
+}

@@ -1,0 +1,298 @@
+import CChimaera
+import CNuma
+import Glibc
+
+/// One runtime: the segment, the workers, the modules and the pools. Runs in the daemon, or
+/// inside a client process in embedded mode.
+package final class Runtime: @unchecked Sendable {
+    package let config: RuntimeConfig
+    package let segment: SharedSegment
+    let allocator: ShmAllocator
+    let loader: ModuleLoader
+    private(set) var workers: [Worker] = []
+    /// This node's id (the physical-node sub-domain); a single node is node 1.
+    let nodeId: UInt32 = 1
+    let startNs = chi_now_ns()
+    /// 1 once a stop was requested; the main thread futex-waits on it.
+    package let stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    var badTasks: UInt64 = 0
+
+    static let maxPools = 1 << 16
+    static let adminPoolId = UInt64(CHI_ADMIN_POOL_ID)
+    /// Live pools by id, as unretained object pointers (0 = none); read without a lock.
+    private let poolSlots = UnsafeMutablePointer<UInt64>.allocate(capacity: maxPools)
+    private var poolsByName: [String: Pool] = [:]
+    /// Destroyed pools stay alive: a racing reader may still hold one.
+    private var retired: [Pool] = []
+    private var nextPoolId: UInt64 = 2
+    private var lock = pthread_mutex_t()
+    private let laneCursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
+    private var started = false
+    private var stopped = false
+    /// The client handed to module code for subtasks (set by the C exports layer).
+    package var internalClient: Client?
+
+    /// Creates the segment and workers; `start()` brings them up.
+    package init(config: RuntimeConfig, segmentName: String, anonymous: Bool = false) throws(ChiError) {
+        self.config = config
+        let nLL = config.lowLatencyWorkers
+        let nHL = config.highLatencyWorkers
+        let nWorkers = max(1, nLL + nHL)
+        let nQueues = max(1, nLL > 0 ? nLL : nWorkers)
+        segment = try SharedSegment.create(
+            name: segmentName, size: config.shmSize,
+            layout: .init(queues: nQueues, queueDepth: config.queueDepth, workers: nWorkers),
+            anonymous: anonymous)
+        allocator = segment.allocator
+        loader = ModuleLoader(configPaths: config.modulePath)
+        stopFlag.initialize(to: 0)
+        poolSlots.initialize(repeating: 0, count: Self.maxPools)
+        laneCursor.initialize(repeating: 0, count: 2)
+        var attr = pthread_mutexattr_t()
+        pthread_mutexattr_init(&attr)
+        pthread_mutexattr_settype(&attr, Int32(PTHREAD_MUTEX_RECURSIVE))
+        pthread_mutex_init(&lock, &attr)
+        pthread_mutexattr_destroy(&attr)
+
+        let spin = UInt64(config.workerSpinUs) * 1000
+        for i in 0..<nWorkers {
+            let kind: Worker.Kind = i < nLL || nLL + nHL == 0 ? .lowLatency : .highLatency
+            workers.append(Worker(id: i, kind: kind, runtime: self, doorbell: segment.doorbell(i),
+                                  spinNs: spin))
+        }
+        for q in 0..<nQueues { workers[q % nWorkers].ingress.append(segment.ring(q)) }
+        if config.pinWorkers { planPinning() }
+    }
+
+    /// Low-latency workers own a core each, counted down from the last CPU so that CPU 0 is
+    /// left to clients and the kernel; high-latency workers float.
+    private func planPinning() {
+        let ncpu = numa_available() >= 0 ? Int(numa_num_task_cpus()) : Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
+        guard ncpu > 1 else { return }
+        var next = ncpu - 1
+        for w in workers where w.kind == .lowLatency {
+            if next < 1 { break }
+            w.cpu = Int32(next)
+            next -= 1
+        }
+    }
+
+    /// Loads the admin module, creates the admin pool and the configured modules, starts the
+    /// workers and marks the segment ready.
+    package func start() throws(ChiError) {
+        precondition(!started)
+        started = true
+        let admin = try createPool(module: CHI_ADMIN_MODULE_NAME, name: "admin",
+                                   containersPerNode: 1, params: nil, id: Self.adminPoolId)
+        precondition(admin == Self.adminPoolId)
+        for m in config.modules { _ = try loader.load(m) }
+        for w in workers { try w.start() }
+        segment.publishReady()
+    }
+
+    package var isStopping: Bool { chi_load32_relaxed(stopFlag) != 0 }
+
+    /// Asks the runtime to stop; `waitForStop` returns. Async-signal-safe in effect.
+    package func requestStop() {
+        chi_store32(stopFlag, 1)
+        _ = chi_futex_wake(stopFlag, Int32.max)
+    }
+
+    /// Blocks the calling thread until a stop is requested.
+    package func waitForStop() {
+        while chi_load32(stopFlag) == 0 { _ = chi_futex_wait(stopFlag, 0, -1) }
+    }
+
+    /// Stops the workers, fails what is still queued with CHI_ESTOPPED, destroys the pools
+    /// and removes the segment. Idempotent; call from a non-worker thread.
+    package func shutdown() {
+        if stopped { return }
+        stopped = true
+        requestStop()
+        chi_store32(&segment.header.pointee.state, CHI_SEG_STOPPING)
+        for w in workers { w.stop() }
+        for w in workers where started { w.join() }
+        for w in workers { w.abandonAll() }
+        pthread_mutex_lock(&lock)
+        let pools = Array(poolsByName.values)
+        pthread_mutex_unlock(&lock)
+        for p in pools { destroyContainers(p) }
+        segment.unlink()
+    }
+
+    // MARK: Pools
+
+    @inline(__always)
+    func pool(_ id: UInt64) -> Pool? {
+        guard id > 0 && id < UInt64(Self.maxPools) else { return nil }
+        let bits = chi_load64(poolSlots + Int(id))
+        guard bits != 0, let p = UnsafeRawPointer(bitPattern: UInt(bits)) else { return nil }
+        return Unmanaged<Pool>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    /// The worker a new lane of priority `prio` goes to (round-robin within its class).
+    func workerFor(prio: UInt32) -> Worker {
+        let wantLow = prio == UInt32(CHI_PRIO_LOW_LATENCY)
+        var candidates = workers.filter { ($0.kind == .lowLatency) == wantLow }
+        if candidates.isEmpty { candidates = workers }
+        let i = chi_add64(laneCursor + (wantLow ? 0 : 1), 1)
+        return candidates[Int(i % UInt64(candidates.count))]
+    }
+
+    /// Creates a pool, or returns the id of the one already named `name`.
+    package func createPool(module: String, name: String, containersPerNode: Int,
+                    params: UnsafeRawBufferPointer?, id fixedId: UInt64? = nil) throws(ChiError) -> UInt64
+    {
+        guard !name.isEmpty, name.utf8.count < Int(CHI_NAME_MAX) else {
+            throw ChiError(EINVAL, "pool name must be 1 to \(CHI_NAME_MAX - 1) bytes")
+        }
+        guard containersPerNode >= 0, containersPerNode <= 4096 else {
+            throw ChiError(EINVAL, "containers per node must be 0...4096, got \(containersPerNode)")
+        }
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        if let p = poolsByName[name] {
+            guard p.module.name == module else {
+                throw ChiError(EEXIST, "pool \"\(name)\" exists with module \(p.module.name), not \(module)")
+            }
+            return p.id
+        }
+        let mod = try loader.load(module)
+        let id = fixedId ?? nextPoolId
+        guard id < UInt64(Self.maxPools) else { throw ChiError(ENOSPC, "too many pools") }
+        let pool = Pool(id: id, name: name, module: mod)
+        let n = max(1, containersPerNode)
+        for i in 0..<n {
+            let c = Container(pool: pool, id: UInt32(i), node: nodeId, runtime: self)
+            pool.containers.append(c)
+            pool.local.append(c)
+            if let create = mod.vtable.create {
+                var state: UnsafeMutableRawPointer?
+                let rc = create(c.handle, params?.baseAddress, UInt32(params?.count ?? 0), &state)
+                if rc < 0 {
+                    pool.containers.removeLast()
+                    pool.local.removeLast()
+                    destroyContainers(pool)
+                    throw ChiError(-rc, "module \(module): create of container \(i) of pool \"\(name)\" failed: \(ChiError.describe(rc))")
+                }
+                c.state = state
+            }
+            if c.lanes.isEmpty {
+                try c.addLanes(group: 0, count: 1, prio: UInt32(CHI_PRIO_LOW_LATENCY))
+            }
+        }
+        if fixedId == nil { nextPoolId += 1 }
+        poolsByName[name] = pool
+        chi_store64(poolSlots + Int(id), UInt64(UInt(bitPattern: Unmanaged.passUnretained(pool).toOpaque())))
+        return id
+    }
+
+    /// Every live pool, by id.
+    func livePools() -> [Pool] {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return poolsByName.values.sorted { $0.id < $1.id }
+    }
+
+    /// The id of the pool named `name`.
+    func findPool(_ name: String) -> UInt64? {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return poolsByName[name]?.id
+    }
+
+    /// Destroys a pool: new tasks fail with CHI_ENOPOOL, periodic ones complete with
+    /// CHI_ESTOPPED, queued ones drain (up to 5 s), then the destroy hooks run.
+    package func destroyPool(_ id: UInt64) throws(ChiError) {
+        guard id != Self.adminPoolId else { throw ChiError(EPERM, "the admin pool cannot be destroyed") }
+        pthread_mutex_lock(&lock)
+        guard let p = pool(id) else {
+            pthread_mutex_unlock(&lock)
+            throw ChiError(CInt(CHI_ENOPOOL), "no pool with id \(id)")
+        }
+        chi_store32(p.destroyed, 1)
+        chi_store64(poolSlots + Int(id), 0)
+        poolsByName[p.name] = nil
+        retired.append(p)
+        pthread_mutex_unlock(&lock)
+        for w in workers { w.post(.purge, p) }
+        let deadline = chi_now_ns() + 5_000_000_000
+        while chi_load64(p.inflight) > 0 && chi_now_ns() < deadline { yieldCurrent() }
+        destroyContainers(p)
+    }
+
+    private func destroyContainers(_ p: Pool) {
+        guard let destroy = p.module.vtable.destroy else { return }
+        for c in p.containers where c.state != nil {
+            destroy(c.handle, c.state)
+            c.state = nil
+        }
+    }
+
+    /// Waits (yielding the fiber) until no task is queued anywhere, at most 10 s.
+    package func flush() {
+        let deadline = chi_now_ns() + 10_000_000_000
+        while chi_now_ns() < deadline {
+            if queuedEverywhere() == 0 { return }
+            yieldCurrent()
+        }
+    }
+
+    private func queuedEverywhere() -> Int {
+        var n = 0
+        for w in workers {
+            n += w.inbox.count
+            for r in w.ingress { n += r.count }
+        }
+        pthread_mutex_lock(&lock)
+        for p in poolsByName.values {
+            for c in p.containers { for l in c.lanes { n += l.load } }
+        }
+        pthread_mutex_unlock(&lock)
+        return n
+    }
+
+    /// Lets other work run: on a fiber, requeue it behind the worker's other work; on a plain
+    /// thread, sleep briefly.
+    func yieldCurrent() {
+        if let w = Worker.current, let f = w.currentFiber {
+            w.ready.append(f)
+            f.suspend()
+        } else {
+            usleep(200)
+        }
+    }
+
+    // MARK: Completion
+
+    /// Leaves an error message for the client in shared memory (reserved[2]).
+    func attachMessage(_ msg: String, to t: UnsafeMutablePointer<chi_task_t>) {
+        let bytes = Array(msg.utf8.prefix(4000))
+        guard t.reservedPtr(2).pointee == 0,
+              let off = allocator.allocate(UInt64(bytes.count + 1)),
+              let p = segment.pointer(off, UInt64(bytes.count + 1)) else { return }
+        p.copyMemory(from: bytes, byteCount: bytes.count)
+        p.storeBytes(of: 0, toByteOffset: bytes.count, as: UInt8.self)
+        t.reservedPtr(2).pointee = off
+    }
+
+    /// Marks a task done and wakes whoever waits: a sleeping client (futex) or a runtime
+    /// fiber. Fire-and-forget tasks are freed here.
+    @inline(__always)
+    func finishTask(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64, isInternal: Bool) {
+        let flags = t.pointee.flags
+        let waiter = t.reservedPtr(1).pointee
+        let old = chi_xchg32(t.donePtr, DoneWord.done)
+        if old == DoneWord.sleeper {
+            _ = chi_futex_wake(t.donePtr, Int32.max)
+        } else if old == DoneWord.fiber && isInternal, let p = UnsafeRawPointer(bitPattern: UInt(waiter)) {
+            let f = Unmanaged<Fiber>.fromOpaque(p).takeUnretainedValue()
+            if f.worker === Worker.current {
+                f.worker.ready.append(f)
+            } else {
+                f.worker.post(.resume, f)
+            }
+        }
+        if flags & UInt32(CHI_TASK_FIRE_AND_FORGET) != 0 { allocator.free(off) }
+    }
+}

@@ -1,0 +1,56 @@
+import CChimaera
+
+/// A task's execution context: its own stack, so a method can wait for a subtask by
+/// switching back to its worker instead of blocking the thread. A fiber never leaves the
+/// worker that made it (Swift's exclusivity tracking and C thread-locals are per thread).
+final class Fiber {
+    static let stackSize = 256 * 1024
+
+    let ctx = UnsafeMutablePointer<chi_fiber_ctx_t>.allocate(capacity: 1)
+    private var stack = chi_fiber_stack_t()
+    unowned let worker: Worker
+    /// The task to run next, set by the worker before switching in.
+    var record: TaskRecord?
+    /// Set when the fiber finished its task and is free for another.
+    var finished = true
+
+    init(worker: Worker) throws(ChiError) {
+        self.worker = worker
+        let rc = chi_fiber_stack_alloc(&stack, Self.stackSize)
+        guard rc == 0 else { throw ChiError(-rc, "cannot map a fiber stack: \(Sys.errnoText(-rc))") }
+        chi_fiber_init(ctx, &stack, fiberEntry, Unmanaged.passUnretained(self).toOpaque())
+    }
+
+    deinit {
+        chi_fiber_stack_free(&stack)
+        ctx.deallocate()
+    }
+
+    /// The fiber's body: run a task, hand control back, repeat. Never returns.
+    fileprivate func main() -> Never {
+        while true {
+            if let r = record {
+                record = nil
+                worker.execute(r)
+            }
+            finished = true
+            chi_fiber_switch(ctx, worker.schedCtx)
+        }
+    }
+
+    /// Suspends the running fiber until the worker switches back to it.
+    func suspend() {
+        finished = false
+        chi_fiber_switch(ctx, worker.schedCtx)
+    }
+
+    /// The fiber running on this thread, if any.
+    static var current: Fiber? {
+        guard let w = Worker.current else { return nil }
+        return w.currentFiber
+    }
+}
+
+private let fiberEntry: @convention(c) (UnsafeMutableRawPointer?) -> Void = { arg in
+    Unmanaged<Fiber>.fromOpaque(arg!).takeUnretainedValue().main()
+}

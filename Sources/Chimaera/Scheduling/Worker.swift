@@ -1,0 +1,345 @@
+import CChimaera
+import CNuma
+import Glibc
+
+/// A runtime thread. It owns its lanes, fibers, timers and task records (shared nothing);
+/// other threads reach it only through its ingress rings (clients) and its inbox (workers),
+/// and wake it through its doorbell. It spins for `spinNs` when idle, then sleeps on a futex,
+/// so an idle runtime burns no CPU.
+final class Worker: @unchecked Sendable {
+    enum Kind: String { case lowLatency = "low_latency", highLatency = "high_latency" }
+
+    let id: Int
+    let kind: Kind
+    unowned let runtime: Runtime
+    let doorbell: UnsafeMutablePointer<chi_doorbell_t>
+    let doorbellSeq: UnsafeMutablePointer<UInt32>
+    let doorbellSleeping: UnsafeMutablePointer<UInt32>
+    /// The shared-memory rings this worker drains.
+    var ingress: [ShmRing] = []
+    /// Messages from other workers: an object pointer with a kind in its low bits.
+    let inbox: ShmRing
+    private let inboxMemory: UnsafeMutableRawPointer
+    /// The worker's own context while a fiber runs.
+    let schedCtx = UnsafeMutablePointer<chi_fiber_ctx_t>.allocate(capacity: 1)
+    var currentFiber: Fiber?
+    var cpu: Int32 = -1
+    let spinNs: UInt64
+
+    var activeLanes: [Lane] = []
+    var ready: [Fiber] = []
+    private var readyNext: [Fiber] = []
+    var timers = TimerHeap()
+    var freeRecords: [TaskRecord] = []
+    var idleFibers: [Fiber] = []
+    var fiberCount = 0
+    let exiting = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    var thread = pthread_t()
+
+    // Statistics, written by this worker only.
+    var tasksRun: UInt64 = 0
+    var busyNs: UInt64 = 0
+    var sleeps: UInt64 = 0
+
+    static let inboxCapacity = 1 << 16
+    enum Message: UInt64 { case enqueue = 0, resume = 1, purge = 2 }
+
+    init(id: Int, kind: Kind, runtime: Runtime, doorbell: UnsafeMutablePointer<chi_doorbell_t>,
+         spinNs: UInt64)
+    {
+        self.id = id
+        self.kind = kind
+        self.runtime = runtime
+        self.doorbell = doorbell
+        let raw = UnsafeMutableRawPointer(doorbell)
+        doorbellSeq = (raw + MemoryLayout<chi_doorbell_t>.offset(of: \.seq)!)
+            .assumingMemoryBound(to: UInt32.self)
+        doorbellSleeping = (raw + MemoryLayout<chi_doorbell_t>.offset(of: \.sleeping)!)
+            .assumingMemoryBound(to: UInt32.self)
+        self.spinNs = spinNs
+        inboxMemory = UnsafeMutableRawPointer.allocate(
+            byteCount: ShmRing.bytes(capacity: Self.inboxCapacity), alignment: 64)
+        ShmRing.format(at: inboxMemory, capacity: Self.inboxCapacity, owner: UInt32(id))
+        inbox = ShmRing(at: inboxMemory)
+        exiting.initialize(to: 0)
+        readyNext.reserveCapacity(64)
+        ready.reserveCapacity(64)
+    }
+
+    /// The worker running on this thread, if any.
+    static var current: Worker? {
+        guard let p = chi_tls_worker() else { return nil }
+        return Unmanaged<Worker>.fromOpaque(p).takeUnretainedValue()
+    }
+
+    // MARK: Thread
+
+    func start() throws(ChiError) {
+        let arg = Unmanaged.passUnretained(self).toOpaque()
+        let rc = pthread_create(&thread, nil, { arg in
+            Unmanaged<Worker>.fromOpaque(arg!).takeUnretainedValue().run()
+            return nil
+        }, arg)
+        guard rc == 0 else { throw ChiError(rc, "cannot start worker \(id): \(Sys.errnoText(rc))") }
+    }
+
+    func join() { pthread_join(thread, nil) }
+
+    /// Pins the thread to `cpu` through libnuma, which also tells which memory node it is on.
+    func pin(to cpu: Int32) {
+        guard numa_available() >= 0, let mask = numa_allocate_cpumask() else {
+            if chi_pin_thread(cpu) == 0 { self.cpu = cpu }
+            return
+        }
+        defer { numa_free_cpumask(mask) }
+        numa_bitmask_setbit(mask, UInt32(cpu))
+        if numa_sched_setaffinity(0, mask) == 0 { self.cpu = cpu }
+    }
+
+    private func run() {
+        chi_tls_set_worker(Unmanaged.passUnretained(self).toOpaque())
+        if cpu >= 0 { pin(to: cpu) }
+        var idleSince: UInt64 = 0
+        while chi_load32_relaxed(exiting) == 0 {
+            if pollOnce() {
+                idleSince = 0
+                continue
+            }
+            let now = chi_now_ns()
+            if idleSince == 0 {
+                idleSince = now
+            } else if now &- idleSince >= spinNs {
+                sleep(now: now)
+                idleSince = 0
+            } else {
+                chi_cpu_relax()
+            }
+        }
+        chi_tls_set_worker(nil)
+    }
+
+    /// One pass over every source of work. Returns whether anything was done.
+    @inline(__always)
+    func pollOnce() -> Bool {
+        var did = false
+        if drainInbox() { did = true }
+        if drainIngress() { did = true }
+        if runReady() { did = true }
+        if runLanes() { did = true }
+        if !timers.isEmpty && fireTimers(chi_now_ns()) { did = true }
+        return did
+    }
+
+    private var hasWork: Bool {
+        if !inbox.isEmpty || !ready.isEmpty || !activeLanes.isEmpty { return true }
+        for r in ingress where !r.isEmpty { return true }
+        return false
+    }
+
+    /// Sleeps on the doorbell until rung or until the next timer is due.
+    private func sleep(now: UInt64) {
+        let seq = chi_load32(doorbellSeq)
+        chi_store32(doorbellSleeping, 1)
+        chi_fence()
+        if hasWork || chi_load32_relaxed(exiting) != 0 {
+            chi_store32(doorbellSleeping, 0)
+            return
+        }
+        var timeout: Int64 = -1
+        if let due = timers.earliest { timeout = due > now ? Int64(due - now) : 0 }
+        if timeout != 0 {
+            sleeps &+= 1
+            _ = chi_futex_wait(doorbellSeq, seq, timeout)
+        }
+        chi_store32(doorbellSleeping, 0)
+    }
+
+    /// Wakes the worker if it sleeps. Callable from any thread or process.
+    @inline(__always)
+    static func ring(seq: UnsafeMutablePointer<UInt32>, sleeping: UnsafeMutablePointer<UInt32>) {
+        chi_fence()
+        if chi_load32_relaxed(sleeping) != 0 {
+            _ = chi_add32(seq, 1)
+            _ = chi_futex_wake(seq, 1)
+        }
+    }
+
+    func wake() { Self.ring(seq: doorbellSeq, sleeping: doorbellSleeping) }
+
+    /// Asks the worker to leave its loop.
+    func stop() {
+        chi_store32(exiting, 1)
+        _ = chi_add32(doorbellSeq, 1)
+        _ = chi_futex_wake(doorbellSeq, 1)
+    }
+
+    // MARK: Messages between workers
+
+    /// Sends `object` to this worker. Spins while the inbox is full (bounded by the tasks in
+    /// flight, which the ingress rings bound).
+    func post(_ kind: Message, _ object: AnyObject) {
+        let bits = UInt64(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque())) | kind.rawValue
+        while !inbox.push(bits) { chi_cpu_relax() }
+        wake()
+    }
+
+    private func drainInbox() -> Bool {
+        var did = false
+        while let bits = inbox.popSingle() {
+            did = true
+            let kind = Message(rawValue: bits & 7)!
+            let p = UnsafeRawPointer(bitPattern: UInt(bits & ~7))!
+            switch kind {
+            case .enqueue:
+                let r = Unmanaged<TaskRecord>.fromOpaque(p).takeRetainedValue()
+                enqueueLocal(r)
+            case .resume:
+                let f = Unmanaged<Fiber>.fromOpaque(p).takeRetainedValue()
+                ready.append(f)
+            case .purge:
+                let pool = Unmanaged<Pool>.fromOpaque(p).takeRetainedValue()
+                purge(pool)
+            }
+        }
+        return did
+    }
+
+    private func drainIngress() -> Bool {
+        var did = false
+        for ring in ingress {
+            var n = 0
+            while n < 256, let off = ring.popSingle() {
+                accept(off)
+                n += 1
+            }
+            if n > 0 { did = true }
+        }
+        return did
+    }
+
+    // MARK: Lanes, fibers, timers
+
+    @inline(__always)
+    func enqueueLocal(_ r: TaskRecord) {
+        let lane = r.lane!
+        lane.push(r)
+        if !lane.isActive {
+            lane.isActive = true
+            activeLanes.append(lane)
+        }
+    }
+
+    private func runLanes() -> Bool {
+        if activeLanes.isEmpty { return false }
+        var i = 0
+        while i < activeLanes.count {
+            let lane = activeLanes[i]
+            if let r = lane.pop() {
+                runOnFiber(r)
+                lane.tasksRun &+= 1
+                i += 1
+            } else {
+                lane.isActive = false
+                activeLanes.swapAt(i, activeLanes.count - 1)
+                activeLanes.removeLast()
+            }
+        }
+        return true
+    }
+
+    private func runReady() -> Bool {
+        if ready.isEmpty { return false }
+        swap(&ready, &readyNext)
+        for f in readyNext { resume(f) }
+        readyNext.removeAll(keepingCapacity: true)
+        return true
+    }
+
+    private func runOnFiber(_ r: TaskRecord) {
+        let f: Fiber
+        if let idle = idleFibers.popLast() {
+            f = idle
+        } else {
+            do {
+                f = try Fiber(worker: self)
+                fiberCount += 1
+            } catch {
+                r.task.pointee.rc = -error.code
+                complete(r)
+                return
+            }
+        }
+        f.record = r
+        resume(f)
+    }
+
+    @inline(__always)
+    private func resume(_ f: Fiber) {
+        currentFiber = f
+        f.finished = false
+        chi_fiber_switch(schedCtx, f.ctx)
+        currentFiber = nil
+        if f.finished { idleFibers.append(f) }
+    }
+
+    private func fireTimers(_ now: UInt64) -> Bool {
+        var did = false
+        while let r = timers.popDue(now) {
+            did = true
+            enqueueLocal(r)
+        }
+        return did
+    }
+
+    /// Completes the periodic tasks of a destroyed pool.
+    private func purge(_ pool: Pool) {
+        for r in timers.removeAll(where: { $0.pool === pool }) {
+            r.task.pointee.rc = -CInt(CHI_ESTOPPED)
+            complete(r)
+        }
+    }
+
+    /// Completes everything still queued here with CHI_ESTOPPED. Runs after the thread ended.
+    func abandonAll() {
+        while let r = timers.popDue(UInt64.max) {
+            r.task.pointee.rc = -CInt(CHI_ESTOPPED)
+            complete(r)
+        }
+        for lane in activeLanes {
+            while let r = lane.pop() {
+                r.task.pointee.rc = -CInt(CHI_ESTOPPED)
+                complete(r)
+            }
+        }
+        activeLanes.removeAll()
+        for ring in ingress {
+            while let off = ring.pop() {
+                guard let p = runtime.segment.pointer(off, UInt64(MemoryLayout<chi_task_t>.size))
+                else { continue }
+                let t = p.assumingMemoryBound(to: chi_task_t.self)
+                t.pointee.rc = -CInt(CHI_ESTOPPED)
+                runtime.finishTask(t, off: off, isInternal: false)
+            }
+        }
+    }
+
+    // MARK: Records
+
+    @inline(__always)
+    func allocRecord(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) -> TaskRecord {
+        if let r = freeRecords.popLast() {
+            r.task = t
+            r.taskOff = off
+            return r
+        }
+        let r = TaskRecord(task: t)
+        r.taskOff = off
+        return r
+    }
+
+    @inline(__always)
+    func freeRecord(_ r: TaskRecord) {
+        r.reset()
+        freeRecords.append(r)
+    }
+}

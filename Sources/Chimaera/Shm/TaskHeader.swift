@@ -1,0 +1,33 @@
+import CChimaera
+
+/// Field addresses of a task header, for atomic access to the words both sides touch.
+extension UnsafeMutablePointer where Pointee == chi_task_t {
+    private static var doneOffset: Int { MemoryLayout<chi_task_t>.offset(of: \.done)! }
+    private static var reservedOffset: Int { MemoryLayout<chi_task_t>.offset(of: \.reserved)! }
+
+    /// The completion word.
+    @inline(__always)
+    package var donePtr: UnsafeMutablePointer<UInt32> {
+        (UnsafeMutableRawPointer(self) + Self.doneOffset).assumingMemoryBound(to: UInt32.self)
+    }
+
+    /// `reserved[i]`, the library's private words.
+    @inline(__always)
+    package func reservedPtr(_ i: Int) -> UnsafeMutablePointer<UInt64> {
+        (UnsafeMutableRawPointer(self) + Self.reservedOffset + 8 * i)
+            .assumingMemoryBound(to: UInt64.self)
+    }
+}
+
+/// Completion-word states beyond the public PENDING (0) and DONE (1).
+enum DoneWord {
+    static let pending: UInt32 = 0
+    static let done: UInt32 = 1
+    /// A client thread sleeps on the word (futex): the completer must wake it.
+    static let sleeper: UInt32 = 2
+    /// A runtime fiber waits; reserved[1] holds it.
+    static let fiber: UInt32 = 3
+}
+
+/// The library's flag on a task that was submitted and has not been deleted.
+let submittedFlag: UInt32 = 0x8000_0000

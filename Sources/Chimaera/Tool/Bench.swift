@@ -1,0 +1,168 @@
+import CChimaera
+import Glibc
+
+/// `chimaera bench`: each case starts its own runtime (unless --segment names a running one),
+/// measures, prints its figures beside a baseline measured in the same run, and stops it.
+enum Bench {
+    static func main(_ opts: inout Options) -> Int32 {
+        let json = opts.flag("--json")
+        let segment = opts.value("--segment")
+        let config = opts.value("--config")
+        let sync = opts.value("--sync")
+        let async = opts.value("--async")
+        let threads = opts.value("--threads")
+        let seconds = Double(opts.value("--seconds") ?? "10") ?? 10
+        guard let which = opts.positional() else {
+            Tool.fail("bench: name a case: small-message or idle")
+            return 2
+        }
+        if Tool.rejectUnknown(opts, "bench") { return 2 }
+        var daemon = OwnDaemon(segment: segment, config: config)
+        guard daemon.start() else { return 1 }
+        defer { daemon.stop() }
+        var figures: [(String, Double)]
+        switch which {
+        case "small-message":
+            var args = ["--segment", daemon.segment]
+            if let sync { args += ["--sync", sync] }
+            if let async { args += ["--async", async] }
+            if let threads { args += ["--threads", threads] }
+            guard let f = smallMessage(clientArgs: args) else { return 1 }
+            figures = f
+        case "idle":
+            guard let f = idle(daemon: daemon, seconds: seconds) else { return 1 }
+            figures = f
+        default:
+            Tool.fail("bench: unknown case \"\(which)\" (small-message, idle)")
+            return 2
+        }
+        if json {
+            var w = JSONWriter()
+            w.open()
+            w.key("case"); w.string(which)
+            for (k, v) in figures {
+                w.key(k)
+                if v == v.rounded() && abs(v) < 1e15 { w.int(Int(v)) } else { w.double(v) }
+            }
+            w.close()
+            print(w.text)
+        } else {
+            print("chimaera bench \(which):")
+            for (k, v) in figures { print("  \(k.padding(32)) \(format(v))") }
+        }
+        return 0
+    }
+
+    static func format(_ v: Double) -> String {
+        v == v.rounded() ? String(Int(v)) : String(format2: "%.3f", v)
+    }
+
+    static var libexec: String {
+        let exe = ChildProcess.selfExe
+        var parts = exe.split(separator: "/", omittingEmptySubsequences: false)
+        parts.removeLast(2)
+        return parts.joined(separator: "/") + "/libexec/chimaera"
+    }
+
+    /// Sync round trips and async throughput from a C client, beside a raw two-process
+    /// shared-memory ping-pong and ring.
+    static func smallMessage(clientArgs: [String]) -> [(String, Double)]? {
+        let base = ChildProcess.run(libexec + "/chi_bench_pingpong", [])
+        guard base.status == 0 else {
+            Tool.fail("baseline failed (\(base.status)): \(base.output)")
+            return nil
+        }
+        let client = ChildProcess.run(libexec + "/chi_bench_client", clientArgs, timeoutMs: 600_000)
+        guard client.status == 0 else {
+            Tool.fail("bench client failed (\(client.status)): \(client.output)")
+            return nil
+        }
+        let b = ChildProcess.parseFlatJSON(base.output)
+        let c = ChildProcess.parseFlatJSON(client.output)
+        var out: [(String, Double)] = []
+        for k in c.keys.sorted() { out.append((k, c[k]!)) }
+        for k in b.keys.sorted() { out.append((k, b[k]!)) }
+        if let s = c["sync_rtt_ns_p50"], let p = b["baseline_pingpong_ns_p50"], p > 0 {
+            out.append(("ratio_p50", (s / p * 100).rounded() / 100))
+        }
+        return out
+    }
+
+    /// CPU use of an idle runtime, the round trip of the first task after idleness, and the
+    /// time from start to the first task served.
+    static func idle(daemon: OwnDaemon, seconds: Double) -> [(String, Double)]? {
+        let client: Client
+        do {
+            client = try Client.connect(segment: daemon.segment, configPath: nil,
+                                        mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 2000)
+            let pool = try client.createPool(module: "small_message", name: "bench_idle", containersPerNode: 1, params: nil)
+            _ = try md(client, pool)
+            let startup = Double(chi_now_ns() &- daemon.startedAt) / 1e6
+            usleep(1_000_000)
+            let pid = client.daemonPid
+            let c0 = ProcessStats.cpuTimeNs(pid: pid), t0 = chi_now_ns()
+            usleep(UInt32(seconds * 1e6))
+            let c1 = ProcessStats.cpuTimeNs(pid: pid), t1 = chi_now_ns()
+            let pct = 100.0 * Double(c1 &- c0) / Double(t1 &- t0)
+            var wakes: [Double] = [try md(client, pool)]
+            for _ in 0..<2 {
+                usleep(1_000_000)
+                wakes.append(try md(client, pool))
+            }
+            wakes.sort()
+            return [("idle_cpu_pct", (pct * 1000).rounded() / 1000), ("idle_seconds", seconds),
+                    ("wake_rtt_us", (wakes[1] * 10).rounded() / 10), ("wake_rtt_us_max", (wakes[2] * 10).rounded() / 10),
+                    ("startup_ms", (startup * 10).rounded() / 10)]
+        } catch {
+            Tool.fail(error.message)
+            return nil
+        }
+    }
+
+    /// One sync Md; returns its round trip in microseconds.
+    static func md(_ c: Client, _ pool: UInt64) throws(ChiError) -> Double {
+        let q = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), 0)
+        let t0 = chi_now_ns()
+        let t = try c.newTask(pool: pool, method: UInt32(CHI_SM_MD), size: MemoryLayout<chi_sm_md_task_t>.size, query: q)
+        let rc = try c.call(t, timeoutNs: 10_000_000_000)
+        let ret = UnsafeMutableRawPointer(t).assumingMemoryBound(to: chi_sm_md_task_t.self).pointee.ret
+        try c.deleteTask(t)
+        let us = Double(chi_now_ns() &- t0) / 1000
+        guard rc == 0 && ret == 1 else { throw ChiError(EIO, "Md returned rc \(rc), ret \(ret)") }
+        return us
+    }
+}
+
+/// A runtime the bench starts (and stops) itself, or one it was pointed at.
+struct OwnDaemon {
+    var segment: String
+    let own: Bool
+    let config: String?
+    var startedAt: UInt64 = 0
+
+    init(segment: String?, config: String?) {
+        self.segment = segment ?? "bench_\(getpid())"
+        own = segment == nil
+        self.config = config
+    }
+
+    mutating func start() -> Bool {
+        startedAt = chi_now_ns()
+        guard own else { return true }
+        var args = ["start", "--segment", segment, "--detach", "--log-file", "/tmp/chimaera_\(segment).log"]
+        if let config { args += ["--config", config] }
+        let r = ChildProcess.run(ChildProcess.selfExe, args, timeoutMs: 30_000)
+        if r.status != 0 { Tool.fail("cannot start a runtime for the bench: \(r.output)") }
+        return r.status == 0
+    }
+
+    func stop() {
+        guard own else { return }
+        _ = ChildProcess.run(ChildProcess.selfExe, ["stop", "--segment", segment], timeoutMs: 30_000)
+        unlink("/tmp/chimaera_\(segment).log")
+    }
+}
+
+extension String {
+    func padding(_ n: Int) -> String { self + String(repeating: " ", count: max(0, n - count)) }
+}

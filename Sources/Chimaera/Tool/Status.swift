@@ -1,0 +1,146 @@
+import CChimaera
+import Glibc
+
+extension Tool {
+    /// `chimaera status`: the runtime's statistics, and its CPU use (since start, and over a
+    /// window measured from /proc without waking the runtime).
+    static func status(_ opts: inout Options) -> Int32 {
+        guard let config = loadConfig(&opts) else { return 2 }
+        let name = segmentName(&opts, config)
+        let json = opts.flag("--json")
+        let windowMs = Int(opts.value("--cpu-window-ms") ?? "0") ?? 0
+        if rejectUnknown(opts, "status") { return 2 }
+        let client: Client
+        do {
+            client = try Client.connect(segment: name, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000)
+        } catch {
+            fail(error.message)
+            return 1
+        }
+        let pid = client.daemonPid
+        var windowPct: Double?
+        if windowMs > 0 {
+            let c0 = ProcessStats.cpuTimeNs(pid: pid), t0 = chi_now_ns()
+            usleep(UInt32(windowMs) * 1000)
+            let c1 = ProcessStats.cpuTimeNs(pid: pid), t1 = chi_now_ns()
+            windowPct = 100.0 * Double(c1 &- c0) / Double(max(t1 &- t0, 1))
+        }
+        let stats: String
+        do {
+            stats = try client.statsJSON()
+        } catch {
+            fail(error.message)
+            return 1
+        }
+        if json {
+            print(stats)
+            return 0
+        }
+        let top = StatsView(stats)
+        print("runtime \"\(name)\": pid \(pid), up \(top.int("uptime_ms") / 1000) s")
+        print(String(format2: "cpu: %.2f%% of one core since start", top.double("cpu_pct_since_start")))
+        if let w = windowPct { print(String(format2: "cpu: %.2f%% of one core over the last \(windowMs) ms", w)) }
+        if let shm = top.object("shm") {
+            print("shared memory: \(shm.int("heap_used") >> 20) MiB used of \(shm.int("heap_capacity") >> 20) MiB")
+        }
+        print("workers:")
+        for w in top.objects("workers") {
+            print("  #\(w.int("id")) \(w.string("kind")) cpu=\(w.int("cpu")) tasks=\(w.int("tasks_run")) busy=\(w.int("busy_ns") / 1000)us sleeps=\(w.int("sleeps")) fibers=\(w.int("fibers"))")
+        }
+        print("pools:")
+        for p in top.objects("pools") {
+            let lanes = p.objects("lanes")
+            let run = lanes.reduce(0) { $0 + $1.int("tasks_run") }
+            let queued = lanes.reduce(0) { $0 + $1.int("queued") }
+            print("  #\(p.int("id")) \(p.string("name")) module=\(p.string("module")) containers=\(p.int("containers")) lanes=\(lanes.count) tasks=\(run) queued=\(queued)")
+        }
+        return 0
+    }
+}
+
+extension String {
+    /// Formats one Double with a printf pattern (no Foundation).
+    init(format2 fmt: String, _ v: Double) {
+        var buf = [CChar](repeating: 0, count: 256)
+        _ = withVaList([v]) { vsnprintf(&buf, 256, fmt, $0) }
+        self = String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}
+
+/// A read-only view of the stats JSON, enough for printing (keys of the top object and of
+/// the objects in its arrays). Not a general JSON parser.
+struct StatsView {
+    private let text: Substring
+
+    init(_ text: String) { self.text = text[...] }
+    private init(sub: Substring) { text = sub }
+
+    private func raw(_ key: String) -> Substring? {
+        // Search the top level only: track depth so nested keys are skipped.
+        var depth = 0
+        var i = text.startIndex
+        let needle = "\"\(key)\":"
+        while i < text.endIndex {
+            let ch = text[i]
+            if ch == "{" || ch == "[" { depth += 1 } else if ch == "}" || ch == "]" { depth -= 1 }
+            if depth == 1 && ch == "\"" && text[i...].hasPrefix(needle) {
+                let start = text.index(i, offsetBy: needle.count)
+                return text[start...]
+            }
+            if ch == "\"" && depth >= 1 {
+                // Skip the string.
+                var j = text.index(after: i)
+                while j < text.endIndex && text[j] != "\"" {
+                    if text[j] == "\\" { j = text.index(after: j) }
+                    j = text.index(after: j)
+                }
+                i = j
+            }
+            i = text.index(after: i)
+        }
+        return nil
+    }
+
+    func int(_ key: String) -> Int { Int(double(key)) }
+
+    func double(_ key: String) -> Double {
+        guard let r = raw(key) else { return 0 }
+        return Double(r.prefix { "-0123456789.eE+".contains($0) }) ?? 0
+    }
+
+    func string(_ key: String) -> String {
+        guard let r = raw(key), r.first == "\"" else { return "" }
+        return String(r.dropFirst().prefix { $0 != "\"" })
+    }
+
+    func object(_ key: String) -> StatsView? {
+        guard let r = raw(key), r.first == "{", let end = r.firstIndex(of: "}") else { return nil }
+        return StatsView(sub: r[...end])
+    }
+
+    func objects(_ key: String) -> [StatsView] {
+        guard let r = raw(key), r.first == "[" else { return [] }
+        var out: [StatsView] = []
+        var depth = 0
+        var start = r.startIndex
+        var inString = false
+        var i = r.startIndex
+        while i < r.endIndex {
+            let ch = r[i]
+            if inString {
+                if ch == "\\" { i = r.index(after: i) } else if ch == "\"" { inString = false }
+            } else if ch == "\"" {
+                inString = true
+            } else if ch == "{" || ch == "[" {
+                depth += 1
+                if depth == 2 && ch == "{" { start = i }
+            } else if ch == "}" || ch == "]" {
+                if depth == 2 && ch == "}" { out.append(StatsView(sub: r[start...i])) }
+                depth -= 1
+                if depth == 0 { break }
+            }
+            i = r.index(after: i)
+        }
+        return out
+    }
+}

@@ -1,0 +1,238 @@
+import CChimaera
+import Glibc
+
+/// The `chimaera` command: start, stop and inspect a runtime, and run benchmarks.
+package enum Tool {
+    static let usage = """
+        usage: chimaera <command> [options]
+
+          start   [--segment NAME] [--config FILE] [--detach --pid-file FILE] [--log-file FILE]
+                  run a runtime (foreground unless --detach; --detach returns once it serves)
+          stop    [--segment NAME] [--timeout-ms N]   stop a runtime and remove its segment
+          status  [--segment NAME] [--json] [--cpu-window-ms N]
+                  workers, pools, lanes, task counts and CPU use
+          bench   small-message|idle [--json] [--segment NAME] [options]
+
+        The segment defaults to $CHIMAERA_SEGMENT, then the config's runtime.name ("default");
+        the config file to $CHIMAERA_CONF.
+        """
+
+    /// Runs the tool; returns the exit status.
+    package static func main(_ args: [String]) -> Int32 {
+        guard let cmd = args.first else {
+            print(usage)
+            return 2
+        }
+        var opts = Options(Array(args.dropFirst()))
+        let status: Int32
+        switch cmd {
+        case "start": status = start(&opts)
+        case "stop": status = stop(&opts)
+        case "status": status = Tool.status(&opts)
+        case "bench": status = Bench.main(&opts)
+        case "help", "--help", "-h":
+            print(usage)
+            return 0
+        default:
+            fail("unknown command \"\(cmd)\"\n\(usage)")
+            return 2
+        }
+        return status
+    }
+
+    /// Reports the first option nobody asked for; true if there was one.
+    static func rejectUnknown(_ opts: Options, _ cmd: String) -> Bool {
+        guard let bad = opts.unused() else { return false }
+        fail("unknown option \(bad) for \(cmd)")
+        return true
+    }
+
+    static func fail(_ msg: String) {
+        var m = "chimaera: " + msg
+        if !m.hasSuffix("\n") { m += "\n" }
+        _ = m.withCString { write(2, $0, strlen($0)) }
+    }
+
+    /// The segment to talk to: --segment, $CHIMAERA_SEGMENT, then the config's name.
+    static func segmentName(_ opts: inout Options, _ config: RuntimeConfig) -> String {
+        if let s = opts.value("--segment") { return s }
+        if let e = getenv("CHIMAERA_SEGMENT"), e.pointee != 0 { return String(cString: e) }
+        return config.name
+    }
+
+    static func loadConfig(_ opts: inout Options) -> RuntimeConfig? {
+        do {
+            return try RuntimeConfig.load(path: opts.value("--config"))
+        } catch {
+            fail("configuration error: \(error.description)")
+            return nil
+        }
+    }
+
+    // MARK: start
+
+    static func start(_ opts: inout Options) -> Int32 {
+        guard let config = loadConfig(&opts) else { return 2 }
+        let name = segmentName(&opts, config)
+        guard ModuleLoader.validName(name) else {
+            fail("invalid segment name \"\(name)\"")
+            return 2
+        }
+        let detach = opts.flag("--detach")
+        let pidFile = opts.value("--pid-file")
+        let logFile = opts.value("--log-file")
+        if rejectUnknown(opts, "start") { return 2 }
+        if let pid = SharedSegment.livePid(of: name) {
+            fail("segment \"\(name)\" is already served by pid \(pid); stop it with `chimaera stop --segment \(name)`")
+            return 1
+        }
+        if !detach { return serve(config: config, name: name, pidFile: pidFile, notify: nil) }
+
+        var fds: [Int32] = [0, 0]
+        guard pipe(&fds) == 0 else {
+            fail("pipe: \(Sys.errnoText())")
+            return 1
+        }
+        let pid = fork()
+        if pid < 0 {
+            fail("fork: \(Sys.errnoText())")
+            return 1
+        }
+        if pid == 0 {
+            close(fds[0])
+            setsid()
+            let devnull = open("/dev/null", O_RDWR)
+            dup2(devnull, 0)
+            let out = logFile.map { open($0, O_WRONLY | O_CREAT | O_APPEND, 0o644) } ?? devnull
+            dup2(out >= 0 ? out : devnull, 1)
+            dup2(out >= 0 ? out : devnull, 2)
+            exit(serve(config: config, name: name, pidFile: pidFile, notify: fds[1]))
+        }
+        close(fds[1])
+        // Wait for the child's verdict: "OK" once it serves, or its error text.
+        var msg = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 1024)
+        var pfd = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
+        let deadline = chi_now_ns() + 30_000_000_000
+        while chi_now_ns() < deadline {
+            if poll(&pfd, 1, 1000) <= 0 { continue }
+            let n = buf.withUnsafeMutableBytes { read(fds[0], $0.baseAddress, 1024) }
+            if n <= 0 { break }
+            msg += buf[0..<n]
+        }
+        close(fds[0])
+        let text = String(decoding: msg, as: UTF8.self)
+        if text.hasPrefix("OK") {
+            print("chimaera: runtime \"\(name)\" serving (pid \(pid))")
+            return 0
+        }
+        fail(text.isEmpty ? "the runtime exited before it was ready (see its log)" : text)
+        return 1
+    }
+
+    /// Runs a runtime in this process until it is stopped.
+    static func serve(config: RuntimeConfig, name: String, pidFile: String?, notify: Int32?) -> Int32 {
+        func report(_ s: String) {
+            if let fd = notify {
+                _ = s.withCString { write(fd, $0, strlen($0)) }
+                close(fd)
+            }
+        }
+        let rt: Runtime
+        do {
+            rt = try Runtime(config: config, segmentName: name)
+            rt.internalClient = Client(segment: rt.segment, runtime: rt, ownsRuntime: false,
+                                       spinNs: UInt64(config.clientSpinUs) * 1000)
+            try rt.start()
+        } catch {
+            fail(error.message)
+            report(error.message)
+            return 1
+        }
+        _ = chi_install_stop_signals(rt.stopFlag)
+        if let pidFile {
+            let fd = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            if fd >= 0 {
+                _ = "\(getpid())\n".withCString { write(fd, $0, strlen($0)) }
+                close(fd)
+            }
+        }
+        let workers = rt.workers.map { "\($0.kind.rawValue)\($0.cpu >= 0 ? "@cpu\($0.cpu)" : "")" }
+        print("chimaera: runtime \"\(name)\" ready: pid \(getpid()), segment \(SharedSegment.filePath(name)), workers \(workers.joined(separator: " "))")
+        fflush(nil)
+        report("OK\n")
+        rt.waitForStop()
+        rt.shutdown()
+        if let pidFile { unlink(pidFile) }
+        print("chimaera: runtime \"\(name)\" stopped")
+        return 0
+    }
+
+    // MARK: stop
+
+    static func stop(_ opts: inout Options) -> Int32 {
+        guard let config = loadConfig(&opts) else { return 2 }
+        let name = segmentName(&opts, config)
+        let timeoutMs = Int(opts.value("--timeout-ms") ?? "10000") ?? 10000
+        if rejectUnknown(opts, "stop") { return 2 }
+        guard let pid = SharedSegment.livePid(of: name) else {
+            if access(SharedSegment.filePath(name), F_OK) == 0 {
+                _ = Sys.shmUnlink(SharedSegment.shmName(name))
+                fail("no runtime was serving segment \"\(name)\"; removed its stale segment")
+            } else {
+                fail("no runtime is serving segment \"\(name)\"")
+            }
+            return 1
+        }
+        var asked = false
+        if let c = try? Client.connect(segment: name, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000) {
+            asked = (try? c.stopRuntime()) != nil
+        }
+        if !asked { kill(pid, SIGTERM) }
+        let deadline = chi_now_ns() + UInt64(timeoutMs) * 1_000_000
+        while Sys.processAlive(pid) && chi_now_ns() < deadline { usleep(5_000) }
+        if Sys.processAlive(pid) {
+            fail("runtime pid \(pid) did not stop within \(timeoutMs) ms; killing it")
+            kill(pid, SIGKILL)
+            while Sys.processAlive(pid) { usleep(5_000) }
+        }
+        if access(SharedSegment.filePath(name), F_OK) == 0 { _ = Sys.shmUnlink(SharedSegment.shmName(name)) }
+        print("chimaera: runtime \"\(name)\" (pid \(pid)) stopped")
+        return 0
+    }
+}
+
+/// Command-line options: `--key value` and `--flag`, with a check that all were used.
+struct Options {
+    private var args: [String]
+    private var used = Set<Int>()
+
+    init(_ args: [String]) { self.args = args }
+
+    mutating func value(_ key: String) -> String? {
+        guard let i = args.firstIndex(of: key), i + 1 < args.count else { return nil }
+        used.insert(i)
+        used.insert(i + 1)
+        return args[i + 1]
+    }
+
+    mutating func flag(_ key: String) -> Bool {
+        guard let i = args.firstIndex(of: key) else { return false }
+        used.insert(i)
+        return true
+    }
+
+    /// The first positional argument not yet used.
+    mutating func positional() -> String? {
+        for (i, a) in args.enumerated() where !used.contains(i) && !a.hasPrefix("--") {
+            used.insert(i)
+            return a
+        }
+        return nil
+    }
+
+    func unused() -> String? {
+        for (i, a) in args.enumerated() where !used.contains(i) { return a }
+        return nil
+    }
+}

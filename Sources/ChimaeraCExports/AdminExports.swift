@@ -1,0 +1,83 @@
+import CChimaera
+import Chimaera
+
+// Modules, pools and the runtime, through the admin pool: client.h.
+
+@c(chi_module_register)
+public func chiModuleRegister(_ h: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        try Handles.client(h).registerModule(try cString(name, "module name"))
+        return 0
+    }
+}
+
+@c(chi_pool_create)
+public func chiPoolCreate(_ h: OpaquePointer?, _ opts: UnsafePointer<chi_pool_create_opts_t>?,
+                          _ out: UnsafeMutablePointer<UInt64>?) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        let c = try Handles.client(h)
+        guard let opts, let out else { throw ChiError(EINVAL, "opts or pool_id is NULL") }
+        var o = chi_pool_create_opts_t()
+        let n = min(Int(opts.pointee.size), MemoryLayout<chi_pool_create_opts_t>.size)
+        guard n >= MemoryLayout<chi_pool_create_opts_t>.offset(of: \.params_size)! + 4 else {
+            throw ChiError(EINVAL, "chi_pool_create_opts_t.size is \(opts.pointee.size); set it to sizeof(chi_pool_create_opts_t)")
+        }
+        withUnsafeMutableBytes(of: &o) { $0.copyMemory(from: UnsafeRawBufferPointer(start: opts, count: n)) }
+        let module = try cString(o.module, "opts.module")
+        let name = try cString(o.name, "opts.name")
+        if o.params_size > 0 && o.params == nil { throw ChiError(EINVAL, "opts.params is NULL but params_size is \(o.params_size)") }
+        let params = o.params_size > 0 ? UnsafeRawBufferPointer(start: o.params, count: Int(o.params_size)) : nil
+        out.pointee = try c.createPool(module: module, name: name, containersPerNode: o.containers_per_node,
+                                       params: params)
+        return 0
+    }
+}
+
+@c(chi_pool_get_id)
+public func chiPoolGetId(_ h: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UInt64>?) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        let c = try Handles.client(h)
+        guard let out else { throw ChiError(EINVAL, "pool_id is NULL") }
+        out.pointee = try c.poolId(named: try cString(name, "pool name"))
+        return 0
+    }
+}
+
+@c(chi_pool_destroy)
+public func chiPoolDestroy(_ h: OpaquePointer?, _ id: UInt64) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        try Handles.client(h).destroyPool(id)
+        return 0
+    }
+}
+
+@c(chi_runtime_flush)
+public func chiRuntimeFlush(_ h: OpaquePointer?) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        try Handles.client(h).flush()
+        return 0
+    }
+}
+
+@c(chi_runtime_stop)
+public func chiRuntimeStop(_ h: OpaquePointer?) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        try Handles.client(h).stopRuntime()
+        return 0
+    }
+}
+
+@c(chi_runtime_stats)
+public func chiRuntimeStats(_ h: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        let c = try Handles.client(h)
+        guard let buf else { throw ChiError(EINVAL, "buf is NULL") }
+        let json = Array(try c.statsJSON().utf8)
+        guard json.count < cap else {
+            throw ChiError(ERANGE, "statistics need \(json.count + 1) bytes; the buffer has \(cap)")
+        }
+        for (i, b) in json.enumerated() { buf[i] = CChar(bitPattern: b) }
+        buf[json.count] = 0
+        return CInt(json.count)
+    }
+}

@@ -1,0 +1,68 @@
+import CChimaera
+import Chimaera
+import Glibc
+
+/// C handles for clients: a small box with a magic word, so a NULL, stale or foreign handle
+/// is an error rather than a crash. Boxes are never freed (a finalized one is marked dead),
+/// which keeps a stale handle readable.
+struct ClientBox {
+    static let live: UInt64 = 0x4348_4943_4C49_4E54 // "CHICLINT"
+    static let dead: UInt64 = 0x4445_4144_434C_4E54
+    var magic: UInt64
+    var client: Unmanaged<Client>?
+}
+
+enum Handles {
+    static func make(_ c: Client) -> OpaquePointer {
+        let box = UnsafeMutablePointer<ClientBox>.allocate(capacity: 1)
+        box.initialize(to: ClientBox(magic: ClientBox.live, client: .passRetained(c)))
+        return OpaquePointer(box)
+    }
+
+    /// The client behind a handle, or an EINVAL error naming the problem.
+    @inline(__always)
+    static func client(_ h: OpaquePointer?) throws(ChiError) -> Client {
+        guard let h else { throw ChiError(EINVAL, "client handle is NULL") }
+        let box = UnsafeMutablePointer<ClientBox>(h)
+        guard box.pointee.magic == ClientBox.live, let c = box.pointee.client else {
+            throw ChiError(EINVAL, "client handle \(h) is not a live client (finalized or invalid)")
+        }
+        return c.takeUnretainedValue()
+    }
+
+    static func release(_ h: OpaquePointer?) throws(ChiError) -> Client {
+        let c = try client(h)
+        let box = UnsafeMutablePointer<ClientBox>(h!)
+        box.pointee.magic = ClientBox.dead
+        box.pointee.client?.release()
+        box.pointee.client = nil
+        return c
+    }
+
+    /// The handle of a runtime's internal client, made once per runtime.
+    nonisolated(unsafe) static var internalHandles: [ObjectIdentifier: OpaquePointer] = [:]
+    nonisolated(unsafe) static var lock = pthread_mutex_t()
+    static func internalHandle(for rt: Runtime) -> OpaquePointer? {
+        guard let c = rt.internalClient else { return nil }
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        if let h = internalHandles[ObjectIdentifier(rt)] { return h }
+        let h = make(c)
+        internalHandles[ObjectIdentifier(rt)] = h
+        return h
+    }
+}
+
+/// A C string argument, or an EINVAL error if it is NULL.
+@inline(__always)
+func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws(ChiError) -> String {
+    guard let p else { throw ChiError(EINVAL, "\(what) is NULL") }
+    return String(cString: p)
+}
+
+/// A task argument, or an EINVAL error if it is NULL.
+@inline(__always)
+func taskArg(_ t: UnsafeMutablePointer<chi_task_t>?) throws(ChiError) -> UnsafeMutablePointer<chi_task_t> {
+    guard let t else { throw ChiError(EINVAL, "task is NULL") }
+    return t
+}

@@ -1,0 +1,154 @@
+import CChimaera
+import Chimaera
+
+// The module API: containers, lanes, run contexts and runtime services (module.h). These
+// run on worker threads inside module hooks; a NULL handle is an error, never a trap.
+
+@c(chi_container_add_lanes)
+public func chiContainerAddLanes(_ c: OpaquePointer?, _ group: UInt32, _ count: UInt32, _ prio: UInt32) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        guard let c else { throw ChiError(EINVAL, "container is NULL") }
+        try ModuleServices.addLanes(c, group: group, count: Int(count), prio: prio)
+        return 0
+    }
+}
+
+@c(chi_container_id)
+public func chiContainerId(_ c: OpaquePointer?) -> UInt32 {
+    guard let c else { return UInt32.max }
+    return ModuleServices.containerId(c)
+}
+
+@c(chi_container_count)
+public func chiContainerCount(_ c: OpaquePointer?) -> UInt32 {
+    guard let c else { return 0 }
+    return ModuleServices.containerCount(c)
+}
+
+@c(chi_container_pool_id)
+public func chiContainerPoolId(_ c: OpaquePointer?) -> UInt64 {
+    guard let c else { return 0 }
+    return ModuleServices.poolId(c)
+}
+
+@c(chi_lane_by_hash)
+public func chiLaneByHash(_ c: OpaquePointer?, _ group: UInt32, _ hash: UInt64) -> CInt {
+    guard let c else { return -EINVAL }
+    return ModuleServices.laneByHash(c, group: group, hash: hash)
+}
+
+@c(chi_lane_least_loaded)
+public func chiLaneLeastLoaded(_ c: OpaquePointer?, _ group: UInt32) -> CInt {
+    guard let c else { return -EINVAL }
+    return ModuleServices.leastLoaded(c, group: group)
+}
+
+@c(chi_rctx_container)
+public func chiRctxContainer(_ r: OpaquePointer?) -> OpaquePointer? {
+    guard let r else { return nil }
+    return ModuleServices.container(of: r)
+}
+
+@c(chi_rctx_client)
+public func chiRctxClient(_ r: OpaquePointer?) -> OpaquePointer? {
+    guard let r, let rt = ModuleServices.runtime(of: r) else { return nil }
+    return Handles.internalHandle(for: rt)
+}
+
+@c(chi_rctx_replica_count)
+public func chiRctxReplicaCount(_ r: OpaquePointer?) -> UInt32 {
+    guard let r else { return 0 }
+    return ModuleServices.replicaCount(r)
+}
+
+@c(chi_rctx_replica)
+public func chiRctxReplica(_ r: OpaquePointer?, _ i: UInt32) -> UnsafeMutablePointer<chi_task_t>? {
+    guard let r else { return nil }
+    return ModuleServices.replica(r, Int(i))
+}
+
+@c(chi_rctx_shm_ptr)
+public func chiRctxShmPtr(_ r: OpaquePointer?, _ p: chi_shm_ptr_t, _ size: UInt64) -> UnsafeMutableRawPointer? {
+    guard let r else { return nil }
+    return ModuleServices.shmPointer(r, p, size)
+}
+
+@c(chi_rt_module_register)
+public func chiRtModuleRegister(_ r: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        try rt.registerModule(try cString(name, "module name"))
+        return 0
+    }
+}
+
+@c(chi_rt_pool_create)
+public func chiRtPoolCreate(_ r: OpaquePointer?, _ module: UnsafePointer<CChar>?, _ name: UnsafePointer<CChar>?,
+                            _ cpn: UInt32, _ params: UnsafeRawPointer?, _ size: UInt32,
+                            _ out: UnsafeMutablePointer<UInt64>?) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        guard let out else { throw ChiError(EINVAL, "pool_id is NULL") }
+        // The parameters may sit in client-writable memory: copy them first.
+        var copy = [UInt8]()
+        if size > 0 {
+            guard let params else { throw ChiError(EINVAL, "params is NULL") }
+            copy = Array(UnsafeRawBufferPointer(start: params, count: Int(size)))
+        }
+        let mod = try cString(module, "module name")
+        let poolName = try cString(name, "pool name")
+        let result: Result<UInt64, ChiError> = copy.withUnsafeBytes { b in
+            Result { () throws(ChiError) -> UInt64 in
+                try rt.createPool(module: mod, name: poolName, containersPerNode: Int(cpn),
+                                  params: size > 0 ? b : nil)
+            }
+        }
+        out.pointee = try result.get()
+        return 0
+    }
+}
+
+@c(chi_rt_pool_find)
+public func chiRtPoolFind(_ r: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ out: UnsafeMutablePointer<UInt64>?) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        guard let out else { throw ChiError(EINVAL, "pool_id is NULL") }
+        let n = try cString(name, "pool name")
+        guard let id = rt.poolId(named: n) else { throw ChiError(CInt(CHI_ENOPOOL), "no pool named \"\(n)\"") }
+        out.pointee = id
+        return 0
+    }
+}
+
+@c(chi_rt_pool_destroy)
+public func chiRtPoolDestroy(_ r: OpaquePointer?, _ id: UInt64) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        try rt.destroyPool(id)
+        return 0
+    }
+}
+
+@c(chi_rt_flush)
+public func chiRtFlush(_ r: OpaquePointer?) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        rt.flush()
+        return 0
+    }
+}
+
+@c(chi_rt_request_stop)
+public func chiRtRequestStop(_ r: OpaquePointer?) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        rt.requestStop()
+        return 0
+    }
+}
+
+@c(chi_rt_stats_json)
+public func chiRtStatsJson(_ r: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        guard let buf else { throw ChiError(EINVAL, "buf is NULL") }
+        let json = Array(rt.statsJSON().utf8)
+        guard json.count < cap else { throw ChiError(ERANGE, "statistics need \(json.count + 1) bytes; the buffer has \(cap)") }
+        for (i, b) in json.enumerated() { buf[i] = CChar(bitPattern: b) }
+        buf[json.count] = 0
+        return CInt(json.count)
+    }
+}

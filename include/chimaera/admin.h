@@ -1,0 +1,67 @@
+/* The admin module (chimaera_admin): task layouts of the runtime's control methods. The
+ * client calls in client.h (chi_module_register, chi_pool_create, ...) build these tasks. */
+#ifndef CHIMAERA_ADMIN_H
+#define CHIMAERA_ADMIN_H
+
+#include "chimaera/task.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CHI_ADMIN_MODULE_NAME "chimaera_admin"
+#define CHI_NAME_MAX 64
+
+#define CHI_ADMIN_REGISTER_MODULE 10u
+#define CHI_ADMIN_CREATE_POOL     11u
+#define CHI_ADMIN_GET_POOL_ID     12u
+#define CHI_ADMIN_DESTROY_POOL    13u
+#define CHI_ADMIN_FLUSH           14u
+#define CHI_ADMIN_STOP_RUNTIME    15u
+#define CHI_ADMIN_POLL_STATS      16u
+
+typedef struct chi_admin_register_module_task {
+    chi_task_t hdr;
+    char name[CHI_NAME_MAX];          /* IN */
+} chi_admin_register_module_task_t;
+
+typedef struct chi_admin_create_pool_task {
+    chi_task_t hdr;
+    char module[CHI_NAME_MAX];        /* IN */
+    char name[CHI_NAME_MAX];          /* IN */
+    uint32_t containers_per_node;     /* IN */
+    uint32_t params_size;             /* IN: bytes at params */
+    chi_shm_ptr_t params;             /* IN: bulk, DT_WRITE */
+    uint64_t pool_id;                 /* OUT */
+} chi_admin_create_pool_task_t;
+
+typedef struct chi_admin_get_pool_id_task {
+    chi_task_t hdr;
+    char name[CHI_NAME_MAX];          /* IN */
+    uint64_t pool_id;                 /* OUT */
+} chi_admin_get_pool_id_task_t;
+
+typedef struct chi_admin_destroy_pool_task {
+    chi_task_t hdr;
+    uint64_t pool_id;                 /* IN */
+} chi_admin_destroy_pool_task_t;
+
+typedef struct chi_admin_flush_task {
+    chi_task_t hdr;
+} chi_admin_flush_task_t;
+
+typedef struct chi_admin_stop_runtime_task {
+    chi_task_t hdr;
+} chi_admin_stop_runtime_task_t;
+
+typedef struct chi_admin_poll_stats_task {
+    chi_task_t hdr;
+    chi_shm_ptr_t buf;                /* IN: bulk, DT_EXPOSE: receives JSON */
+    uint64_t cap;                     /* IN: bytes at buf */
+    uint64_t len;                     /* OUT: bytes written, NUL excluded */
+} chi_admin_poll_stats_task_t;
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,174 @@
+/* The module API: what a ChiMod (lib<name>.so) exports and the runtime services it may call.
+ * A module exports one symbol, chi_module_entry, returning its vtable. Hooks run on runtime
+ * worker threads, inside a fiber: chi_task_wait on a subtask suspends the fiber, not the
+ * thread. Hooks for one container never run concurrently with create/destroy. */
+#ifndef CHIMAERA_MODULE_H
+#define CHIMAERA_MODULE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "chimaera/client.h"
+#include "chimaera/errors.h"
+#include "chimaera/task.h"
+#include "chimaera/version.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- Task-layout descriptors ---------------------------------------------------------- */
+
+/* Field types. */
+#define CHI_FT_U8    1u
+#define CHI_FT_U16   2u
+#define CHI_FT_U32   3u
+#define CHI_FT_U64   4u
+#define CHI_FT_I8    5u
+#define CHI_FT_I16   6u
+#define CHI_FT_I32   7u
+#define CHI_FT_I64   8u
+#define CHI_FT_F32   9u
+#define CHI_FT_F64   10u
+#define CHI_FT_BOOL  11u
+#define CHI_FT_BYTES 12u /* fixed-size inline bytes */
+#define CHI_FT_STR   13u /* fixed-size inline char array, NUL-terminated */
+#define CHI_FT_BULK  14u /* chi_shm_ptr_t to bulk data; its length is another field */
+#define CHI_FT_SHM_PTR 15u /* chi_shm_ptr_t that is not bulk data */
+#define CHI_FT_DOMAIN_QUERY 16u
+
+/* Directions. */
+#define CHI_DIR_IN    1u
+#define CHI_DIR_OUT   2u
+#define CHI_DIR_INOUT 3u
+
+/* Bulk modes (the seed's DT_WRITE / DT_EXPOSE). */
+#define CHI_DT_WRITE  1u /* the data travels with the request */
+#define CHI_DT_EXPOSE 2u /* the remote side writes the data; it is copied back on completion */
+
+/** One parameter of a task, at `offset` bytes from the start of the task. */
+typedef struct chi_field_desc {
+    const char *name;
+    uint32_t offset;
+    uint32_t size;
+    uint32_t type;            /* CHI_FT_* */
+    uint32_t dir;             /* CHI_DIR_* */
+    int32_t bulk_size_field;  /* CHI_FT_BULK: index of the field holding its byte count; else -1 */
+    uint32_t bulk_mode;       /* CHI_FT_BULK: CHI_DT_WRITE and/or CHI_DT_EXPOSE; else 0 */
+} chi_field_desc_t;
+
+/* Method flags. */
+#define CHI_MF_PERIODIC_OK 0x1u /* the method may be submitted as CHI_TASK_PERIODIC */
+
+/** One method: its id, name, task size and parameters. */
+typedef struct chi_method_desc {
+    uint32_t id;
+    uint32_t task_size;       /* sizeof the method's task struct (header included) */
+    uint32_t flags;           /* CHI_MF_* */
+    uint32_t nfields;
+    const char *name;
+    const chi_field_desc_t *fields;
+} chi_method_desc_t;
+
+/* ---- Opaque runtime objects ----------------------------------------------------------- */
+
+/** One container (shard) of a pool, as seen by its module. */
+typedef struct chi_container chi_container_t;
+/** The context of one running task. */
+typedef struct chi_rctx chi_rctx_t;
+
+/* Monitor modes. */
+#define CHI_MONITOR_SCHEDULE    1u /* rewrite task->dom_query to a direct query (dynamic) */
+#define CHI_MONITOR_REPLICA_AGG 2u /* fold the replicas' outputs into the original task */
+
+/** The vtable a module exports. Hooks may be NULL except run. */
+typedef struct chi_module_vtable {
+    uint32_t size;       /* sizeof(chi_module_vtable_t) the module was built with */
+    uint16_t abi_major;  /* CHI_ABI_MAJOR the module was built with */
+    uint16_t abi_minor;
+    const char *name;
+    uint32_t version;
+    uint32_t nmethods;
+    const chi_method_desc_t *methods;
+    /** Builds one container's state from the pool's create parameters; must add its lanes. */
+    int (*create)(chi_container_t *c, const void *params, uint32_t params_size, void **state);
+    /** Frees one container's state. */
+    void (*destroy)(chi_container_t *c, void *state);
+    /** Runs a method; the return value becomes task->rc. */
+    int (*run)(void *state, chi_task_t *task, chi_rctx_t *rctx);
+    /** Scheduling and aggregation hooks (CHI_MONITOR_*). Return 0 or -errno. */
+    int (*monitor)(void *state, uint32_t mode, chi_task_t *task, chi_rctx_t *rctx);
+    /** Picks the lane (an index from chi_lane_by_hash / chi_lane_least_loaded). NULL: the
+     *  first lane group, by task->lane_hash. */
+    int (*map_task_to_lane)(void *state, chi_container_t *c, const chi_task_t *task);
+    /** Optional live upgrade: build new state from an older version's state. */
+    int (*upgrade)(chi_container_t *c, void *old_state, uint32_t old_version, void **new_state);
+} chi_module_vtable_t;
+
+typedef const chi_module_vtable_t *(*chi_module_entry_fn)(void);
+#define CHI_MODULE_ENTRY_SYMBOL "chi_module_entry"
+
+/** Declares the entry symbol of a module: CHI_MODULE_EXPORT(&my_vtable). */
+#if defined(__cplusplus)
+#define CHI_MODULE_EXPORT(vt)                                                                \
+    extern "C" __attribute__((visibility("default"))) const chi_module_vtable_t *           \
+    chi_module_entry(void) { return (vt); }
+#else
+#define CHI_MODULE_EXPORT(vt)                                                                \
+    __attribute__((visibility("default"))) const chi_module_vtable_t *chi_module_entry(void) \
+    { return (vt); }
+#endif
+
+/* ---- Containers and lanes (call from hooks) ------------------------------------------- */
+
+/** Adds a lane group: `count` FIFO lanes of priority `prio` (CHI_PRIO_*), mapped onto workers.
+ *  Call from create. Returns 0 or -EINVAL (group already exists, count 0 or > 1024). */
+int chi_container_add_lanes(chi_container_t *c, uint32_t group, uint32_t count, uint32_t prio);
+/** This container's id within its pool (0..n-1, stable). */
+uint32_t chi_container_id(const chi_container_t *c);
+/** The number of containers in the container's pool. */
+uint32_t chi_container_count(const chi_container_t *c);
+/** The container's pool id. */
+uint64_t chi_container_pool_id(const chi_container_t *c);
+/** The lane of `group` chosen by hash, or a negative error. */
+int chi_lane_by_hash(const chi_container_t *c, uint32_t group, uint64_t hash);
+/** The lane of `group` with the fewest queued tasks, or a negative error. */
+int chi_lane_least_loaded(const chi_container_t *c, uint32_t group);
+
+/* ---- Run context (call from run and monitor) ------------------------------------------ */
+
+/** The container the task runs in. */
+chi_container_t *chi_rctx_container(chi_rctx_t *rctx);
+/** A client handle for spawning subtasks from inside the runtime; do not finalize it. */
+chi_client_t *chi_rctx_client(chi_rctx_t *rctx);
+/** Number of replicas during CHI_MONITOR_REPLICA_AGG; 0 otherwise. */
+uint32_t chi_rctx_replica_count(chi_rctx_t *rctx);
+/** The i-th replica (a completed copy of the task) during CHI_MONITOR_REPLICA_AGG. */
+chi_task_t *chi_rctx_replica(chi_rctx_t *rctx, uint32_t i);
+/** Resolves a task's shared-memory pointer, checking [offset, offset + size) lies inside the
+ *  segment. Returns NULL if it does not (treat as -EFAULT). */
+void *chi_rctx_shm_ptr(chi_rctx_t *rctx, chi_shm_ptr_t p, uint64_t size);
+
+/* ---- Runtime services for the admin module ---------------------------------------------- */
+
+/** Loads a module by name into the runtime. */
+int chi_rt_module_register(chi_rctx_t *rctx, const char *name);
+/** Creates (idempotently by name) a pool; stores its id. */
+int chi_rt_pool_create(chi_rctx_t *rctx, const char *module, const char *name,
+                       uint32_t containers_per_node, const void *params, uint32_t params_size,
+                       uint64_t *pool_id);
+/** Finds a pool by name. */
+int chi_rt_pool_find(chi_rctx_t *rctx, const char *name, uint64_t *pool_id);
+/** Destroys a pool. */
+int chi_rt_pool_destroy(chi_rctx_t *rctx, uint64_t pool_id);
+/** Suspends the calling task until all tasks queued before it have run. */
+int chi_rt_flush(chi_rctx_t *rctx);
+/** Asks the runtime to stop after the current task completes. */
+int chi_rt_request_stop(chi_rctx_t *rctx);
+/** Writes the runtime's statistics as JSON into buf; returns the length or -ERANGE. */
+int chi_rt_stats_json(chi_rctx_t *rctx, char *buf, size_t cap);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
