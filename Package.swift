@@ -21,7 +21,8 @@ let package = Package(
         ),
         .target(
             name: "ChimaeraCExports",
-            dependencies: ["Chimaera", "CChimaera"]
+            dependencies: ["Chimaera", "CChimaera"],
+            exclude: ["chimaera.map"]
         ),
         .testTarget(
             name: "ChimaeraTests",

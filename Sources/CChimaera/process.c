@@ -45,3 +45,5 @@ const char *chi_self_path(void) {
     if (dladdr((void *)&chi_self_path, &info) && info.dli_fname) return info.dli_fname;
     return "";
 }
+
+int chi_current_cpu(void) { return sched_getcpu(); }

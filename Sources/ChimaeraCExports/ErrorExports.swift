@@ -9,7 +9,7 @@ nonisolated(unsafe) private var internLock = pthread_mutex_t()
 
 @c(chi_strerror)
 public func chiStrerror(_ code: CInt) -> UnsafePointer<CChar> {
-    let key = code < 0 ? -code : code
+    let key = code < 0 ? 0 &- code : code
     pthread_mutex_lock(&internLock)
     defer { pthread_mutex_unlock(&internLock) }
     if let p = interned[key] { return UnsafePointer(p) }

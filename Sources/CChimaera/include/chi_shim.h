@@ -98,6 +98,8 @@ void chi_tls_set_error(const char *msg);
 int chi_install_stop_signals(uint32_t *flag);
 /** Pins the calling thread to one CPU. Returns 0 or -errno. */
 int chi_pin_thread(int cpu);
+/** The CPU the calling thread runs on (-1 if unknown); no system call with rseq/vDSO. */
+int chi_current_cpu(void);
 /** Returns the path of the shared object holding this code ("" if unknown). */
 const char *chi_self_path(void);
 
@@ -155,7 +157,7 @@ typedef struct chi_seg_header {
     uint32_t nqueues;
     uint32_t queue_depth;
     uint32_t nworkers;
-    uint32_t pad0;
+    uint32_t pinned_cpus;      /* bit i: a worker is pinned to CPU i (CPUs 0-31) */
     uint64_t queues_off;       /* nqueues rings, each ring_stride bytes */
     uint64_t ring_stride;
     uint64_t doorbells_off;    /* nworkers doorbells */

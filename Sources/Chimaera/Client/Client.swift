@@ -181,7 +181,11 @@ package final class Client: @unchecked Sendable {
             return
         }
         let start = chi_now_ns()
-        let spinEnd = start &+ spinNs
+        // Spinning on the CPU of a pinned worker would keep it from running the task: sleep
+        // at once there, so the worker gets the CPU and the wake-up brings us back.
+        let cpu = chi_current_cpu()
+        let onWorkerCpu = cpu >= 0 && cpu < 32 && segment.header.pointee.pinned_cpus & (1 << UInt32(cpu)) != 0
+        let spinEnd = onWorkerCpu ? start : start &+ spinNs
         var i = 0
         while true {
             if chi_load32(done) == DoneWord.done { return }

@@ -73,6 +73,7 @@ package final class Runtime: @unchecked Sendable {
         for w in workers where w.kind == .lowLatency {
             if next < 1 { break }
             w.cpu = Int32(next)
+            if next < 32 { segment.header.pointee.pinned_cpus |= 1 << UInt32(next) }
             next -= 1
         }
     }

@@ -100,6 +100,7 @@ final class Worker: @unchecked Sendable {
         chi_tls_set_worker(Unmanaged.passUnretained(self).toOpaque())
         if cpu >= 0 { pin(to: cpu) }
         var idleSince: UInt64 = 0
+        var spins: UInt32 = 0
         while chi_load32_relaxed(exiting) == 0 {
             if pollOnce() {
                 idleSince = 0
@@ -112,7 +113,10 @@ final class Worker: @unchecked Sendable {
                 sleep(now: now)
                 idleSince = 0
             } else {
-                chi_cpu_relax()
+                // A client may be waiting for this CPU (it is not pinned away from ours):
+                // yield now and then so an idle spin never starves it.
+                spins &+= 1
+                if spins & 63 == 0 { sched_yield() } else { chi_cpu_relax() }
             }
         }
         chi_tls_set_worker(nil)

@@ -27,7 +27,7 @@ package struct ChiError: Error, CustomStringConvertible, Sendable {
 extension ChiError {
     /// Describes a code for `chi_strerror`; never empty.
     package static func describe(_ code: CInt) -> String {
-        let c = code < 0 ? -code : code
+        let c = code < 0 ? 0 &- code : code
         switch c {
         case 0: return "success"
         case CInt(CHI_ENOMODULE): return "no such module"
