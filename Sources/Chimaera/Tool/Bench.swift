@@ -17,6 +17,10 @@ enum Bench {
             return 2
         }
         if Tool.rejectUnknown(opts, "bench") { return 2 }
+        guard which == "small-message" || which == "idle" else {
+            Tool.fail("bench: unknown case \"\(which)\" (small-message, idle)")
+            return 2
+        }
         var daemon = OwnDaemon(segment: segment, config: config)
         guard daemon.start() else { return 1 }
         defer { daemon.stop() }

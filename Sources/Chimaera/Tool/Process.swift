@@ -11,7 +11,7 @@ enum ChildProcess {
     /// Runs `path args` with stdout captured; kills it after `timeoutMs`.
     static func run(_ path: String, _ args: [String], timeoutMs: Int = 120_000) -> Result {
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else { return Result(status: -1, output: "") }
+        guard pipeCloexec(&fds) else { return Result(status: -1, output: "") }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         posix_spawn_file_actions_adddup2(&actions, fds[1], 1)
@@ -80,4 +80,12 @@ extension Substring {
         while let l = s.last, chars.contains(l) { s = s.dropLast() }
         return String(s)
     }
+}
+
+/// A pipe whose ends are closed on exec, so helpers and daemons do not inherit them.
+func pipeCloexec(_ fds: inout [Int32]) -> Bool {
+    guard pipe(&fds) == 0 else { return false }
+    _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
+    _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
+    return true
 }

@@ -89,7 +89,7 @@ package enum Tool {
         if !detach { return serve(config: config, name: name, pidFile: pidFile, notify: nil) }
 
         var fds: [Int32] = [0, 0]
-        guard pipe(&fds) == 0 else {
+        guard pipeCloexec(&fds) else {
             fail("pipe: \(Sys.errnoText())")
             return 1
         }

@@ -1,0 +1,45 @@
+"""`chimaera bench`: each case starts and stops its own runtime and prints one JSON object
+with the fixed keys scripts read. Figures are not judged here (machines are noisy); only that
+they are present, plausible and consistent with each other."""
+
+import json
+from pathlib import Path
+
+from conftest import STAGE, require_staged, run
+
+
+def bench(*args, timeout=300):
+    require_staged()
+    status, out = run([STAGE / "bin" / "chimaera", "bench", *args, "--json"], timeout=timeout)
+    assert status == 0, out
+    line = [l for l in out.splitlines() if l.startswith("{")][-1]
+    return json.loads(line)
+
+
+def test_small_message_reports_latency_throughput_and_its_baseline():
+    fig = bench("small-message", "--sync", "5000", "--async", "50000", "--threads", "1,4")
+    for key in ("sync_rtt_ns_p50", "sync_rtt_ns_p99", "sync_rtt_ns_p999", "baseline_pingpong_ns_p50",
+                "ratio_p50", "async_tasks_per_s_1t", "async_tasks_per_s_4t", "baseline_ring_msgs_per_s"):
+        assert key in fig, key
+        assert fig[key] > 0, key
+    assert fig["sync_rtt_ns_p50"] <= fig["sync_rtt_ns_p99"] <= fig["sync_rtt_ns_p999"]
+    ratio = fig["sync_rtt_ns_p50"] / fig["baseline_pingpong_ns_p50"]
+    assert abs(fig["ratio_p50"] - ratio) < 0.01 * ratio + 0.01
+
+
+def test_idle_reports_cpu_wake_and_startup_and_leaves_nothing_behind():
+    before = {p.name for p in Path("/dev/shm").glob("chimaera_bench_*")}
+    fig = bench("idle", "--seconds", "2")
+    for key in ("idle_cpu_pct", "wake_rtt_us", "startup_ms"):
+        assert key in fig, key
+    assert 0 <= fig["idle_cpu_pct"] < 100
+    assert fig["wake_rtt_us"] > 0 and fig["startup_ms"] > 0
+    after = {p.name for p in Path("/dev/shm").glob("chimaera_bench_*")}
+    assert after <= before
+
+
+def test_unknown_case_is_an_error_that_names_the_cases():
+    require_staged()
+    status, out = run([STAGE / "bin" / "chimaera", "bench", "no-such-case"], timeout=60)
+    assert status != 0
+    assert "small-message" in out
