@@ -33,6 +33,7 @@ public func chiClientFinalize(_ h: OpaquePointer?) -> CInt {
     chiTry { () throws(ChiError) -> CInt in
         let c = try Handles.release(h)
         c.close()
+        if c.ownsRuntime, let rt = c.runtime { Handles.dropInternalHandle(for: rt) }
         return 0
     }
 }

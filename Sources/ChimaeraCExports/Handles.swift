@@ -39,6 +39,14 @@ enum Handles {
         return c
     }
 
+    /// Forgets (and kills) the internal handle of a runtime that stopped.
+    static func dropInternalHandle(for rt: Runtime) {
+        pthread_mutex_lock(&lock)
+        let h = internalHandles.removeValue(forKey: ObjectIdentifier(rt))
+        pthread_mutex_unlock(&lock)
+        if let h { _ = try? release(h) }
+    }
+
     /// The handle of a runtime's internal client, made once per runtime.
     nonisolated(unsafe) static var internalHandles: [ObjectIdentifier: OpaquePointer] = [:]
     nonisolated(unsafe) static var lock = pthread_mutex_t()

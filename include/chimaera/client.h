@@ -27,7 +27,7 @@ typedef struct chi_client_opts {
     uint32_t mode;               /* CHI_MODE_* */
     const char *segment;         /* NULL: $CHIMAERA_SEGMENT, then the config's runtime.name */
     const char *config_path;     /* NULL: $CHIMAERA_CONF, else defaults */
-    uint32_t connect_timeout_ms; /* how long to wait for a starting runtime; 0 = 1000 */
+    uint32_t connect_timeout_ms; /* how long to wait for a starting runtime; 0 = 500 */
     uint32_t reserved;
 } chi_client_opts_t;
 

@@ -72,7 +72,7 @@ package final class Client: @unchecked Sendable {
             rt.internalClient = Client(segment: rt.segment, runtime: rt, ownsRuntime: false, spinNs: spin)
             return Client(segment: rt.segment, runtime: rt, ownsRuntime: true, spinNs: spin)
         }
-        let timeout = UInt64(timeoutMs == 0 ? 1000 : timeoutMs) * 1_000_000
+        let timeout = UInt64(timeoutMs == 0 ? 500 : timeoutMs) * 1_000_000
         let seg = try SharedSegment.attach(name: segName, timeoutNs: timeout)
         return Client(segment: seg, runtime: nil, ownsRuntime: false, spinNs: spin)
     }

@@ -119,6 +119,8 @@ package final class Runtime: @unchecked Sendable {
         pthread_mutex_unlock(&lock)
         for p in pools { destroyContainers(p) }
         segment.unlink()
+        // The internal client refers back to this runtime: break the cycle.
+        internalClient = nil
     }
 
     // MARK: Pools

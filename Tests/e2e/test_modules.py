@@ -1,0 +1,19 @@
+"""Module loading edge cases against a real daemon: modules found through the config's
+runtime.module_path, an ABI-major mismatch and a shared object that is not a module."""
+
+from conftest import CC, REPO, STAGE, client_env, require_staged
+from test_capi import capi_bin, compile_cmd, run_test  # noqa: F401 (capi_bin is a fixture)
+
+MODS = REPO / "Tests" / "capi" / "mods"
+
+
+def test_bad_modules_are_refused_with_clear_errors_and_the_runtime_keeps_serving(daemons, tmp_path, capi_bin):
+    require_staged()
+    mod_dir = tmp_path / "mods"
+    mod_dir.mkdir()
+    for src, name in (("mod_bad_abi.c", "chi_test_bad_abi"), ("mod_no_entry.c", "chi_test_no_entry")):
+        compile_cmd([CC, "-std=c11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+                     "-fvisibility=hidden", f"-I{STAGE}/include", MODS / src,
+                     "-o", mod_dir / f"lib{name}.so"], src)
+    d = daemons.start(config={"runtime": {"module_path": [str(mod_dir)]}})
+    run_test(capi_bin("test_module_loading"), client_env(d.segment))
