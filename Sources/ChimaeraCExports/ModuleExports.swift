@@ -152,3 +152,52 @@ public func chiRtStatsJson(_ r: OpaquePointer?, _ buf: UnsafeMutablePointer<CCha
         return CInt(json.count)
     }
 }
+
+@c(chi_container_worker_count)
+public func chiContainerWorkerCount(_ c: OpaquePointer?) -> UInt32 {
+    guard let c else { return 0 }
+    return ModuleServices.workerCount(c)
+}
+
+@c(chi_container_add_poller)
+public func chiContainerAddPoller(_ c: OpaquePointer?,
+                                  _ fn: (@convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt)?,
+                                  _ arg: UnsafeMutableRawPointer?) -> CInt {
+    guard let c, let fn else {
+        setLastError("container or poll function is NULL")
+        return -EINVAL
+    }
+    ModuleServices.addPoller(c, fn, arg)
+    return 0
+}
+
+@c(chi_rctx_worker)
+public func chiRctxWorker(_ r: OpaquePointer?) -> UInt32 {
+    guard let r else { return UInt32.max }
+    return ModuleServices.worker(of: r)
+}
+
+@c(chi_rctx_suspend)
+public func chiRctxSuspend(_ r: OpaquePointer?) -> CInt {
+    guard let r, ModuleServices.suspend(r) else {
+        setLastError("chi_rctx_suspend: not called from the task's own fiber")
+        return -EINVAL
+    }
+    return 0
+}
+
+@c(chi_rctx_resume)
+public func chiRctxResume(_ r: OpaquePointer?) -> CInt {
+    guard let r, ModuleServices.resume(r) else { return -EINVAL }
+    return 0
+}
+
+@c(chi_module_describe)
+public func chiModuleDescribe(_ name: UnsafePointer<CChar>?,
+                              _ out: UnsafeMutablePointer<UnsafePointer<chi_module_vtable_t>?>?) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        guard let out else { throw ChiError(EINVAL, "out is NULL") }
+        out.pointee = try ModuleServices.describe(try cString(name, "module name"))
+        return 0
+    }
+}

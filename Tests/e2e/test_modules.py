@@ -17,3 +17,17 @@ def test_bad_modules_are_refused_with_clear_errors_and_the_runtime_keeps_serving
                      "-o", mod_dir / f"lib{name}.so"], src)
     d = daemons.start(config={"runtime": {"module_path": [str(mod_dir)]}})
     run_test(capi_bin("test_module_loading"), client_env(d.segment))
+
+
+def test_tasks_suspended_by_a_module_resume_from_a_poller_or_another_thread(daemons, tmp_path, capi_bin):
+    require_staged()
+    mod_dir = tmp_path / "mods"
+    mod_dir.mkdir()
+    compile_cmd([CC, "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+                 "-fvisibility=hidden", f"-I{STAGE}/include", MODS / "mod_async.c", "-lpthread",
+                 "-o", mod_dir / "libchi_test_async.so", f"-L{STAGE}/lib", "-lchimaera"],
+                "mod_async.c")
+    for workers in ({"low_latency_workers": 1, "high_latency_workers": 0},
+                    {"low_latency_workers": 1, "high_latency_workers": 1}):
+        d = daemons.start(config={"runtime": {"module_path": [str(mod_dir)], **workers}})
+        run_test(capi_bin("test_async_module"), client_env(d.segment))

@@ -68,6 +68,9 @@ typedef struct chi_method_desc {
     uint32_t nfields;
     const char *name;
     const chi_field_desc_t *fields;
+    /** Optional: a plain C function taking (chi_rctx_t *, then each field in order; OUT and
+     *  INOUT fields by pointer) and returning int32_t, called through libffi instead of run. */
+    const void *handler;
 } chi_method_desc_t;
 
 /* ---- Opaque runtime objects ----------------------------------------------------------- */
@@ -134,6 +137,14 @@ uint64_t chi_container_pool_id(const chi_container_t *c);
 int chi_lane_by_hash(const chi_container_t *c, uint32_t group, uint64_t hash);
 /** The lane of `group` with the fewest queued tasks, or a negative error. */
 int chi_lane_least_loaded(const chi_container_t *c, uint32_t group);
+/** The number of worker threads in the runtime (worker ids are 0..n-1). */
+uint32_t chi_container_worker_count(const chi_container_t *c);
+/** Registers a poller: every worker that owns a lane of this container calls
+ *  poll(arg, worker_id) on each pass of its loop, on that worker's thread, and does not sleep
+ *  while it returns > 0 (operations still in flight). Call from create, after adding lanes.
+ *  Pollers are removed with the pool, before its destroy hooks run. Returns 0 or -errno. */
+int chi_container_add_poller(chi_container_t *c, int (*poll)(void *arg, uint32_t worker),
+                             void *arg);
 
 /* ---- Run context (call from run and monitor) ------------------------------------------ */
 
@@ -141,6 +152,15 @@ int chi_lane_least_loaded(const chi_container_t *c, uint32_t group);
 chi_container_t *chi_rctx_container(chi_rctx_t *rctx);
 /** A client handle for spawning subtasks from inside the runtime; do not finalize it. */
 chi_client_t *chi_rctx_client(chi_rctx_t *rctx);
+/** The id of the worker running the task. */
+uint32_t chi_rctx_worker(chi_rctx_t *rctx);
+/** Suspends the running task (its fiber; the worker goes on with other work) until
+ *  chi_rctx_resume(rctx). Returns at once if a resume came first. Only from run.
+ *  Returns 0, or -EINVAL when not called from the task's own fiber. */
+int chi_rctx_suspend(chi_rctx_t *rctx);
+/** Makes a task suspended by chi_rctx_suspend runnable again (or lets its next suspend return
+ *  at once). Callable from any thread, typically a poller. Returns 0 or -EINVAL. */
+int chi_rctx_resume(chi_rctx_t *rctx);
 /** Number of replicas during CHI_MONITOR_REPLICA_AGG; 0 otherwise. */
 uint32_t chi_rctx_replica_count(chi_rctx_t *rctx);
 /** The i-th replica (a completed copy of the task) during CHI_MONITOR_REPLICA_AGG. */
@@ -148,6 +168,14 @@ chi_task_t *chi_rctx_replica(chi_rctx_t *rctx, uint32_t i);
 /** Resolves a task's shared-memory pointer, checking [offset, offset + size) lies inside the
  *  segment. Returns NULL if it does not (treat as -EFAULT). */
 void *chi_rctx_shm_ptr(chi_rctx_t *rctx, chi_shm_ptr_t p, uint64_t size);
+
+/* ---- For bindings ------------------------------------------------------------------------ */
+
+/** Loads module `name` into this process (same search path as the runtime: CHI_MODULE_PATH,
+ *  LD_LIBRARY_PATH, then the built-in directory) and stores its vtable, whose method
+ *  descriptors let a binding build any task. Runs no hook. The vtable stays valid for the life
+ *  of the process. Returns 0, -CHI_ENOMODULE (chi_last_error lists the paths) or -CHI_EABI. */
+int chi_module_describe(const char *name, const chi_module_vtable_t **out);
 
 /* ---- Runtime services for the admin module ---------------------------------------------- */
 

@@ -8,6 +8,8 @@ package final class Module: @unchecked Sendable {
     package let path: String
     package let vtable: chi_module_vtable_t
     package let version: UInt32
+    /// The vtable at a stable address, for chi_module_describe.
+    package let vtablePtr: UnsafeMutablePointer<chi_module_vtable_t>
     /// Method descriptors by id (ids are small: 0-5 inherited, custom from 10).
     private let methodsById: [UnsafePointer<chi_method_desc_t>?]
     private let handle: UnsafeMutableRawPointer?
@@ -20,6 +22,8 @@ package final class Module: @unchecked Sendable {
         self.vtable = vtable
         self.version = vtable.version
         self.handle = handle
+        vtablePtr = .allocate(capacity: 1)
+        vtablePtr.initialize(to: vtable)
         var table: [UnsafePointer<chi_method_desc_t>?] = []
         if let methods = vtable.methods {
             for i in 0..<Int(vtable.nmethods) {

@@ -28,6 +28,62 @@ package enum ModuleServices {
         return CInt(i)
     }
 
+    package static func workerCount(_ c: OpaquePointer) -> UInt32 {
+        UInt32(container(c).runtime.workers.count)
+    }
+
+    package static func addPoller(_ c: OpaquePointer,
+                                  _ fn: @escaping @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt,
+                                  _ arg: UnsafeMutableRawPointer?) {
+        let con = container(c)
+        con.pollers.append(Poller(fn: fn, arg: arg, pool: con.pool))
+    }
+
+    package static func worker(of r: OpaquePointer) -> UInt32 {
+        UInt32(Worker.current?.id ?? -1)
+    }
+
+    /// Suspends the task's fiber until `resume`; false if not on the task's own fiber.
+    package static func suspend(_ r: OpaquePointer) -> Bool {
+        let rec = TaskRecord.from(r)
+        guard let f = rec.fiber, f === Worker.current?.currentFiber else { return false }
+        let state = rec.resumeState
+        if chi_cas32(state, 2, 0) { return true }
+        if chi_cas32(state, 0, 1) {
+            f.suspend()
+        }
+        chi_store32(state, 0)
+        return true
+    }
+
+    /// Resumes a suspended task (or leaves a resume pending for its next suspend).
+    package static func resume(_ r: OpaquePointer) -> Bool {
+        let rec = TaskRecord.from(r)
+        let state = rec.resumeState
+        while true {
+            switch chi_load32(state) {
+            case 1:
+                guard chi_cas32(state, 1, 0), let f = rec.fiber else { continue }
+                if f.worker === Worker.current {
+                    f.worker.ready.append(f)
+                } else {
+                    f.worker.post(.resume, f)
+                }
+                return true
+            case 0:
+                if chi_cas32(state, 0, 2) { return true }
+            default:
+                return true
+            }
+        }
+    }
+
+    /// The vtable of module `name`, loaded into this process without running any hook.
+    nonisolated(unsafe) private static var describeLoader = ModuleLoader(configPaths: [])
+    package static func describe(_ name: String) throws(ChiError) -> UnsafePointer<chi_module_vtable_t> {
+        UnsafePointer(try describeLoader.load(name).vtablePtr)
+    }
+
     package static func container(of r: OpaquePointer) -> OpaquePointer? {
         TaskRecord.from(r).container?.handle
     }

@@ -15,6 +15,8 @@ final class Pool: @unchecked Sendable {
     let cursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     /// Tasks of this pool currently in flight (drained before destroy hooks run).
     let inflight = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// Workers that have dropped this pool's timers and pollers after its destruction.
+    let purgeAcks = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
 
     init(id: UInt64, name: String, module: Module) {
         self.id = id
@@ -23,6 +25,7 @@ final class Pool: @unchecked Sendable {
         destroyed.initialize(to: 0)
         cursor.initialize(to: 0)
         inflight.initialize(to: 0)
+        purgeAcks.initialize(to: 0)
     }
 
     var isDestroyed: Bool { chi_load32(destroyed) != 0 }
@@ -34,6 +37,9 @@ final class Container: @unchecked Sendable {
     let id: UInt32
     let node: UInt32
     var state: UnsafeMutableRawPointer?
+    /// Pollers the module registered in create; handed to the lanes' workers once the pool
+    /// is published.
+    var pollers: [Poller] = []
     /// Lanes of every group, concatenated; `groups[g]` is the range of group g.
     var lanes: [Lane] = []
     var groups: [UInt32: Range<Int>] = [:]
@@ -131,5 +137,19 @@ final class Lane: @unchecked Sendable {
         h.next = nil
         chi_store64_relaxed(queued, chi_load64_relaxed(queued) &- 1)
         return h
+    }
+}
+
+/// A module's poller, run by each worker that owns a lane of its container.
+final class Poller: @unchecked Sendable {
+    let fn: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt
+    let arg: UnsafeMutableRawPointer?
+    unowned let pool: Pool
+
+    init(fn: @escaping @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt,
+         arg: UnsafeMutableRawPointer?, pool: Pool) {
+        self.fn = fn
+        self.arg = arg
+        self.pool = pool
     }
 }

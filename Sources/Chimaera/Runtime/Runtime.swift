@@ -185,6 +185,11 @@ package final class Runtime: @unchecked Sendable {
             }
         }
         if fixedId == nil { nextPoolId += 1 }
+        for c in pool.containers where !c.pollers.isEmpty {
+            var owners: [Worker] = []
+            for l in c.lanes where !owners.contains(where: { $0 === l.worker }) { owners.append(l.worker) }
+            for w in owners { for p in c.pollers { w.post(.addPoller, p) } }
+        }
         poolsByName[name] = pool
         chi_store64(poolSlots + Int(id), UInt64(UInt(bitPattern: Unmanaged.passUnretained(pool).toOpaque())))
         return id
@@ -220,7 +225,11 @@ package final class Runtime: @unchecked Sendable {
         pthread_mutex_unlock(&lock)
         for w in workers { w.post(.purge, p) }
         let deadline = chi_now_ns() + 5_000_000_000
-        while chi_load64(p.inflight) > 0 && chi_now_ns() < deadline { yieldCurrent() }
+        while (chi_load64(p.inflight) > 0 || chi_load32(p.purgeAcks) < UInt32(workers.count))
+            && chi_now_ns() < deadline
+        {
+            yieldCurrent()
+        }
         destroyContainers(p)
     }
 

@@ -28,15 +28,23 @@ final class TaskRecord {
     var method: UnsafePointer<chi_method_desc_t>?
     /// Why a runtime service failed for this task; handed to the client with the status.
     var errorMessage: String?
+    /// The fiber running the task (set while it executes).
+    var fiber: Fiber?
+    /// chi_rctx_suspend/resume hand-off: 0 running, 1 suspended, 2 resume pending.
+    let resumeState = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     /// The task's chi_rctx_t handle: this record, unretained.
     var rctx: OpaquePointer { OpaquePointer(Unmanaged.passUnretained(self).toOpaque()) }
 
     init(task: UnsafeMutablePointer<chi_task_t>) {
         self.task = task
         pending.initialize(to: 0)
+        resumeState.initialize(to: 0)
     }
 
-    deinit { pending.deallocate() }
+    deinit {
+        pending.deallocate()
+        resumeState.deallocate()
+    }
 
     /// The record behind a chi_rctx_t handle.
     @inline(__always)
@@ -59,7 +67,9 @@ final class TaskRecord {
         deadline = 0
         method = nil
         errorMessage = nil
+        fiber = nil
         pending.pointee = 0
+        resumeState.pointee = 0
     }
 
     var isPeriodic: Bool { task.pointee.flags & UInt32(CHI_TASK_PERIODIC) != 0 }

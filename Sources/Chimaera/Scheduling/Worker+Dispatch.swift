@@ -155,7 +155,9 @@ extension Worker {
             return
         }
         let start = chi_now_ns()
+        r.fiber = currentFiber
         let rc = pool.module.vtable.run!(c.state, t, r.rctx)
+        r.fiber = nil
         let end = chi_now_ns()
         tasksRun &+= 1
         busyNs &+= end &- start

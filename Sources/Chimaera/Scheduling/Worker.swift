@@ -41,8 +41,11 @@ final class Worker: @unchecked Sendable {
     var busyNs: UInt64 = 0
     var sleeps: UInt64 = 0
 
+    /// Pollers of containers with lanes here (I/O modules reap completions through them).
+    var pollers: [Poller] = []
+
     static let inboxCapacity = 1 << 16
-    enum Message: UInt64 { case enqueue = 0, resume = 1, purge = 2 }
+    enum Message: UInt64 { case enqueue = 0, resume = 1, purge = 2, addPoller = 3 }
 
     init(id: Int, kind: Kind, runtime: Runtime, doorbell: UnsafeMutablePointer<chi_doorbell_t>,
          spinNs: UInt64)
@@ -131,6 +134,7 @@ final class Worker: @unchecked Sendable {
         if runReady() { did = true }
         if runLanes() { did = true }
         if !timers.isEmpty && fireTimers(chi_now_ns()) { did = true }
+        if !pollers.isEmpty && runPollers() { did = true }
         return did
     }
 
@@ -203,6 +207,8 @@ final class Worker: @unchecked Sendable {
             case .purge:
                 let pool = Unmanaged<Pool>.fromOpaque(p).takeRetainedValue()
                 purge(pool)
+            case .addPoller:
+                pollers.append(Unmanaged<Poller>.fromOpaque(p).takeRetainedValue())
             }
         }
         return did
@@ -295,12 +301,21 @@ final class Worker: @unchecked Sendable {
         return did
     }
 
-    /// Completes the periodic tasks of a destroyed pool.
+    /// Runs the pollers; true while any has operations in flight.
+    private func runPollers() -> Bool {
+        var busy = false
+        for p in pollers where p.fn(p.arg, UInt32(id)) > 0 { busy = true }
+        return busy
+    }
+
+    /// Completes the periodic tasks of a destroyed pool and drops its pollers.
     private func purge(_ pool: Pool) {
         for r in timers.removeAll(where: { $0.pool === pool }) {
             r.task.pointee.rc = -CInt(CHI_ESTOPPED)
             complete(r)
         }
+        pollers.removeAll { $0.pool === pool }
+        _ = chi_add32(pool.purgeAcks, 1)
     }
 
     /// Completes everything still queued here with CHI_ESTOPPED. Runs after the thread ended.

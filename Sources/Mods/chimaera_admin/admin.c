@@ -57,18 +57,18 @@ static const chi_field_desc_t poll_stats_fields[] = {
 
 static const chi_method_desc_t admin_methods[] = {
     {CHI_ADMIN_REGISTER_MODULE, (uint32_t)sizeof(chi_admin_register_module_task_t), 0,
-     COUNT_OF(register_module_fields), "RegisterModule", register_module_fields},
+     COUNT_OF(register_module_fields), "RegisterModule", register_module_fields, NULL},
     {CHI_ADMIN_CREATE_POOL, (uint32_t)sizeof(chi_admin_create_pool_task_t), 0,
-     COUNT_OF(create_pool_fields), "CreatePool", create_pool_fields},
+     COUNT_OF(create_pool_fields), "CreatePool", create_pool_fields, NULL},
     {CHI_ADMIN_GET_POOL_ID, (uint32_t)sizeof(chi_admin_get_pool_id_task_t), 0,
-     COUNT_OF(get_pool_id_fields), "GetPoolId", get_pool_id_fields},
+     COUNT_OF(get_pool_id_fields), "GetPoolId", get_pool_id_fields, NULL},
     {CHI_ADMIN_DESTROY_POOL, (uint32_t)sizeof(chi_admin_destroy_pool_task_t), 0,
-     COUNT_OF(destroy_pool_fields), "DestroyPool", destroy_pool_fields},
-    {CHI_ADMIN_FLUSH, (uint32_t)sizeof(chi_admin_flush_task_t), 0, 0, "Flush", NULL},
+     COUNT_OF(destroy_pool_fields), "DestroyPool", destroy_pool_fields, NULL},
+    {CHI_ADMIN_FLUSH, (uint32_t)sizeof(chi_admin_flush_task_t), 0, 0, "Flush", NULL, NULL},
     {CHI_ADMIN_STOP_RUNTIME, (uint32_t)sizeof(chi_admin_stop_runtime_task_t), 0, 0,
-     "StopRuntime", NULL},
+     "StopRuntime", NULL, NULL},
     {CHI_ADMIN_POLL_STATS, (uint32_t)sizeof(chi_admin_poll_stats_task_t), 0,
-     COUNT_OF(poll_stats_fields), "PollStats", poll_stats_fields},
+     COUNT_OF(poll_stats_fields), "PollStats", poll_stats_fields, NULL},
 };
 
 /* The admin pool holds no per-container state; create only sets up its lane. High-latency
