@@ -15,12 +15,14 @@ CC ?= cc
 CFLAGS ?= -O2 -g -Wall -Wextra -Werror
 CHI_CFLAGS := -I$(CURDIR)/include
 CHI_LDFLAGS := -L$(STAGE)/lib -lchimaera -Wl,-rpath,$(STAGE)/lib
-DEB_PKGS := liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv
+DEB_PKGS := liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv fio
 
 SWIFT_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraCExports Sources/CChimaera -type f) Package.swift
-MODULES := chimaera_admin small_message
+MODULES := $(notdir $(wildcard Sources/Mods/*))
+# Extra libraries a built-in module links (by module name).
+LDLIBS_bdev := -luring
 
-.PHONY: all deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
+.PHONY: all headers deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
 
 all: lib modules tool bench-tools cmake-files headers
 
@@ -49,12 +51,13 @@ lib: $(STAGE)/lib/$(SONAME)
 headers:
 	@mkdir -p $(STAGE)/include/chimaera
 	cp include/chimaera/*.h $(STAGE)/include/chimaera/
+	@if [ -d bindings/cpp/include ]; then cp -r bindings/cpp/include/. $(STAGE)/include/; fi
 
 # ---- built-in modules (C, loaded by name like any user module) ---------------------------
 $(STAGE)/lib/chimaera/lib%.so: Sources/Mods/%/*.c include/chimaera/*.h $(STAGE)/lib/$(SONAME)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -std=c11 -shared -fPIC -fvisibility=hidden $(CHI_CFLAGS) \
-	  -o $@ $(filter %.c,$^) -L$(STAGE)/lib -lchimaera
+	  -o $@ $(filter %.c,$^) -L$(STAGE)/lib -lchimaera $(LDLIBS_$*)
 
 modules: $(foreach m,$(MODULES),$(STAGE)/lib/chimaera/lib$(m).so)
 
@@ -66,11 +69,11 @@ $(STAGE)/bin/chimaera: Sources/chimaera/main.c $(STAGE)/lib/$(SONAME)
 tool: $(STAGE)/bin/chimaera
 
 # ---- bench helpers (C programs the bench runs as separate processes) ----------------------
-BENCH_TOOLS := chi_bench_client chi_bench_pingpong
+BENCH_TOOLS := $(basename $(notdir $(wildcard Sources/BenchTools/*.c)))
 $(STAGE)/libexec/chimaera/%: Sources/BenchTools/%.c $(STAGE)/lib/$(SONAME)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -std=gnu11 $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera \
-	  -Wl,-rpath,'$$ORIGIN/../../lib' -lpthread
+	  -Wl,-rpath,'$$ORIGIN/../../lib' -lpthread $(LDLIBS_$*)
 
 bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t))
 

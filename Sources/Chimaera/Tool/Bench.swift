@@ -17,8 +17,9 @@ enum Bench {
             return 2
         }
         if Tool.rejectUnknown(opts, "bench") { return 2 }
-        guard which == "small-message" || which == "idle" else {
-            Tool.fail("bench: unknown case \"\(which)\" (small-message, idle)")
+        let external = libexec + "/chi_bench_" + which.replacingDashes
+        guard which == "small-message" || which == "idle" || (ModuleLoader.validName(which) && access(external, X_OK) == 0) else {
+            Tool.fail("bench: unknown case \"\(which)\" (small-message, idle\(availableExternal))")
             return 2
         }
         var daemon = OwnDaemon(segment: segment, config: config)
@@ -37,8 +38,15 @@ enum Bench {
             guard let f = idle(daemon: daemon, seconds: seconds) else { return 1 }
             figures = f
         default:
-            Tool.fail("bench: unknown case \"\(which)\" (small-message, idle)")
-            return 2
+            // A case with its own C program in libexec (chi_bench_<case>): it measures, and
+            // prints one JSON object, against this runtime.
+            let r = ChildProcess.run(external, ["--segment", daemon.segment], timeoutMs: 1_200_000)
+            guard r.status == 0 else {
+                Tool.fail("bench \(which) failed (\(r.status)): \(r.output)")
+                return 1
+            }
+            let f = ChildProcess.parseFlatJSON(r.output)
+            figures = f.keys.sorted().map { ($0, f[$0]!) }
         }
         if json {
             var w = JSONWriter()
@@ -55,6 +63,20 @@ enum Bench {
             for (k, v) in figures { print("  \(k.padding(32)) \(format(v))") }
         }
         return 0
+    }
+
+    /// Cases provided by C programs in libexec, for the usage message.
+    static var availableExternal: String {
+        guard let d = opendir(libexec) else { return "" }
+        defer { closedir(d) }
+        var names: [String] = []
+        while let e = readdir(d) {
+            let n = withUnsafeBytes(of: e.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if n.hasPrefix("chi_bench_"), !["chi_bench_client", "chi_bench_pingpong"].contains(n) {
+                names.append(String(n.dropFirst(10)).replacingUnderscores)
+            }
+        }
+        return names.sorted().map { ", " + $0 }.joined()
     }
 
     static func format(_ v: Double) -> String {
@@ -168,5 +190,7 @@ struct OwnDaemon {
 }
 
 extension String {
+    var replacingDashes: String { String(map { $0 == "-" ? "_" : $0 }) }
+    var replacingUnderscores: String { String(map { $0 == "_" ? "-" : $0 }) }
     func padding(_ n: Int) -> String { self + String(repeating: " ", count: max(0, n - count)) }
 }
