@@ -14,7 +14,7 @@ let package = Package(
                        providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CNuma", pkgConfig: "numa",
                        providers: [.apt(["libnuma-dev"])]),
-        .target(name: "CChimaera"),
+        .target(name: "CChimaera", linkerSettings: [.linkedLibrary("ffi")]),
         .target(
             name: "Chimaera",
             dependencies: ["CChimaera", "CYAML", "CNuma"]

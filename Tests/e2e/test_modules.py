@@ -31,3 +31,14 @@ def test_tasks_suspended_by_a_module_resume_from_a_poller_or_another_thread(daem
                     {"low_latency_workers": 1, "high_latency_workers": 1}):
         d = daemons.start(config={"runtime": {"module_path": [str(mod_dir)], **workers}})
         run_test(capi_bin("test_async_module"), client_env(d.segment))
+
+
+def test_a_plain_c_function_method_is_called_through_libffi(daemons, tmp_path, capi_bin):
+    require_staged()
+    mod_dir = tmp_path / "mods"
+    mod_dir.mkdir()
+    compile_cmd([CC, "-std=gnu11", "-Wall", "-Wextra", "-Werror", "-shared", "-fPIC",
+                 "-fvisibility=hidden", f"-I{STAGE}/include", MODS / "mod_plain.c",
+                 "-o", mod_dir / "libchi_test_plain.so"], "mod_plain.c")
+    d = daemons.start(config={"runtime": {"module_path": [str(mod_dir)]}})
+    run_test(capi_bin("test_plain_handler"), client_env(d.segment))

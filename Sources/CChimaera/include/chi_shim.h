@@ -103,6 +103,17 @@ int chi_current_cpu(void);
 /** Returns the path of the shared object holding this code ("" if unknown). */
 const char *chi_self_path(void);
 
+/* ---- Plain-function handlers (libffi) ---------------------------------------------------- */
+
+typedef struct chi_ffi_method chi_ffi_method_t;
+/** Prepares the libffi call of m->handler from m's descriptors. Returns NULL if m has no
+ *  handler, or on error with a message in err. */
+chi_ffi_method_t *chi_ffi_prepare(const chi_method_desc_t *m, char *err, size_t errlen);
+/** Calls the handler for `task`; stores its result in *rc. Returns 0, or -EFAULT (handler not
+ *  called) when a bulk field does not lie inside the segment [seg_base, seg_base + seg_size). */
+int chi_ffi_call(const chi_ffi_method_t *fm, chi_task_t *task, void *rctx, void *seg_base,
+                 uint64_t seg_size, int32_t *rc);
+
 /* ---- Segment layout --------------------------------------------------------------------- */
 
 #define CHI_SEG_MAGIC 0x4348494D41455241ull /* "CHIMAERA" */

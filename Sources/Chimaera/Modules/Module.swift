@@ -12,6 +12,8 @@ package final class Module: @unchecked Sendable {
     package let vtablePtr: UnsafeMutablePointer<chi_module_vtable_t>
     /// Method descriptors by id (ids are small: 0-5 inherited, custom from 10).
     private let methodsById: [UnsafePointer<chi_method_desc_t>?]
+    /// Prepared libffi calls of plain-function handlers, by method id.
+    private var handlersById: [OpaquePointer?] = []
     private let handle: UnsafeMutableRawPointer?
 
     init(name: String, path: String, vtable: chi_module_vtable_t, handle: UnsafeMutableRawPointer?)
@@ -52,6 +54,15 @@ package final class Module: @unchecked Sendable {
             }
         }
         methodsById = table
+        handlersById = Array(repeating: nil, count: table.count)
+        for (id, m) in table.enumerated() {
+            guard let m, m.pointee.handler != nil else { continue }
+            var err = [CChar](repeating: 0, count: 256)
+            guard let fm = chi_ffi_prepare(m, &err, 256) else {
+                throw ChiError(CInt(CHI_EBADTASK), "module \(name): \(String(decoding: err.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))")
+            }
+            handlersById[id] = fm
+        }
         guard vtable.run != nil else {
             throw ChiError(CInt(CHI_EBADTASK), "module \(name) (\(path)) has no run hook")
         }
@@ -62,6 +73,13 @@ package final class Module: @unchecked Sendable {
     package func method(_ id: UInt32) -> UnsafePointer<chi_method_desc_t>? {
         let i = Int(id)
         return i < methodsById.count ? methodsById[i] : nil
+    }
+
+    /// The prepared plain-function handler of method `id`, if it has one.
+    @inline(__always)
+    func handler(_ id: UInt32) -> OpaquePointer? {
+        let i = Int(id)
+        return i < handlersById.count ? handlersById[i] : nil
     }
 
     /// The method's name for messages.

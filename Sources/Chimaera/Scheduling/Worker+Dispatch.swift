@@ -156,7 +156,15 @@ extension Worker {
         }
         let start = chi_now_ns()
         r.fiber = currentFiber
-        let rc = pool.module.vtable.run!(c.state, t, r.rctx)
+        var rc: CInt
+        if let fm = pool.module.handler(t.pointee.method) {
+            rc = 0
+            let seg = runtime.segment
+            let e = chi_ffi_call(fm, t, UnsafeMutableRawPointer(r.rctx), seg.base, UInt64(seg.size), &rc)
+            if e < 0 { rc = e }
+        } else {
+            rc = pool.module.vtable.run!(c.state, t, r.rctx)
+        }
         r.fiber = nil
         let end = chi_now_ns()
         tasksRun &+= 1
