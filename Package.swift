@@ -17,7 +17,10 @@ let package = Package(
         .target(name: "CChimaera", linkerSettings: [.linkedLibrary("ffi")]),
         .target(
             name: "Chimaera",
-            dependencies: ["CChimaera", "CYAML", "CNuma"]
+            dependencies: ["CChimaera", "CYAML", "CNuma"],
+            // Workers own their state and never share a class instance's mutable storage
+            // across threads, so dynamic exclusivity checks only cost time on the task path.
+            swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]
         ),
         .target(
             name: "ChimaeraCExports",

@@ -77,7 +77,9 @@ public func chiTaskWait(_ h: OpaquePointer?, _ t: UnsafeMutablePointer<chi_task_
         let c = try Handles.client(h)
         let task = try taskArg(t)
         try c.wait(task, timeoutNs: timeoutNs)
-        if task.pointee.rc < 0, let msg = c.takeErrorMessage(task) { setLastError(msg) }
+        if task.pointee.rc < 0 {
+            setLastError(c.takeErrorMessage(task) ?? "the task failed: \(ChiError.describe(task.pointee.rc))")
+        }
         return 0
     }
 }

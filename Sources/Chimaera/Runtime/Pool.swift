@@ -1,5 +1,10 @@
 import CChimaera
 
+// Back references (container -> pool, lane -> worker, ...) are unowned(unsafe): the referent
+// always outlives the referrer (the runtime keeps destroyed pools in its retired list, and
+// workers live until the runtime ends), and safe `unowned` costs an atomic retain/release
+// pair on every access of the task path.
+
 /// A named set of containers of one module.
 final class Pool: @unchecked Sendable {
     let id: UInt64
@@ -33,17 +38,18 @@ final class Pool: @unchecked Sendable {
 
 /// One shard of a pool: the module's state plus the lanes its tasks run on.
 final class Container: @unchecked Sendable {
-    unowned let pool: Pool
+    unowned(unsafe) let pool: Pool
     let id: UInt32
     let node: UInt32
     var state: UnsafeMutableRawPointer?
     /// Pollers the module registered in create; handed to the lanes' workers once the pool
     /// is published.
     var pollers: [Poller] = []
-    /// Lanes of every group, concatenated; `groups[g]` is the range of group g.
+    /// Lanes of every group, concatenated; `groups` maps a group id to its range (a short
+    /// list searched linearly: a container has a handful of groups).
     var lanes: [Lane] = []
-    var groups: [UInt32: Range<Int>] = [:]
-    unowned let runtime: Runtime
+    var groups: [(id: UInt32, range: Range<Int>)] = []
+    unowned(unsafe) let runtime: Runtime
 
     init(pool: Pool, id: UInt32, node: UInt32, runtime: Runtime) {
         self.pool = pool
@@ -61,7 +67,7 @@ final class Container: @unchecked Sendable {
 
     /// Adds a lane group; lanes are spread over the workers of the matching latency class.
     func addLanes(group: UInt32, count: Int, prio: UInt32) throws(ChiError) {
-        guard groups[group] == nil else {
+        guard range(of: group) == nil else {
             throw ChiError(EINVAL, "lane group \(group) already exists in container \(id) of pool \(pool.name)")
         }
         guard count > 0 && count <= 1024 else {
@@ -72,18 +78,25 @@ final class Container: @unchecked Sendable {
             let w = runtime.workerFor(prio: prio)
             lanes.append(Lane(container: self, group: group, index: start + i, prio: prio, worker: w))
         }
-        groups[group] = start..<(start + count)
+        groups.append((group, start..<(start + count)))
+    }
+
+    @inline(__always)
+    func range(of group: UInt32) -> Range<Int>? {
+        for g in groups where g.id == group { return g.range }
+        return nil
     }
 
     /// The lane of `group` for `hash`.
+    @inline(__always)
     func lane(group: UInt32, hash: UInt64) -> Int? {
-        guard let r = groups[group] else { return nil }
+        guard let r = range(of: group) else { return nil }
         return r.lowerBound + Int(hash % UInt64(r.count))
     }
 
     /// The lane of `group` with the fewest queued tasks.
     func leastLoaded(group: UInt32) -> Int? {
-        guard let r = groups[group] else { return nil }
+        guard let r = range(of: group) else { return nil }
         var best = r.lowerBound
         var bestLoad = Int.max
         for i in r {
@@ -97,17 +110,17 @@ final class Container: @unchecked Sendable {
 /// A FIFO of tasks inside a container, owned by exactly one worker (only it touches the
 /// queue; others read the load counter).
 final class Lane: @unchecked Sendable {
-    unowned let container: Container
+    unowned(unsafe) let container: Container
     let group: UInt32
     let index: Int
     let prio: UInt32
-    unowned let worker: Worker
+    unowned(unsafe) let worker: Worker
     var head: TaskRecord?
     var tail: TaskRecord?
     /// Queued tasks, read racily by other workers for least-loaded mapping.
     let queued = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     var tasksRun: UInt64 = 0
-    var busyNs: UInt64 = 0
+    var busyTicks: UInt64 = 0
     var isActive = false
 
     init(container: Container, group: UInt32, index: Int, prio: UInt32, worker: Worker) {
@@ -144,7 +157,7 @@ final class Lane: @unchecked Sendable {
 final class Poller: @unchecked Sendable {
     let fn: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt
     let arg: UnsafeMutableRawPointer?
-    unowned let pool: Pool
+    unowned(unsafe) let pool: Pool
 
     init(fn: @escaping @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt,
          arg: UnsafeMutableRawPointer?, pool: Pool) {

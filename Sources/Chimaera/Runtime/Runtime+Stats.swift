@@ -28,7 +28,7 @@ extension Runtime {
             j.key("kind"); j.string(w.kind.rawValue)
             j.key("cpu"); j.int(Int(w.cpu))
             j.key("tasks_run"); j.int(Int(w.tasksRun))
-            j.key("busy_ns"); j.int(Int(w.busyNs))
+            j.key("busy_ns"); j.int(Clock.ns(ticks: w.busyTicks))
             j.key("sleeps"); j.int(Int(w.sleeps))
             j.key("fibers"); j.int(w.fiberCount)
             j.key("inbox"); j.int(w.inbox.count)
@@ -54,7 +54,7 @@ extension Runtime {
                     j.key("worker"); j.int(l.worker.id)
                     j.key("queued"); j.int(l.load)
                     j.key("tasks_run"); j.int(Int(l.tasksRun))
-                    j.key("busy_ns"); j.int(Int(l.busyNs))
+                    j.key("busy_ns"); j.int(Clock.ns(ticks: l.busyTicks))
                     j.close()
                 }
             }
@@ -65,6 +65,18 @@ extension Runtime {
         j.close()
         return j.text
     }
+}
+
+/// Converts chi_ticks() counts to nanoseconds, with a rate measured once (2 ms) on first use.
+enum Clock {
+    static let nsPerTick: Double = {
+        let t0 = chi_ticks(), n0 = chi_now_ns()
+        usleep(2000)
+        let t1 = chi_ticks(), n1 = chi_now_ns()
+        return t1 > t0 ? Double(n1 - n0) / Double(t1 - t0) : 1
+    }()
+
+    static func ns(ticks: UInt64) -> Int { Int(Double(ticks) * nsPerTick) }
 }
 
 /// CPU time of this process, from /proc/self/stat.

@@ -87,6 +87,7 @@ package final class Runtime: @unchecked Sendable {
                                    containersPerNode: 1, params: nil, id: Self.adminPoolId)
         precondition(admin == Self.adminPoolId)
         for m in config.modules { _ = try loader.load(m) }
+        _ = Clock.nsPerTick
         for w in workers { try w.start() }
         segment.publishReady()
     }

@@ -7,9 +7,10 @@ final class TaskRecord {
     /// The task, inside the segment.
     var task: UnsafeMutablePointer<chi_task_t>
     var taskOff: UInt64 = 0
-    var pool: Pool?
-    var container: Container?
-    var lane: Lane?
+    // Pools, containers and lanes outlive every record (see Pool.swift): no reference counting.
+    unowned(unsafe) var pool: Pool?
+    unowned(unsafe) var container: Container?
+    unowned(unsafe) var lane: Lane?
     /// Intrusive link for lane queues.
     var next: TaskRecord?
     /// Submitted by module code inside the runtime (a subtask).

@@ -8,7 +8,7 @@ final class Fiber {
 
     let ctx = UnsafeMutablePointer<chi_fiber_ctx_t>.allocate(capacity: 1)
     private var stack = chi_fiber_stack_t()
-    unowned let worker: Worker
+    unowned(unsafe) let worker: Worker
     /// The task to run next, set by the worker before switching in.
     var record: TaskRecord?
     /// Set when the fiber finished its task and is free for another.

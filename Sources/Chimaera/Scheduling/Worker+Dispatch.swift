@@ -154,7 +154,7 @@ extension Worker {
             complete(r, rc: -CInt(CHI_ESTOPPED))
             return
         }
-        let start = chi_now_ns()
+        let start = chi_ticks()
         r.fiber = currentFiber
         var rc: CInt
         if let fm = pool.module.handler(t.pointee.method) {
@@ -166,17 +166,17 @@ extension Worker {
             rc = pool.module.vtable.run!(c.state, t, r.rctx)
         }
         r.fiber = nil
-        let end = chi_now_ns()
+        let end = chi_ticks()
         tasksRun &+= 1
-        busyNs &+= end &- start
-        r.lane?.busyNs &+= end &- start
+        busyTicks &+= end &- start
+        r.lane?.busyTicks &+= end &- start
         t.pointee.runs &+= 1
         if r.isPeriodic && r.parent == nil {
             if pool.isDestroyed || runtime.isStopping {
                 complete(r, rc: -CInt(CHI_ESTOPPED))
             } else {
                 t.pointee.rc = rc
-                r.deadline = end &+ max(t.pointee.period_ns, 1000)
+                r.deadline = chi_now_ns() &+ max(t.pointee.period_ns, 1000)
                 timers.insert(r)
             }
             return

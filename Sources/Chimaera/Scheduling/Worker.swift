@@ -11,12 +11,20 @@ final class Worker: @unchecked Sendable {
 
     let id: Int
     let kind: Kind
-    unowned let runtime: Runtime
+    unowned(unsafe) let runtime: Runtime
     let doorbell: UnsafeMutablePointer<chi_doorbell_t>
     let doorbellSeq: UnsafeMutablePointer<UInt32>
     let doorbellSleeping: UnsafeMutablePointer<UInt32>
-    /// The shared-memory rings this worker drains.
-    var ingress: [ShmRing] = []
+    /// The shared-memory rings this worker drains (fixed once the runtime starts; a raw
+    /// buffer so the poll loop does not retain an array on every pass).
+    var ingress: [ShmRing] = [] {
+        didSet {
+            ingressBuf.deallocate()
+            ingressBuf = .allocate(capacity: ingress.count)
+            _ = ingressBuf.initialize(from: ingress)
+        }
+    }
+    private(set) var ingressBuf = UnsafeMutableBufferPointer<ShmRing>.allocate(capacity: 0)
     /// Messages from other workers: an object pointer with a kind in its low bits.
     let inbox: ShmRing
     private let inboxMemory: UnsafeMutableRawPointer
@@ -38,7 +46,7 @@ final class Worker: @unchecked Sendable {
 
     // Statistics, written by this worker only.
     var tasksRun: UInt64 = 0
-    var busyNs: UInt64 = 0
+    var busyTicks: UInt64 = 0
     var sleeps: UInt64 = 0
 
     /// Pollers of containers with lanes here (I/O modules reap completions through them).
@@ -109,6 +117,12 @@ final class Worker: @unchecked Sendable {
                 idleSince = 0
                 continue
             }
+            // Reading the clock costs more than a pass over empty queues: look every 16th.
+            spins &+= 1
+            if idleSince != 0 && spins & 15 != 0 {
+                chi_cpu_relax()
+                continue
+            }
             let now = chi_now_ns()
             if idleSince == 0 {
                 idleSince = now
@@ -118,7 +132,6 @@ final class Worker: @unchecked Sendable {
             } else {
                 // A client may be waiting for this CPU (it is not pinned away from ours):
                 // yield now and then so an idle spin never starves it.
-                spins &+= 1
                 if spins & 63 == 0 { sched_yield() } else { chi_cpu_relax() }
             }
         }
@@ -140,7 +153,7 @@ final class Worker: @unchecked Sendable {
 
     private var hasWork: Bool {
         if !inbox.isEmpty || !ready.isEmpty || !activeLanes.isEmpty { return true }
-        for r in ingress where !r.isEmpty { return true }
+        for r in ingressBuf where !r.isEmpty { return true }
         return false
     }
 
@@ -216,7 +229,7 @@ final class Worker: @unchecked Sendable {
 
     private func drainIngress() -> Bool {
         var did = false
-        for ring in ingress {
+        for ring in ingressBuf {
             var n = 0
             while n < 256, let off = ring.popSingle() {
                 accept(off)

@@ -12,13 +12,23 @@ package enum Tool {
           status  [--segment NAME] [--json] [--cpu-window-ms N]
                   workers, pools, lanes, task counts and CPU use
           bench   small-message|idle [--json] [--segment NAME] [options]
+        \(DevKit.usage)
 
         The segment defaults to $CHIMAERA_SEGMENT, then the config's runtime.name ("default");
         the config file to $CHIMAERA_CONF.
         """
 
     /// Runs the tool; returns the exit status.
-    package static func main(_ args: [String]) -> Int32 {
+    ///
+    /// - Parameters:
+    ///   - args: The arguments after the program name.
+    ///   - program: The program's base name: chi_make_repo, chi_make_mod and chi_refresh_repo
+    ///     (symlinks to the tool) stand for their subcommand.
+    package static func main(_ args: [String], program: String = "chimaera") -> Int32 {
+        if let cmd = DevKit.command(forProgram: program) {
+            var opts = Options(args)
+            return DevKit.main(cmd, &opts)
+        }
         guard let cmd = args.first else {
             print(usage)
             return 2
@@ -30,6 +40,7 @@ package enum Tool {
         case "stop": status = stop(&opts)
         case "status": status = Tool.status(&opts)
         case "bench": status = Bench.main(&opts)
+        case "make-repo", "make-mod", "refresh-repo": status = DevKit.main(cmd, &opts)
         case "help", "--help", "-h":
             print(usage)
             return 0

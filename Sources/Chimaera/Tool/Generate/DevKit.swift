@@ -1,0 +1,172 @@
+import Glibc
+
+/// The module developer's commands: chi_make_repo, chi_make_mod and chi_refresh_repo (also
+/// `chimaera make-repo`, `make-mod` and `refresh-repo`). Messages go to stderr prefixed with
+/// the program's name; the files written go to stdout, one a line.
+package enum DevKit {
+    static let usage = """
+          make-repo DIR NAMESPACE       (chi_make_repo) a module repo: chimaera_repo.yaml, CMakeLists.txt
+          make-mod DIR/NAME [--lang c|swift]
+                                        (chi_make_mod) a module in the repo DIR from the template
+          refresh-repo DIR              (chi_refresh_repo) regenerate ids, descriptors, dispatch and
+                                        stubs from each module's <name>_methods.yaml
+        """
+
+    /// The command a program name stands for: `chi_make_mod` -> `make-mod`.
+    package static func command(forProgram name: String) -> String? {
+        switch name {
+        case "chi_make_repo": "make-repo"
+        case "chi_make_mod": "make-mod"
+        case "chi_refresh_repo": "refresh-repo"
+        default: nil
+        }
+    }
+
+    /// Runs `cmd` (make-repo, make-mod or refresh-repo); returns the exit status.
+    static func main(_ cmd: String, _ opts: inout Options) -> Int32 {
+        let program = "chi_" + cmd.replacingDashes
+        switch cmd {
+        case "make-repo": return makeRepo(&opts, program)
+        case "make-mod": return makeMod(&opts, program)
+        default: return refreshRepo(&opts, program)
+        }
+    }
+
+    private static func say(_ program: String, _ msg: String) {
+        let m = "\(program): \(msg)\n"
+        _ = m.withCString { write(2, $0, strlen($0)) }
+    }
+
+    private static func report(_ program: String, _ errors: GenerateErrors) {
+        for e in errors.all { say(program, e.description) }
+    }
+
+    private static func extra(_ opts: Options, _ program: String) -> Bool {
+        guard let bad = opts.unused() else { return false }
+        say(program, "unexpected argument \(bad)")
+        return true
+    }
+
+    // MARK: chi_make_repo
+
+    static func makeRepo(_ opts: inout Options, _ program: String) -> Int32 {
+        guard let dir = opts.positional(), let ns = opts.positional() else {
+            say(program, "usage: \(program) DIR NAMESPACE")
+            return 2
+        }
+        if extra(opts, program) { return 2 }
+        guard Naming.isSnakeIdentifier(ns) else {
+            say(program, "bad namespace \"\(ns)\": use a lower_snake_case C identifier of at most 40 characters (it prefixes module and CMake target names)")
+            return 2
+        }
+        for f in ["chimaera_repo.yaml", "CMakeLists.txt"] where RepoFiles.exists(RepoFiles.join(dir, f)) {
+            say(program, "\(RepoFiles.join(dir, f)) already exists; not overwriting it")
+            return 1
+        }
+        do throws(GenerateError) {
+            try RepoFiles.makeDirectories(dir)
+            try RepoFiles.write(RepoFiles.join(dir, "chimaera_repo.yaml"), Templates.repoYAML(namespace: ns))
+            try RepoFiles.write(RepoFiles.join(dir, "CMakeLists.txt"), Templates.repoCMake(namespace: ns))
+        } catch {
+            say(program, error.description)
+            return 1
+        }
+        print(RepoFiles.join(dir, "chimaera_repo.yaml"))
+        print(RepoFiles.join(dir, "CMakeLists.txt"))
+        say(program, "made module repo \(dir) (namespace \(ns)); add a module with chi_make_mod \(RepoFiles.join(dir, "NAME"))")
+        return 0
+    }
+
+    // MARK: chi_make_mod
+
+    static func makeMod(_ opts: inout Options, _ program: String) -> Int32 {
+        let langText = opts.value("--lang") ?? "c"
+        guard let path = opts.positional() else {
+            say(program, "usage: \(program) DIR/NAME [--lang c|swift]")
+            return 2
+        }
+        if extra(opts, program) { return 2 }
+        guard let lang = ModuleContext.Language(rawValue: langText) else {
+            say(program, "--lang must be c or swift, not \"\(langText)\"")
+            return 2
+        }
+        let name = RepoFiles.baseName(path)
+        var repo = RepoFiles.parent(path)
+        if repo.isEmpty { repo = "." }
+        guard Naming.isSnakeIdentifier(name) else {
+            say(program, "bad module name \"\(name)\": use a lower_snake_case C identifier of at most 40 characters")
+            return 2
+        }
+        let ns: String
+        do { ns = try Refresh.readRepo(RepoFiles.join(repo, "chimaera_repo.yaml")) } catch {
+            say(program, error.description)
+            return 1
+        }
+        let dir = RepoFiles.join(repo, name)
+        if RepoFiles.exists(dir) && !RepoFiles.list(dir).isEmpty {
+            say(program, "\(dir) already exists and is not empty; not overwriting it")
+            return 1
+        }
+        let ctx = ModuleContext(namespace: ns, name: name, language: lang, version: 1)
+        var files: [(String, String)] = [
+            ("chimaera_mod.yaml", Templates.modYAML(ctx)),
+            (ctx.methodsYAML, Templates.methodsYAML(ctx)),
+            (ctx.tasksHeader, Templates.tasksHeader(ctx)),
+            (ctx.clientHeader, Templates.clientHeader(ctx)),
+        ]
+        switch lang {
+        case .c:
+            files += [(ctx.runtimeSource, Templates.cRuntime(ctx)), ("CMakeLists.txt", Templates.cModuleCMake(ctx))]
+        case .swift:
+            files += [
+                ("Package.swift", Templates.swiftPackage(ctx)),
+                ("Sources/\(ctx.cModule)/module.modulemap", Templates.swiftModuleMap(ctx)),
+                ("Sources/\(ctx.cModule)/\(ctx.cModule).h", Templates.swiftShimHeader(ctx)),
+                (ctx.runtimeSource, Templates.swiftRuntime(ctx)),
+                ("CMakeLists.txt", Templates.swiftModuleCMake(ctx)),
+            ]
+        }
+        do throws(GenerateError) {
+            for (rel, text) in files { try RepoFiles.write(RepoFiles.join(dir, rel), text) }
+        } catch {
+            say(program, error.description)
+            return 1
+        }
+        for (rel, _) in files { print(RepoFiles.join(dir, rel)) }
+        // Fill the generated parts now, so the new module builds as it is.
+        do throws(GenerateErrors) {
+            let plan = try Refresh.run(repo: repo)
+            for w in plan.writes where !files.contains(where: { RepoFiles.join(dir, $0.0) == w.path }) { print(w.path) }
+            for w in plan.warnings { say(program, w) }
+        } catch {
+            report(program, error)
+            say(program, "made \(dir), but could not refresh the repo; fix the problems above and run chi_refresh_repo \(repo)")
+            return 1
+        }
+        say(program, "made \(lang == .c ? "C" : "Swift") module \(name) (registered as \(ctx.moduleName)); declare its methods in \(RepoFiles.join(dir, ctx.methodsYAML)), then run chi_refresh_repo \(repo)")
+        return 0
+    }
+
+    // MARK: chi_refresh_repo
+
+    static func refreshRepo(_ opts: inout Options, _ program: String) -> Int32 {
+        guard let repo = opts.positional() else {
+            say(program, "usage: \(program) DIR")
+            return 2
+        }
+        if extra(opts, program) { return 2 }
+        do throws(GenerateErrors) {
+            let plan = try Refresh.run(repo: repo)
+            for w in plan.writes { print(w.path) }
+            for w in plan.warnings { say(program, w) }
+            say(program, plan.writes.isEmpty
+                ? "\(repo) is up to date (\(plan.modules.count) module\(plan.modules.count == 1 ? "" : "s"))"
+                : "updated \(plan.writes.count) file\(plan.writes.count == 1 ? "" : "s") in \(repo)")
+            return 0
+        } catch {
+            report(program, error)
+            say(program, "nothing was changed")
+            return 1
+        }
+    }
+}
