@@ -30,7 +30,7 @@ func makePool(_ n: Int, tag: String) throws -> (Runtime, Pool) {
     let localSub = UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS)
 
     func one(_ q: chi_domain_query_t, _ pool: Pool) -> UInt32? {
-        if case .one(let c) = DomainResolver.resolve(q, in: pool, node: 1) { return c.id }
+        if case .one(let c) = DomainResolver.resolve(q, in: pool, node: 1) { return c.o.id }
         return nil
     }
 

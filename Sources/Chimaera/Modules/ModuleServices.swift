@@ -65,7 +65,7 @@ package enum ModuleServices {
             case 1:
                 guard chi_cas32(state, 1, 0), let f = rec.fiber else { continue }
                 if f.worker === Worker.current {
-                    f.worker.ready.append(f)
+                    f.worker.ready.append(Ref(f))
                 } else {
                     f.worker.post(.resume, f)
                 }

@@ -9,7 +9,7 @@ import CChimaera
 /// flag (broadcast when none is given).
 enum DomainResolver {
     enum Resolution {
-        case one(Container)
+        case one(Ref<Container>)
         case many([Container], UInt32)
         case failure(CInt)
     }
@@ -26,7 +26,7 @@ enum DomainResolver {
         if q.sub_domain == UInt32(CHI_SUBDOMAIN_PHYSICAL_NODE) {
             let onNode = pool.containers.filter { UInt64($0.node) == q.sel }
             if onNode.isEmpty { return .failure(CInt(CHI_ENOCONTAINER)) }
-            if onNode.count == 1 { return .one(onNode[0]) }
+            if onNode.count == 1 { return .one(Ref(onNode[0])) }
             return .many(onNode, iter == 0 ? UInt32(CHI_DQ_CHOOSE_ONE) : iter)
         }
         let local = scope == UInt32(CHI_DQ_LOCAL)
@@ -40,9 +40,9 @@ enum DomainResolver {
 
         switch sel {
         case UInt32(CHI_DQ_ID):
-            return q.sel < n ? .one(set[Int(q.sel)]) : .failure(CInt(CHI_ENOCONTAINER))
+            return q.sel < n ? .one(Ref(set[Int(q.sel)])) : .failure(CInt(CHI_ENOCONTAINER))
         case UInt32(CHI_DQ_HASH):
-            return .one(set[Int(q.sel % n)])
+            return .one(Ref(set[Int(q.sel % n)]))
         default:
             guard q.sel < n else { return .failure(CInt(CHI_ENOCONTAINER)) }
             let end = q.count == 0 ? n : min(n, q.sel &+ q.count)

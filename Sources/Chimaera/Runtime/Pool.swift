@@ -115,8 +115,8 @@ final class Lane: @unchecked Sendable {
     let index: Int
     let prio: UInt32
     unowned(unsafe) let worker: Worker
-    var head: TaskRecord?
-    var tail: TaskRecord?
+    unowned(unsafe) var head: TaskRecord?
+    unowned(unsafe) var tail: TaskRecord?
     /// Queued tasks, read racily by other workers for least-loaded mapping.
     let queued = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     var tasksRun: UInt64 = 0

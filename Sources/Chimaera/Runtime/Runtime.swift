@@ -126,6 +126,15 @@ package final class Runtime: @unchecked Sendable {
 
     // MARK: Pools
 
+    /// The live pool `id`, unretained (pools are never freed while the runtime runs).
+    @inline(__always)
+    func poolRef(_ id: UInt64) -> Ref<Pool>? {
+        guard id > 0 && id < UInt64(Self.maxPools) else { return nil }
+        let bits = chi_load64(poolSlots + Int(id))
+        guard bits != 0, let p = UnsafeRawPointer(bitPattern: UInt(bits)) else { return nil }
+        return Ref(Unmanaged<Pool>.fromOpaque(p).takeUnretainedValue())
+    }
+
     @inline(__always)
     func pool(_ id: UInt64) -> Pool? {
         guard id > 0 && id < UInt64(Self.maxPools) else { return nil }
@@ -269,7 +278,7 @@ package final class Runtime: @unchecked Sendable {
     /// thread, sleep briefly.
     func yieldCurrent() {
         if let w = Worker.current, let f = w.currentFiber {
-            w.ready.append(f)
+            w.ready.append(Ref(f))
             f.suspend()
         } else {
             usleep(200)
@@ -301,7 +310,7 @@ package final class Runtime: @unchecked Sendable {
         } else if old == DoneWord.fiber && isInternal, let p = UnsafeRawPointer(bitPattern: UInt(waiter)) {
             let f = Unmanaged<Fiber>.fromOpaque(p).takeUnretainedValue()
             if f.worker === Worker.current {
-                f.worker.ready.append(f)
+                f.worker.ready.append(Ref(f))
             } else {
                 f.worker.post(.resume, f)
             }

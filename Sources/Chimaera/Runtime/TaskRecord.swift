@@ -11,12 +11,13 @@ final class TaskRecord {
     unowned(unsafe) var pool: Pool?
     unowned(unsafe) var container: Container?
     unowned(unsafe) var lane: Lane?
-    /// Intrusive link for lane queues.
-    var next: TaskRecord?
+    /// Intrusive link for lane queues. Records are owned by the worker that made them
+    /// (Worker.allRecords), so links and queues hold them unowned.
+    unowned(unsafe) var next: TaskRecord?
     /// Submitted by module code inside the runtime (a subtask).
     var isInternal = false
     /// The record of the task this one is a replica of (broadcast and iteration).
-    var parent: TaskRecord?
+    unowned(unsafe) var parent: TaskRecord?
     /// Replicas of a multi-container task; `pending` counts those not yet done.
     var replicas: [UnsafeMutablePointer<chi_task_t>] = []
     let pending = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
@@ -30,7 +31,7 @@ final class TaskRecord {
     /// Why a runtime service failed for this task; handed to the client with the status.
     var errorMessage: String?
     /// The fiber running the task (set while it executes).
-    var fiber: Fiber?
+    unowned(unsafe) var fiber: Fiber?
     /// chi_rctx_suspend/resume hand-off: 0 running, 1 suspended, 2 resume pending.
     let resumeState = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     /// The task's chi_rctx_t handle: this record, unretained.

@@ -10,7 +10,7 @@ final class Fiber {
     private var stack = chi_fiber_stack_t()
     unowned(unsafe) let worker: Worker
     /// The task to run next, set by the worker before switching in.
-    var record: TaskRecord?
+    unowned(unsafe) var record: TaskRecord?
     /// Set when the fiber finished its task and is free for another.
     var finished = true
 
@@ -29,7 +29,8 @@ final class Fiber {
     /// The fiber's body: run a task, hand control back, repeat. Never returns.
     fileprivate func main() -> Never {
         while true {
-            if let r = record {
+            if let rec = record {
+                unowned(unsafe) let r = rec
                 record = nil
                 worker.execute(r)
             }

@@ -34,10 +34,11 @@ extension Worker {
     /// out to replicas).
     func route(_ r: TaskRecord) {
         let t = r.task
-        guard let pool = runtime.pool(t.pointee.pool_id) else {
+        guard let poolRef = runtime.poolRef(t.pointee.pool_id) else {
             fail(r, CInt(CHI_ENOPOOL))
             return
         }
+        unowned(unsafe) let pool = poolRef.o
         guard let m = pool.module.method(t.pointee.method) else {
             fail(r, CInt(CHI_ENOMETHOD))
             return
@@ -56,7 +57,7 @@ extension Worker {
         }
         switch DomainResolver.resolve(q, in: pool, node: runtime.nodeId) {
         case .one(let c):
-            dispatch(r, to: c)
+            dispatch(r, to: c.o)
         case .many(let cs, let iter):
             fanOut(r, cs, iter)
         case .failure(let code):
@@ -123,8 +124,9 @@ extension Worker {
     func dispatch(_ r: TaskRecord, to c: Container) {
         r.container = c
         let t = r.task
+        unowned(unsafe) let module = c.pool.module
         var idx: Int
-        if let map = c.pool.module.vtable.map_task_to_lane {
+        if let map = module.vtable.map_task_to_lane {
             idx = Int(map(c.state, c.handle, t))
         } else {
             idx = c.lanes.isEmpty ? -1 : Int(UInt64(t.pointee.lane_hash) % UInt64(c.lanes.count))
@@ -136,7 +138,7 @@ extension Worker {
             }
             idx = 0
         }
-        let lane = c.lanes[idx]
+        unowned(unsafe) let lane = c.lanes[idx]
         r.lane = lane
         if lane.worker === self {
             enqueueLocal(r)
@@ -148,8 +150,10 @@ extension Worker {
     /// Runs a task's method on the current fiber.
     func execute(_ r: TaskRecord) {
         let t = r.task
-        guard let c = r.container else { return }
-        let pool = c.pool
+        guard let cont = r.container else { return }
+        unowned(unsafe) let c = cont
+        unowned(unsafe) let pool = c.pool
+        unowned(unsafe) let module = pool.module
         if pool.isDestroyed || runtime.isStopping {
             complete(r, rc: -CInt(CHI_ESTOPPED))
             return
@@ -157,13 +161,13 @@ extension Worker {
         let start = chi_ticks()
         r.fiber = currentFiber
         var rc: CInt
-        if let fm = pool.module.handler(t.pointee.method) {
+        if let fm = module.handler(t.pointee.method) {
             rc = 0
             let seg = runtime.segment
             let e = chi_ffi_call(fm, t, UnsafeMutableRawPointer(r.rctx), seg.base, UInt64(seg.size), &rc)
             if e < 0 { rc = e }
         } else {
-            rc = pool.module.vtable.run!(c.state, t, r.rctx)
+            rc = module.vtable.run!(c.state, t, r.rctx)
         }
         r.fiber = nil
         let end = chi_ticks()
@@ -203,6 +207,7 @@ extension Worker {
 
     func complete(_ r: TaskRecord) {
         if let pool = r.pool { _ = chi_sub64(pool.inflight, 1) }
+        // (r.pool is unowned(unsafe): reading it costs no reference count.)
         if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
         if let p = r.parent {
             replicaDone(r, parent: p)

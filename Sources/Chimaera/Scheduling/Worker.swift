@@ -30,17 +30,21 @@ final class Worker: @unchecked Sendable {
     private let inboxMemory: UnsafeMutableRawPointer
     /// The worker's own context while a fiber runs.
     let schedCtx = UnsafeMutablePointer<chi_fiber_ctx_t>.allocate(capacity: 1)
-    var currentFiber: Fiber?
+    unowned(unsafe) var currentFiber: Fiber?
     var cpu: Int32 = -1
     let spinNs: UInt64
 
-    var activeLanes: [Lane] = []
-    var ready: [Fiber] = []
-    private var readyNext: [Fiber] = []
+    var activeLanes: [Ref<Lane>] = []
+    var ready: [Ref<Fiber>] = []
+    private var readyNext: [Ref<Fiber>] = []
     var timers = TimerHeap()
-    var freeRecords: [TaskRecord] = []
-    var idleFibers: [Fiber] = []
-    var fiberCount = 0
+    /// Every record and fiber this worker made (they are reused, never freed); the queues
+    /// below refer to them unowned.
+    private var allRecords: [TaskRecord] = []
+    private var allFibers: [Fiber] = []
+    var freeRecords: [Ref<TaskRecord>] = []
+    var idleFibers: [Ref<Fiber>] = []
+    var fiberCount: Int { allFibers.count }
     let exiting = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     var thread = pthread_t()
 
@@ -197,9 +201,12 @@ final class Worker: @unchecked Sendable {
     // MARK: Messages between workers
 
     /// Sends `object` to this worker. Spins while the inbox is full (bounded by the tasks in
-    /// flight, which the ingress rings bound).
+    /// flight, which the ingress rings bound). Records and fibers travel unretained (their
+    /// owners keep them alive); pools and pollers retained.
     func post(_ kind: Message, _ object: AnyObject) {
-        let bits = UInt64(UInt(bitPattern: Unmanaged.passRetained(object).toOpaque())) | kind.rawValue
+        let retained = kind == .purge || kind == .addPoller
+        let p = retained ? Unmanaged.passRetained(object).toOpaque() : Unmanaged.passUnretained(object).toOpaque()
+        let bits = UInt64(UInt(bitPattern: p)) | kind.rawValue
         while !inbox.push(bits) { chi_cpu_relax() }
         wake()
     }
@@ -212,11 +219,10 @@ final class Worker: @unchecked Sendable {
             let p = UnsafeRawPointer(bitPattern: UInt(bits & ~7))!
             switch kind {
             case .enqueue:
-                let r = Unmanaged<TaskRecord>.fromOpaque(p).takeRetainedValue()
+                unowned(unsafe) let r = Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue()
                 enqueueLocal(r)
             case .resume:
-                let f = Unmanaged<Fiber>.fromOpaque(p).takeRetainedValue()
-                ready.append(f)
+                ready.append(Ref(Unmanaged<Fiber>.fromOpaque(p).takeUnretainedValue()))
             case .purge:
                 let pool = Unmanaged<Pool>.fromOpaque(p).takeRetainedValue()
                 purge(pool)
@@ -244,11 +250,11 @@ final class Worker: @unchecked Sendable {
 
     @inline(__always)
     func enqueueLocal(_ r: TaskRecord) {
-        let lane = r.lane!
+        unowned(unsafe) let lane = r.lane!
         lane.push(r)
         if !lane.isActive {
             lane.isActive = true
-            activeLanes.append(lane)
+            activeLanes.append(Ref(lane))
         }
     }
 
@@ -256,7 +262,7 @@ final class Worker: @unchecked Sendable {
         if activeLanes.isEmpty { return false }
         var i = 0
         while i < activeLanes.count {
-            let lane = activeLanes[i]
+            unowned(unsafe) let lane = activeLanes[i].o
             if let r = lane.pop() {
                 runOnFiber(r)
                 lane.tasksRun &+= 1
@@ -273,19 +279,20 @@ final class Worker: @unchecked Sendable {
     private func runReady() -> Bool {
         if ready.isEmpty { return false }
         swap(&ready, &readyNext)
-        for f in readyNext { resume(f) }
+        for f in readyNext { resume(f.o) }
         readyNext.removeAll(keepingCapacity: true)
         return true
     }
 
     private func runOnFiber(_ r: TaskRecord) {
-        let f: Fiber
+        unowned(unsafe) let f: Fiber
         if let idle = idleFibers.popLast() {
-            f = idle
+            f = idle.o
         } else {
             do {
-                f = try Fiber(worker: self)
-                fiberCount += 1
+                let made = try Fiber(worker: self)
+                allFibers.append(made)
+                f = made
             } catch {
                 r.task.pointee.rc = -error.code
                 complete(r)
@@ -302,7 +309,7 @@ final class Worker: @unchecked Sendable {
         f.finished = false
         chi_fiber_switch(schedCtx, f.ctx)
         currentFiber = nil
-        if f.finished { idleFibers.append(f) }
+        if f.finished { idleFibers.append(Ref(f)) }
     }
 
     private func fireTimers(_ now: UInt64) -> Bool {
@@ -338,7 +345,7 @@ final class Worker: @unchecked Sendable {
             complete(r)
         }
         for lane in activeLanes {
-            while let r = lane.pop() {
+            while let r = lane.o.pop() {
                 r.task.pointee.rc = -CInt(CHI_ESTOPPED)
                 complete(r)
             }
@@ -359,12 +366,14 @@ final class Worker: @unchecked Sendable {
 
     @inline(__always)
     func allocRecord(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) -> TaskRecord {
-        if let r = freeRecords.popLast() {
+        if let free = freeRecords.popLast() {
+            unowned(unsafe) let r = free.o
             r.task = t
             r.taskOff = off
             return r
         }
         let r = TaskRecord(task: t)
+        allRecords.append(r)
         r.taskOff = off
         return r
     }
@@ -372,6 +381,6 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func freeRecord(_ r: TaskRecord) {
         r.reset()
-        freeRecords.append(r)
+        freeRecords.append(Ref(r))
     }
 }
