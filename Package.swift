@@ -8,6 +8,8 @@ let package = Package(
     name: "Chimaera",
     products: [
         .library(name: "chimaera", type: .dynamic, targets: ["ChimaeraCExports"]),
+        // The native Swift API (`import Chimaera`): Client, Pool, DomainQuery, module clients.
+        .library(name: "ChimaeraSwift", targets: ["Chimaera"]),
     ],
     targets: [
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1",

@@ -21,7 +21,7 @@ public func chiClientInit(_ opts: UnsafePointer<chi_client_opts_t>?,
         }
         let seg = o.segment.map { String(cString: $0) }
         let conf = o.config_path.map { String(cString: $0) }
-        let c = try Client.connect(segment: seg, configPath: conf, mode: o.mode,
+        let c = try RuntimeClient.connect(segment: seg, configPath: conf, mode: o.mode,
                                    timeoutMs: o.connect_timeout_ms)
         out.pointee = Handles.make(c)
         return 0

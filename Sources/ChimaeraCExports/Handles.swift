@@ -9,11 +9,11 @@ struct ClientBox {
     static let live: UInt64 = 0x4348_4943_4C49_4E54 // "CHICLINT"
     static let dead: UInt64 = 0x4445_4144_434C_4E54
     var magic: UInt64
-    var client: Unmanaged<Client>?
+    var client: Unmanaged<RuntimeClient>?
 }
 
 enum Handles {
-    static func make(_ c: Client) -> OpaquePointer {
+    static func make(_ c: RuntimeClient) -> OpaquePointer {
         let box = UnsafeMutablePointer<ClientBox>.allocate(capacity: 1)
         box.initialize(to: ClientBox(magic: ClientBox.live, client: .passRetained(c)))
         return OpaquePointer(box)
@@ -21,7 +21,7 @@ enum Handles {
 
     /// The client behind a handle, or an EINVAL error naming the problem.
     @inline(__always)
-    static func client(_ h: OpaquePointer?) throws(ChiError) -> Client {
+    static func client(_ h: OpaquePointer?) throws(ChiError) -> RuntimeClient {
         guard let h else { throw ChiError(EINVAL, "client handle is NULL") }
         let box = UnsafeMutablePointer<ClientBox>(h)
         guard box.pointee.magic == ClientBox.live, let c = box.pointee.client else {
@@ -30,7 +30,7 @@ enum Handles {
         return c.takeUnretainedValue()
     }
 
-    static func release(_ h: OpaquePointer?) throws(ChiError) -> Client {
+    static func release(_ h: OpaquePointer?) throws(ChiError) -> RuntimeClient {
         let c = try client(h)
         let box = UnsafeMutablePointer<ClientBox>(h!)
         box.pointee.magic = ClientBox.dead

@@ -6,7 +6,7 @@ import Testing
 
 /// A pool of `n` containers of a do-nothing module; containers alternate between nodes
 /// 1 and 2 so the physical-node sub-domain has something to select. Node 1 is local.
-func makePool(_ n: Int, tag: String) throws -> (Runtime, Pool) {
+func makePool(_ n: Int, tag: String) throws -> (Runtime, RuntimePool) {
     var config = RuntimeConfig()
     config.shmSize = 32 << 20
     config.pinWorkers = false
@@ -16,7 +16,7 @@ func makePool(_ n: Int, tag: String) throws -> (Runtime, Pool) {
     vt.abi_major = UInt16(CHI_ABI_MAJOR)
     vt.run = { _, _, _ in 0 }
     let module = try Module(name: "fake", path: "(test)", vtable: vt, handle: nil)
-    let pool = Pool(id: 7, name: "p", module: module)
+    let pool = RuntimePool(id: 7, name: "p", module: module)
     for i in 0..<n {
         let c = Container(pool: pool, id: UInt32(i), node: UInt32(1 + i % 2), runtime: rt)
         pool.containers.append(c)
@@ -29,17 +29,17 @@ func makePool(_ n: Int, tag: String) throws -> (Runtime, Pool) {
     let global = UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS)
     let localSub = UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS)
 
-    func one(_ q: chi_domain_query_t, _ pool: Pool) -> UInt32? {
+    func one(_ q: chi_domain_query_t, _ pool: RuntimePool) -> UInt32? {
         if case .one(let c) = DomainResolver.resolve(q, in: pool, node: 1) { return c.o.id }
         return nil
     }
 
-    func many(_ q: chi_domain_query_t, _ pool: Pool) -> ([UInt32], UInt32)? {
+    func many(_ q: chi_domain_query_t, _ pool: RuntimePool) -> ([UInt32], UInt32)? {
         if case .many(let cs, let iter) = DomainResolver.resolve(q, in: pool, node: 1) { return (cs.map(\.id), iter) }
         return nil
     }
 
-    func failure(_ q: chi_domain_query_t, _ pool: Pool) -> CInt? {
+    func failure(_ q: chi_domain_query_t, _ pool: RuntimePool) -> CInt? {
         if case .failure(let code) = DomainResolver.resolve(q, in: pool, node: 1) { return code }
         return nil
     }

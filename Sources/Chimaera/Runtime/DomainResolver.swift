@@ -14,7 +14,7 @@ enum DomainResolver {
         case failure(CInt)
     }
 
-    static func resolve(_ q: chi_domain_query_t, in pool: Pool, node: UInt32) -> Resolution {
+    static func resolve(_ q: chi_domain_query_t, in pool: RuntimePool, node: UInt32) -> Resolution {
         let scope = q.flags & UInt32(CHI_DQ_SCOPE_MASK)
         let sel = q.flags & UInt32(CHI_DQ_SEL_MASK)
         let iter = q.flags & UInt32(CHI_DQ_ITER_MASK)

@@ -6,7 +6,7 @@ import CChimaera
 // pair on every access of the task path.
 
 /// A named set of containers of one module.
-final class Pool: @unchecked Sendable {
+final class RuntimePool: @unchecked Sendable {
     let id: UInt64
     let name: String
     let module: Module
@@ -38,7 +38,7 @@ final class Pool: @unchecked Sendable {
 
 /// One shard of a pool: the module's state plus the lanes its tasks run on.
 final class Container: @unchecked Sendable {
-    unowned(unsafe) let pool: Pool
+    unowned(unsafe) let pool: RuntimePool
     let id: UInt32
     let node: UInt32
     var state: UnsafeMutableRawPointer?
@@ -51,7 +51,7 @@ final class Container: @unchecked Sendable {
     var groups: [(id: UInt32, range: Range<Int>)] = []
     unowned(unsafe) let runtime: Runtime
 
-    init(pool: Pool, id: UInt32, node: UInt32, runtime: Runtime) {
+    init(pool: RuntimePool, id: UInt32, node: UInt32, runtime: Runtime) {
         self.pool = pool
         self.id = id
         self.node = node
@@ -157,10 +157,10 @@ final class Lane: @unchecked Sendable {
 final class Poller: @unchecked Sendable {
     let fn: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt
     let arg: UnsafeMutableRawPointer?
-    unowned(unsafe) let pool: Pool
+    unowned(unsafe) let pool: RuntimePool
 
     init(fn: @escaping @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt,
-         arg: UnsafeMutableRawPointer?, pool: Pool) {
+         arg: UnsafeMutableRawPointer?, pool: RuntimePool) {
         self.fn = fn
         self.arg = arg
         self.pool = pool

@@ -21,16 +21,16 @@ package final class Runtime: @unchecked Sendable {
     static let adminPoolId = UInt64(CHI_ADMIN_POOL_ID)
     /// Live pools by id, as unretained object pointers (0 = none); read without a lock.
     private let poolSlots = UnsafeMutablePointer<UInt64>.allocate(capacity: maxPools)
-    private var poolsByName: [String: Pool] = [:]
+    private var poolsByName: [String: RuntimePool] = [:]
     /// Destroyed pools stay alive: a racing reader may still hold one.
-    private var retired: [Pool] = []
+    private var retired: [RuntimePool] = []
     private var nextPoolId: UInt64 = 2
     private var lock = pthread_mutex_t()
     private let laneCursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
     private var started = false
     private var stopped = false
     /// The client handed to module code for subtasks (set by the C exports layer).
-    package var internalClient: Client?
+    package var internalClient: RuntimeClient?
 
     /// Creates the segment and workers; `start()` brings them up.
     package init(config: RuntimeConfig, segmentName: String, anonymous: Bool = false) throws(ChiError) {
@@ -128,19 +128,19 @@ package final class Runtime: @unchecked Sendable {
 
     /// The live pool `id`, unretained (pools are never freed while the runtime runs).
     @inline(__always)
-    func poolRef(_ id: UInt64) -> Ref<Pool>? {
+    func poolRef(_ id: UInt64) -> Ref<RuntimePool>? {
         guard id > 0 && id < UInt64(Self.maxPools) else { return nil }
         let bits = chi_load64(poolSlots + Int(id))
         guard bits != 0, let p = UnsafeRawPointer(bitPattern: UInt(bits)) else { return nil }
-        return Ref(Unmanaged<Pool>.fromOpaque(p).takeUnretainedValue())
+        return Ref(Unmanaged<RuntimePool>.fromOpaque(p).takeUnretainedValue())
     }
 
     @inline(__always)
-    func pool(_ id: UInt64) -> Pool? {
+    func pool(_ id: UInt64) -> RuntimePool? {
         guard id > 0 && id < UInt64(Self.maxPools) else { return nil }
         let bits = chi_load64(poolSlots + Int(id))
         guard bits != 0, let p = UnsafeRawPointer(bitPattern: UInt(bits)) else { return nil }
-        return Unmanaged<Pool>.fromOpaque(p).takeUnretainedValue()
+        return Unmanaged<RuntimePool>.fromOpaque(p).takeUnretainedValue()
     }
 
     /// The worker a new lane of priority `prio` goes to (round-robin within its class).
@@ -173,7 +173,7 @@ package final class Runtime: @unchecked Sendable {
         let mod = try loader.load(module)
         let id = fixedId ?? nextPoolId
         guard id < UInt64(Self.maxPools) else { throw ChiError(ENOSPC, "too many pools") }
-        let pool = Pool(id: id, name: name, module: mod)
+        let pool = RuntimePool(id: id, name: name, module: mod)
         let n = max(1, containersPerNode)
         for i in 0..<n {
             let c = Container(pool: pool, id: UInt32(i), node: nodeId, runtime: self)
@@ -206,7 +206,7 @@ package final class Runtime: @unchecked Sendable {
     }
 
     /// Every live pool, by id.
-    func livePools() -> [Pool] {
+    func livePools() -> [RuntimePool] {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
         return poolsByName.values.sorted { $0.id < $1.id }
@@ -243,7 +243,7 @@ package final class Runtime: @unchecked Sendable {
         destroyContainers(p)
     }
 
-    private func destroyContainers(_ p: Pool) {
+    private func destroyContainers(_ p: RuntimePool) {
         guard let destroy = p.module.vtable.destroy else { return }
         for c in p.containers where c.state != nil {
             destroy(c.handle, c.state)

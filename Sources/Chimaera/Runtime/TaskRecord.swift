@@ -7,8 +7,8 @@ final class TaskRecord {
     /// The task, inside the segment.
     var task: UnsafeMutablePointer<chi_task_t>
     var taskOff: UInt64 = 0
-    // Pools, containers and lanes outlive every record (see Pool.swift): no reference counting.
-    unowned(unsafe) var pool: Pool?
+    // Pools, containers and lanes outlive every record (see RuntimePool.swift): no reference counting.
+    unowned(unsafe) var pool: RuntimePool?
     unowned(unsafe) var container: Container?
     unowned(unsafe) var lane: Lane?
     /// Intrusive link for lane queues. Records are owned by the worker that made them

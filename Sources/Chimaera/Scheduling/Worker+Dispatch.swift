@@ -67,7 +67,7 @@ extension Worker {
 
     /// Dynamic scheduling: the module's kSchedule hook rewrites the query. Without a hook,
     /// or if it leaves the query dynamic, the task goes to a container chosen by its id.
-    private func schedule(_ r: TaskRecord, _ pool: Pool) {
+    private func schedule(_ r: TaskRecord, _ pool: RuntimePool) {
         let t = r.task
         if let mon = pool.module.vtable.monitor, let c = pool.local.first {
             r.container = c

@@ -224,7 +224,7 @@ final class Worker: @unchecked Sendable {
             case .resume:
                 ready.append(Ref(Unmanaged<Fiber>.fromOpaque(p).takeUnretainedValue()))
             case .purge:
-                let pool = Unmanaged<Pool>.fromOpaque(p).takeRetainedValue()
+                let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
                 purge(pool)
             case .addPoller:
                 pollers.append(Unmanaged<Poller>.fromOpaque(p).takeRetainedValue())
@@ -329,7 +329,7 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Completes the periodic tasks of a destroyed pool and drops its pollers.
-    private func purge(_ pool: Pool) {
+    private func purge(_ pool: RuntimePool) {
         for r in timers.removeAll(where: { $0.pool === pool }) {
             r.task.pointee.rc = -CInt(CHI_ESTOPPED)
             complete(r)

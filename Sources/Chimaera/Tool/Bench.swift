@@ -117,9 +117,9 @@ enum Bench {
     /// CPU use of an idle runtime, the round trip of the first task after idleness, and the
     /// time from start to the first task served.
     static func idle(daemon: OwnDaemon, seconds: Double) -> [(String, Double)]? {
-        let client: Client
+        let client: RuntimeClient
         do {
-            client = try Client.connect(segment: daemon.segment, configPath: nil,
+            client = try RuntimeClient.connect(segment: daemon.segment, configPath: nil,
                                         mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 2000)
             let pool = try client.createPool(module: "small_message", name: "bench_idle", containersPerNode: 1, params: nil)
             _ = try md(client, pool)
@@ -146,7 +146,7 @@ enum Bench {
     }
 
     /// One sync Md; returns its round trip in microseconds.
-    static func md(_ c: Client, _ pool: UInt64) throws(ChiError) -> Double {
+    static func md(_ c: RuntimeClient, _ pool: UInt64) throws(ChiError) -> Double {
         let q = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), 0)
         let t0 = chi_now_ns()
         let t = try c.newTask(pool: pool, method: UInt32(CHI_SM_MD), size: MemoryLayout<chi_sm_md_task_t>.size, query: q)

@@ -10,9 +10,9 @@ extension Tool {
         let json = opts.flag("--json")
         let windowMs = Int(opts.value("--cpu-window-ms") ?? "0") ?? 0
         if rejectUnknown(opts, "status") { return 2 }
-        let client: Client
+        let client: RuntimeClient
         do {
-            client = try Client.connect(segment: name, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000)
+            client = try RuntimeClient.connect(segment: name, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000)
         } catch {
             fail(error.message)
             return 1

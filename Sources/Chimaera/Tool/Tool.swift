@@ -152,7 +152,7 @@ package enum Tool {
         let rt: Runtime
         do {
             rt = try Runtime(config: config, segmentName: name)
-            rt.internalClient = Client(segment: rt.segment, runtime: rt, ownsRuntime: false,
+            rt.internalClient = RuntimeClient(segment: rt.segment, runtime: rt, ownsRuntime: false,
                                        spinNs: UInt64(config.clientSpinUs) * 1000)
             try rt.start()
         } catch {
@@ -196,7 +196,7 @@ package enum Tool {
             return 1
         }
         var asked = false
-        if let c = try? Client.connect(segment: name, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000) {
+        if let c = try? RuntimeClient.connect(segment: name, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000) {
             asked = (try? c.stopRuntime()) != nil
         }
         if !asked { kill(pid, SIGTERM) }

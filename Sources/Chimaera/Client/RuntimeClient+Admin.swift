@@ -2,7 +2,7 @@ import CChimaera
 import Glibc
 
 /// Calls on the admin pool: modules, pools, flush, stop and statistics.
-extension Client {
+extension RuntimeClient {
     /// How long admin calls wait before giving up.
     static let adminTimeoutNs: Int64 = 60_000_000_000
 

@@ -6,7 +6,7 @@ import Glibc
 ///
 /// Three flavours share this type: attached to a daemon, embedded (owning an in-process
 /// runtime), and internal (handed to module code; waits suspend the fiber).
-package final class Client: @unchecked Sendable {
+package final class RuntimeClient: @unchecked Sendable {
     package let segment: SharedSegment
     let allocator: ShmAllocator
     private let rings: [ShmRing]
@@ -50,7 +50,7 @@ package final class Client: @unchecked Sendable {
 
     /// Attaches to a daemon, or starts an embedded runtime, as the options and environment say.
     package static func connect(segment: String?, configPath: String?, mode: UInt32,
-                                timeoutMs: UInt32) throws(ChiError) -> Client
+                                timeoutMs: UInt32) throws(ChiError) -> RuntimeClient
     {
         let config = try RuntimeConfig.loadOrThrowChi(path: configPath)
         var name = segment
@@ -69,12 +69,12 @@ package final class Client: @unchecked Sendable {
                 rt.shutdown()
                 throw error
             }
-            rt.internalClient = Client(segment: rt.segment, runtime: rt, ownsRuntime: false, spinNs: spin)
-            return Client(segment: rt.segment, runtime: rt, ownsRuntime: true, spinNs: spin)
+            rt.internalClient = RuntimeClient(segment: rt.segment, runtime: rt, ownsRuntime: false, spinNs: spin)
+            return RuntimeClient(segment: rt.segment, runtime: rt, ownsRuntime: true, spinNs: spin)
         }
         let timeout = UInt64(timeoutMs == 0 ? 500 : timeoutMs) * 1_000_000
         let seg = try SharedSegment.attach(name: segName, timeoutNs: timeout)
-        return Client(segment: seg, runtime: nil, ownsRuntime: false, spinNs: spin)
+        return RuntimeClient(segment: seg, runtime: nil, ownsRuntime: false, spinNs: spin)
     }
 
     /// Stops an owned (embedded) runtime.
@@ -246,7 +246,7 @@ package final class Client: @unchecked Sendable {
     }
 }
 
-extension Client {
+extension RuntimeClient {
     /// The runtime's message for a failed task, if it left one (in reserved[2]); frees it.
     package func takeErrorMessage(_ t: UnsafeMutablePointer<chi_task_t>) -> String? {
         let slot = t.reservedPtr(2)
