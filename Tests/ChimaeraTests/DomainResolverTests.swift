@@ -16,7 +16,7 @@ func makePool(_ n: Int, tag: String) throws -> (Runtime, RuntimePool) {
     vt.abi_major = UInt16(CHI_ABI_MAJOR)
     vt.run = { _, _, _ in 0 }
     let module = try Module(name: "fake", path: "(test)", vtable: vt, handle: nil)
-    let pool = RuntimePool(id: 7, name: "p", module: module)
+    let pool = RuntimePool(id: 7, name: "p", module: module, workers: 1)
     for i in 0..<n {
         let c = Container(pool: pool, id: UInt32(i), node: UInt32(1 + i % 2), runtime: rt)
         pool.containers.append(c)

@@ -18,18 +18,42 @@ final class RuntimePool: @unchecked Sendable {
     let destroyed = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     /// Round-robin cursor for choose-one iteration.
     let cursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-    /// Tasks of this pool currently in flight (drained before destroy hooks run).
-    let inflight = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// Tasks of this pool in flight, counted per worker without atomics (a task may start on
+    /// one worker and end on another, so one slot can go negative; the sum is what counts).
+    /// One cache line per worker: a locked counter shared by workers cost a full barrier per
+    /// task on the hot path.
+    private let inflightSlots: UnsafeMutablePointer<Int64>
+    private static let slotStride = 8
+
+    @inline(__always)
+    func inflightAdd(_ worker: Int, _ d: Int64) {
+        let p = inflightSlots + worker * Self.slotStride
+        chi_store64_relaxed(UnsafeMutableRawPointer(p).assumingMemoryBound(to: UInt64.self),
+                            UInt64(bitPattern: p.pointee &+ d))
+    }
+
+    /// Tasks in flight (a racy sum, exact once the workers have gone quiet).
+    var inflight: Int64 {
+        var n: Int64 = 0
+        for w in 0..<workerCount {
+            n &+= Int64(bitPattern: chi_load64_relaxed(UnsafeMutableRawPointer(inflightSlots + w * Self.slotStride)
+                .assumingMemoryBound(to: UInt64.self)))
+        }
+        return n
+    }
+    private let workerCount: Int
     /// Workers that have dropped this pool's timers and pollers after its destruction.
     let purgeAcks = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
 
-    init(id: UInt64, name: String, module: Module) {
+    init(id: UInt64, name: String, module: Module, workers: Int) {
         self.id = id
         self.name = name
         self.module = module
+        workerCount = max(1, workers)
+        inflightSlots = .allocate(capacity: workerCount * Self.slotStride)
+        inflightSlots.initialize(repeating: 0, count: workerCount * Self.slotStride)
         destroyed.initialize(to: 0)
         cursor.initialize(to: 0)
-        inflight.initialize(to: 0)
         purgeAcks.initialize(to: 0)
     }
 

@@ -173,7 +173,7 @@ package final class Runtime: @unchecked Sendable {
         let mod = try loader.load(module)
         let id = fixedId ?? nextPoolId
         guard id < UInt64(Self.maxPools) else { throw ChiError(ENOSPC, "too many pools") }
-        let pool = RuntimePool(id: id, name: name, module: mod)
+        let pool = RuntimePool(id: id, name: name, module: mod, workers: workers.count)
         let n = max(1, containersPerNode)
         for i in 0..<n {
             let c = Container(pool: pool, id: UInt32(i), node: nodeId, runtime: self)
@@ -235,7 +235,7 @@ package final class Runtime: @unchecked Sendable {
         pthread_mutex_unlock(&lock)
         for w in workers { w.post(.purge, p) }
         let deadline = chi_now_ns() + 5_000_000_000
-        while (chi_load64(p.inflight) > 0 || chi_load32(p.purgeAcks) < UInt32(workers.count))
+        while (p.inflight > 0 || chi_load32(p.purgeAcks) < UInt32(workers.count))
             && chi_now_ns() < deadline
         {
             yieldCurrent()

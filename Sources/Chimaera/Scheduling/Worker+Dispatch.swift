@@ -49,7 +49,7 @@ extension Worker {
         }
         r.pool = pool
         r.method = m
-        _ = chi_add64(pool.inflight, 1)
+        pool.inflightAdd(id, 1)
         var q = t.pointee.dom_query
         if q.flags & UInt32(CHI_DQ_DYNAMIC) != 0 {
             schedule(r, pool)
@@ -113,7 +113,7 @@ extension Worker {
             rep.parent = r
             rep.pool = pool
             rep.method = r.method
-            _ = chi_add64(pool.inflight, 1)
+            pool.inflightAdd(id, 1)
             r.replicas.append(t)
             replicas.append(rep)
         }
@@ -206,7 +206,7 @@ extension Worker {
     }
 
     func complete(_ r: TaskRecord) {
-        if let pool = r.pool { _ = chi_sub64(pool.inflight, 1) }
+        if let pool = r.pool { pool.inflightAdd(id, -1) }
         // (r.pool is unowned(unsafe): reading it costs no reference count.)
         if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
         if let p = r.parent {
@@ -229,7 +229,7 @@ extension Worker {
                 rep.task.pointee.done = 0
                 rep.task.pointee.dom_query = chi_dq_direct_id(
                     UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), UInt64(next.id))
-                _ = chi_add64(p.pool!.inflight, 1)
+                p.pool!.inflightAdd(id, 1)
                 rep.lane = nil
                 dispatch(rep, to: next)
                 return
