@@ -62,6 +62,16 @@ package final class Runtime: @unchecked Sendable {
         }
         for q in 0..<nQueues { workers[q % nWorkers].ingress.append(segment.ring(q)) }
         if config.pinWorkers { planPinning() }
+        placeSegment()
+    }
+
+    /// On a multi-node machine, binds the segment's memory to the node of the first pinned
+    /// low-latency worker, where the task path reads it. A one-node machine needs nothing.
+    private func placeSegment() {
+        guard numa_available() >= 0, numa_max_node() > 0,
+              let cpu = workers.first(where: { $0.cpu >= 0 })?.cpu else { return }
+        let node = numa_node_of_cpu(cpu)
+        if node >= 0 { numa_tonode_memory(segment.base, segment.size, node) }
     }
 
     /// Low-latency workers own a core each, counted down from the last CPU so that CPU 0 is
