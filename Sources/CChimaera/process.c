@@ -7,6 +7,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "chi_shim.h"
 
@@ -38,6 +39,14 @@ int chi_pin_thread(int cpu) {
     CPU_SET(cpu, &set);
     int r = pthread_setaffinity_np(pthread_self(), sizeof set, &set);
     return -r;
+}
+
+int chi_unpin_thread(void) {
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    for (long i = 0; i < n && i < CPU_SETSIZE; i++) CPU_SET(i, &set);
+    return -pthread_setaffinity_np(pthread_self(), sizeof set, &set);
 }
 
 const char *chi_self_path(void) {

@@ -107,6 +107,8 @@ void chi_tls_set_error(const char *msg);
 int chi_install_stop_signals(uint32_t *flag);
 /** Pins the calling thread to one CPU. Returns 0 or -errno. */
 int chi_pin_thread(int cpu);
+/** Lets the calling thread run on every online CPU again. */
+int chi_unpin_thread(void);
 /** The CPU the calling thread runs on (-1 if unknown); no system call with rseq/vDSO. */
 int chi_current_cpu(void);
 /** Returns the path of the shared object holding this code ("" if unknown). */

@@ -111,6 +111,22 @@ enum Bench {
         if let s = c["sync_rtt_ns_p50"], let p = b["baseline_pingpong_ns_p50"], p > 0 {
             out.append(("ratio_p50", (s / p * 100).rounded() / 100))
         }
+        // The same with the client pinned to CPU 0 and the baseline's processes on CPUs 0 and
+        // 1 (where the low-latency worker sits): placement is fixed, so run-to-run spread is
+        // the task path's alone. Extra keys; the figures above are the unpinned ones.
+        if sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 {
+            let pb = ChildProcess.run(libexec + "/chi_bench_pingpong", ["--pin"])
+            let pc = ChildProcess.run(libexec + "/chi_bench_client", clientArgs + ["--threads", "1"],
+                                      timeoutMs: 600_000, cpu: 0)
+            let b2 = ChildProcess.parseFlatJSON(pb.output), c2 = ChildProcess.parseFlatJSON(pc.output)
+            if pb.status == 0, pc.status == 0, let s = c2["sync_rtt_ns_p50"], let p = b2["baseline_pingpong_ns_p50"], p > 0 {
+                out.append(("sync_rtt_ns_p50_pinned", s))
+                if let v = c2["sync_rtt_ns_p99"] { out.append(("sync_rtt_ns_p99_pinned", v)) }
+                if let v = c2["async_tasks_per_s_1t"] { out.append(("async_tasks_per_s_1t_pinned", v)) }
+                out.append(("baseline_pingpong_ns_p50_pinned", p))
+                out.append(("ratio_p50_pinned", (s / p * 100).rounded() / 100))
+            }
+        }
         return out
     }
 

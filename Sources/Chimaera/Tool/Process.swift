@@ -9,7 +9,7 @@ enum ChildProcess {
     }
 
     /// Runs `path args` with stdout captured; kills it after `timeoutMs`.
-    static func run(_ path: String, _ args: [String], timeoutMs: Int = 120_000) -> Result {
+    static func run(_ path: String, _ args: [String], timeoutMs: Int = 120_000, cpu: Int32? = nil) -> Result {
         var fds: [Int32] = [0, 0]
         guard pipeCloexec(&fds) else { return Result(status: -1, output: "") }
         var actions = posix_spawn_file_actions_t()
@@ -20,7 +20,10 @@ enum ChildProcess {
         let argv = ([path] + args).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
         var pid: pid_t = 0
+        // A child inherits the spawning thread's CPU mask: pin this thread around the spawn.
+        if let cpu { _ = chi_pin_thread(cpu) }
         let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+        if cpu != nil { _ = chi_unpin_thread() }
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])
