@@ -43,7 +43,8 @@ $(STAGE)/lib/$(SONAME): $(SWIFT_SOURCES) Sources/ChimaeraCExports/chimaera.map
 	  -Xlinker -soname=$(SONAME) \
 	  -Xlinker --version-script=$(CURDIR)/Sources/ChimaeraCExports/chimaera.map
 	@mkdir -p $(STAGE)/lib
-	cp $(SWIFT_BUILD)/release/libchimaera.so $@
+	@# Replace, never rewrite in place: processes that have the library mapped would crash.
+	cp $(SWIFT_BUILD)/release/libchimaera.so $@.tmp && mv -f $@.tmp $@
 	ln -sf $(SONAME) $(STAGE)/lib/libchimaera.so
 
 lib: $(STAGE)/lib/$(SONAME)
@@ -66,7 +67,12 @@ $(STAGE)/bin/chimaera: Sources/chimaera/main.c $(STAGE)/lib/$(SONAME)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera -Wl,-rpath,'$$ORIGIN/../lib'
 
+# The module developer's commands are the same program under other names (Tool.main looks at
+# argv[0]): chi_make_repo, chi_make_mod, chi_refresh_repo.
+DEVKIT_TOOLS := chi_make_repo chi_make_mod chi_refresh_repo
+
 tool: $(STAGE)/bin/chimaera
+	@for t in $(DEVKIT_TOOLS); do ln -sfn chimaera $(STAGE)/bin/$$t; done
 
 # ---- bench helpers (C programs the bench runs as separate processes) ----------------------
 BENCH_TOOLS := $(basename $(notdir $(wildcard Sources/BenchTools/*.c)))

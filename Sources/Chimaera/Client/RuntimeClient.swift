@@ -233,8 +233,9 @@ package final class RuntimeClient: @unchecked Sendable {
     // MARK: Buffers
 
     package func allocBuffer(_ size: Int) throws(ChiError) -> UnsafeMutableRawPointer {
-        guard size > 0, let off = allocator.allocate(UInt64(size)), let p = segment.pointer(off, UInt64(size)) else {
-            throw ChiError(ENOMEM, size <= 0 ? "buffer size must be positive" : "shared memory exhausted allocating \(size) bytes in segment \(segment.name)")
+        guard size > 0 else { throw ChiError(EINVAL, "buffer size must be positive, got \(size)") }
+        guard let off = allocator.allocate(UInt64(size)), let p = segment.pointer(off, UInt64(size)) else {
+            throw ChiError(ENOMEM, "shared memory exhausted allocating \(size) bytes in segment \(segment.name)")
         }
         return p
     }
