@@ -22,7 +22,7 @@ MODULES := $(notdir $(wildcard Sources/Mods/*))
 # Extra libraries a built-in module links (by module name).
 LDLIBS_bdev := -luring
 
-.PHONY: all headers deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
+.PHONY: all headers python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
 
 all: lib modules tool bench-tools cmake-files headers
 
@@ -81,7 +81,14 @@ $(STAGE)/libexec/chimaera/%: Sources/BenchTools/%.c $(STAGE)/lib/$(SONAME)
 	$(CC) $(CFLAGS) -std=gnu11 $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera \
 	  -Wl,-rpath,'$$ORIGIN/../../lib' -lpthread $(LDLIBS_$*)
 
-bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t))
+bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t)) python-bench
+
+# The Python binding, staged for `chimaera bench python` (pip installs it for users).
+python-bench:
+	@mkdir -p $(STAGE)/lib/python $(STAGE)/libexec/chimaera
+	@rm -rf $(STAGE)/lib/python/chimaera
+	cp -r bindings/python/chimaera $(STAGE)/lib/python/
+	cp examples/python/bench_md.py Sources/BenchTools/python/chi_bench_python $(STAGE)/libexec/chimaera/
 
 # ---- CMake package and pkg-config, written for the staging prefix --------------------------
 cmake-files:

@@ -43,3 +43,9 @@ def test_unknown_case_is_an_error_that_names_the_cases():
     status, out = run([STAGE / "bin" / "chimaera", "bench", "no-such-case"], timeout=60)
     assert status != 0
     assert "small-message" in out
+
+
+def test_python_case_measures_the_ctypes_binding():
+    fig = bench("python")
+    assert fig["python_sync_rtt_ns_p50"] > 0
+    assert fig["python_sync_rtt_ns_p50"] <= fig["python_sync_rtt_ns_p99"]
