@@ -177,6 +177,12 @@ public func chiRctxWorker(_ r: OpaquePointer?) -> UInt32 {
     return ModuleServices.worker(of: r)
 }
 
+@c(chi_rctx_state)
+public func chiRctxState(_ r: OpaquePointer?) -> UnsafeMutableRawPointer? {
+    guard let r else { return nil }
+    return ModuleServices.state(of: r)
+}
+
 @c(chi_rctx_suspend)
 public func chiRctxSuspend(_ r: OpaquePointer?) -> CInt {
     guard let r, ModuleServices.suspend(r) else {

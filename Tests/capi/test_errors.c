@@ -72,6 +72,17 @@ static void null_handles(void) {
     T_ASSERT(chi_rctx_replica_count(NULL) == 0, "chi_rctx_replica_count(NULL)");
     T_ASSERT(chi_rctx_replica(NULL, 0) == NULL, "chi_rctx_replica(NULL)");
     T_ASSERT(chi_rctx_shm_ptr(NULL, sp, 1) == NULL, "chi_rctx_shm_ptr(NULL)");
+    T_ASSERT(chi_rctx_state(NULL) == NULL, "chi_rctx_state(NULL)");
+    T_ASSERT(chi_rctx_worker(NULL) == UINT32_MAX, "chi_rctx_worker(NULL)");
+    T_EINVAL(chi_rctx_suspend(NULL));
+    T_EINVAL(chi_rctx_resume(NULL));
+    T_ASSERT(chi_container_worker_count(NULL) == 0, "chi_container_worker_count(NULL)");
+    T_EINVAL(chi_container_add_poller(NULL, NULL, NULL));
+    {
+        const chi_module_vtable_t *vt = NULL;
+        T_EINVAL(chi_module_describe(NULL, &vt));
+        T_EINVAL(chi_module_describe(CHI_SM_MODULE_NAME, NULL));
+    }
     T_EINVAL(chi_rt_module_register(NULL, CHI_SM_MODULE_NAME));
     T_EINVAL(chi_rt_pool_create(NULL, CHI_SM_MODULE_NAME, "x", 1, NULL, 0, &id));
     T_EINVAL(chi_rt_pool_find(NULL, "x", &id));

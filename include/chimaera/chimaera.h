@@ -12,8 +12,8 @@
 extern "C" {
 #endif
 
-/** Entry point of the `chimaera` command-line tool (start, stop, status, bench). Runs in the
- *  calling thread; returns the process exit status. */
+/** Entry point of the `chimaera` command-line tool (start, stop, status, bench, make-repo,
+ *  make-mod, refresh-repo). Runs in the calling thread; returns the process exit status. */
 int chi_tool_main(int argc, char **argv);
 
 #ifdef __cplusplus

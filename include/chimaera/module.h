@@ -84,7 +84,7 @@ typedef struct chi_rctx chi_rctx_t;
 #define CHI_MONITOR_SCHEDULE    1u /* rewrite task->dom_query to a direct query (dynamic) */
 #define CHI_MONITOR_REPLICA_AGG 2u /* fold the replicas' outputs into the original task */
 
-/** The vtable a module exports. Hooks may be NULL except run. */
+/** The vtable a module exports. Hooks may be NULL (run only if every method has a handler). */
 typedef struct chi_module_vtable {
     uint32_t size;       /* sizeof(chi_module_vtable_t) the module was built with */
     uint16_t abi_major;  /* CHI_ABI_MAJOR the module was built with */
@@ -97,7 +97,8 @@ typedef struct chi_module_vtable {
     int (*create)(chi_container_t *c, const void *params, uint32_t params_size, void **state);
     /** Frees one container's state. */
     void (*destroy)(chi_container_t *c, void *state);
-    /** Runs a method; the return value becomes task->rc. */
+    /** Runs a method; the return value becomes task->rc. May be NULL when every method has a
+     *  plain-function handler. */
     int (*run)(void *state, chi_task_t *task, chi_rctx_t *rctx);
     /** Scheduling and aggregation hooks (CHI_MONITOR_*). Return 0 or -errno. */
     int (*monitor)(void *state, uint32_t mode, chi_task_t *task, chi_rctx_t *rctx);
@@ -154,6 +155,8 @@ chi_container_t *chi_rctx_container(chi_rctx_t *rctx);
 chi_client_t *chi_rctx_client(chi_rctx_t *rctx);
 /** The id of the worker running the task. */
 uint32_t chi_rctx_worker(chi_rctx_t *rctx);
+/** The state the container's create hook made (for plain-function handlers). */
+void *chi_rctx_state(chi_rctx_t *rctx);
 /** Suspends the running task (its fiber; the worker goes on with other work) until
  *  chi_rctx_resume(rctx). Returns at once if a resume came first. Only from run.
  *  Returns 0, or -EINVAL when not called from the task's own fiber. */

@@ -63,7 +63,7 @@ package final class Module: @unchecked Sendable {
             }
             handlersById[id] = fm
         }
-        guard vtable.run != nil else {
+        guard vtable.run != nil || table.allSatisfy({ $0 == nil || $0!.pointee.handler != nil }) else {
             throw ChiError(CInt(CHI_EBADTASK), "module \(name) (\(path)) has no run hook")
         }
     }

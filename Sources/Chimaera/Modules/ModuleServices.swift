@@ -39,6 +39,10 @@ package enum ModuleServices {
         con.pollers.append(Poller(fn: fn, arg: arg, pool: con.pool))
     }
 
+    package static func state(of r: OpaquePointer) -> UnsafeMutableRawPointer? {
+        TaskRecord.from(r).container?.state
+    }
+
     package static func worker(of r: OpaquePointer) -> UInt32 {
         UInt32(Worker.current?.id ?? -1)
     }

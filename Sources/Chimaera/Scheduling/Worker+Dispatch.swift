@@ -167,7 +167,7 @@ extension Worker {
             let e = chi_ffi_call(fm, t, UnsafeMutableRawPointer(r.rctx), seg.base, UInt64(seg.size), &rc)
             if e < 0 { rc = e }
         } else {
-            rc = module.vtable.run!(c.state, t, r.rctx)
+            rc = module.vtable.run?(c.state, t, r.rctx) ?? -CInt(CHI_ENOMETHOD)
         }
         r.fiber = nil
         let end = chi_ticks()
