@@ -3,6 +3,7 @@
 # Chimaera laid out under PREFIX (the staging dir, or an install prefix):
 #   PREFIX/lib/cmake/Chimaera/ChimaeraConfig.cmake          (paths relative to itself)
 #   PREFIX/lib/cmake/Chimaera/ChimaeraConfigVersion.cmake   (SameMajorVersion)
+#   PREFIX/lib/cmake/Chimaera/ChimaeraModule.cmake          (module-building helpers, copied)
 #   PREFIX/lib/pkgconfig/chimaera.pc                        (prefix=PREFIX)
 # from the templates beside this script. The version comes from include/chimaera/version.h.
 set -euo pipefail
@@ -47,3 +48,6 @@ fill "$here/ChimaeraConfig.cmake.in" "$prefix/lib/cmake/Chimaera/ChimaeraConfig.
 fill "$here/ChimaeraConfigVersion.cmake.in" \
      "$prefix/lib/cmake/Chimaera/ChimaeraConfigVersion.cmake"
 fill "$here/chimaera.pc.in" "$prefix/lib/pkgconfig/chimaera.pc"
+# Copied as is: it has no placeholders, and its own @VAR@s are for file(CONFIGURE).
+cp "$here/ChimaeraModule.cmake" "$prefix/lib/cmake/Chimaera/ChimaeraModule.cmake.tmp.$$"
+mv -f "$prefix/lib/cmake/Chimaera/ChimaeraModule.cmake.tmp.$$" "$prefix/lib/cmake/Chimaera/ChimaeraModule.cmake"

@@ -104,9 +104,10 @@ enum CHeaders {
         var out = Text.doc("Allocates one \(m.name) task (method \(m.id)) for chi_pool_id and fills its inputs; bulk buffers must lie in shared memory (chi_buffer_alloc). Submit it with chi_task_submit"
             + (m.periodic ? " (periodic: chi_task_set_period_ms first)" : "") + ", free it with chi_task_del. Returns 0 or a negative error.")
         out += Text.call("static inline int \(ctx.name)_\(m.snake)_new", args, tail: " {")
+        out.append("    chi_task_t *chi_t;")
+        out += Text.call("int chi_rc = chi_task_new", ["chi_c", "chi_pool_id", ctx.idMacro(m), "sizeof(\(ctx.taskType(m)))", "&chi_dq", "&chi_t"],
+                         tail: ";", indent: "    ")
         out += [
-            "    chi_task_t *chi_t;",
-            "    int chi_rc = chi_task_new(chi_c, chi_pool_id, \(ctx.idMacro(m)), sizeof(\(ctx.taskType(m))), &chi_dq, &chi_t);",
             "    if (chi_rc < 0) return chi_rc;",
             "    \(ctx.taskType(m)) *chi_task = (\(ctx.taskType(m)) *)chi_t;",
         ]

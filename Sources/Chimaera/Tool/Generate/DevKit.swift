@@ -4,6 +4,7 @@ import Glibc
 /// `chimaera make-repo`, `make-mod` and `refresh-repo`). Messages go to stderr prefixed with
 /// the program's name; the files written go to stdout, one a line.
 package enum DevKit {
+    /// The commands' lines in `chimaera help`.
     static let usage = """
           make-repo DIR NAMESPACE       (chi_make_repo) a module repo: chimaera_repo.yaml, CMakeLists.txt
           make-mod DIR/NAME [--lang c|swift]
@@ -49,6 +50,7 @@ package enum DevKit {
 
     // MARK: chi_make_repo
 
+    /// `chi_make_repo DIR NAMESPACE`: writes chimaera_repo.yaml and CMakeLists.txt.
     static func makeRepo(_ opts: inout Options, _ program: String) -> Int32 {
         guard let dir = opts.positional(), let ns = opts.positional() else {
             say(program, "usage: \(program) DIR NAMESPACE")
@@ -79,6 +81,7 @@ package enum DevKit {
 
     // MARK: chi_make_mod
 
+    /// `chi_make_mod DIR/NAME [--lang c|swift]`: writes the template, then refreshes the repo.
     static func makeMod(_ opts: inout Options, _ program: String) -> Int32 {
         let langText = opts.value("--lang") ?? "c"
         guard let path = opts.positional() else {
@@ -149,6 +152,7 @@ package enum DevKit {
 
     // MARK: chi_refresh_repo
 
+    /// `chi_refresh_repo DIR`: regenerates; prints the files written, warnings to stderr.
     static func refreshRepo(_ opts: inout Options, _ program: String) -> Int32 {
         guard let repo = opts.positional() else {
             say(program, "usage: \(program) DIR")

@@ -13,6 +13,7 @@
 ///
 /// Everything else is the user's text and is kept byte for byte.
 struct MarkedFile {
+    /// How the file writes a comment, for the markers the tool adds.
     enum CommentStyle {
         case block, slashes, hash
 
@@ -25,6 +26,7 @@ struct MarkedFile {
         }
     }
 
+    /// A plain line, a region (with its marker lines and the line it starts on), or the anchor.
     enum Piece: Equatable {
         case text(String)
         case generated(name: String, begin: String, body: [String], end: String, line: Int)
@@ -32,8 +34,10 @@ struct MarkedFile {
         case anchor(String, line: Int)
     }
 
+    /// The path used in messages.
     let file: String
     let style: CommentStyle
+    /// The file, in order.
     private(set) var pieces: [Piece]
     private let trailingNewline: Bool
 
@@ -132,16 +136,13 @@ struct MarkedFile {
 
     /// Brings the user regions in line with the declared methods.
     ///
-    /// - Parameters:
-    ///   - wanted: Each declared method's region name and skeleton, in declaration order.
-    ///   - declaredIn: The file that declares the methods, for warnings.
-    /// - Returns: Warnings about code left behind for methods no longer declared.
+    /// - Parameter wanted: Each declared method's region name and skeleton, in declaration order.
+    /// - Returns: The regions kept although their method is no longer declared, because they
+    ///   hold the user's code.
     /// - Throws: `GenerateError` when a region must be added and the file has no
     ///   CHI_AUTOGEN_METHODS line to add it at.
-    mutating func syncUserRegions(_ wanted: [(name: String, skeleton: [String])], declaredIn: String)
-        throws(GenerateError) -> [String]
-    {
-        var warnings: [String] = []
+    mutating func syncUserRegions(_ wanted: [(name: String, skeleton: [String])]) throws(GenerateError) -> [String] {
+        var orphans: [String] = []
         var present = Set<String>()
         var i = 0
         while i < pieces.count {
@@ -161,12 +162,12 @@ struct MarkedFile {
                 pieces.remove(at: i)
                 if i < pieces.count, pieces[i] == .text("") { pieces.remove(at: i) }
             } else {
-                warnings.append("\(file):\(line): warning: the CHI_BEGIN(\(name)) region holds code you wrote for \(name), which \(declaredIn) no longer declares; it was left in place: delete it, or move what you keep out of the markers")
+                orphans.append(name)
                 i += 1
             }
         }
         let missing = wanted.filter { !present.contains($0.name) }
-        guard !missing.isEmpty else { return warnings }
+        guard !missing.isEmpty else { return orphans }
         guard let at = pieces.firstIndex(where: {
             if case .anchor = $0 { return true }
             return false
@@ -181,7 +182,22 @@ struct MarkedFile {
             insert.append(.text(""))
         }
         pieces.insert(contentsOf: insert, at: at)
-        return warnings
+        return orphans
+    }
+
+    /// The line the user region `name` starts on in the rendered text.
+    func renderedLine(ofRegion name: String) -> Int? {
+        var line = 1
+        for p in pieces {
+            switch p {
+            case .text, .anchor: line += 1
+            case .generated(_, _, let body, _, _): line += body.count + 2
+            case .user(let n, _, _, let body, _, _):
+                if n == name { return line }
+                line += body.count + 2
+            }
+        }
+        return nil
     }
 
     /// The begin line with its checksum replaced, keeping the user's indentation.

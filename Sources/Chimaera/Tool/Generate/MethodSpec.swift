@@ -261,8 +261,10 @@ package enum Naming {
         return words
     }
 
+    /// `get_pool_id` for `GetPoolId`.
     static func snake(_ name: String) -> String { words(name).map { $0.lowercased() }.joined(separator: "_") }
 
+    /// `getPoolId` for `GetPoolId`.
     static func lowerCamel(_ name: String) -> String {
         let w = words(name)
         guard let first = w.first else { return name }
@@ -303,6 +305,9 @@ package enum Naming {
         "throw", "throws", "try", "catch", "where", "guard", "defer", "repeat", "Type", "Self",
         "associatedtype", "subscript", "internal", "private", "public", "fileprivate", "open",
         "any", "some", "super", "rethrows",
+        // Macros of the C headers a module includes.
+        "errno", "stdin", "stdout", "stderr", "assert", "offsetof", "alignas", "alignof",
+        "complex", "imaginary", "noreturn", "static_assert", "thread_local",
     ]
 
     /// Field names: lower snake case C identifiers, not starting with the generated `chi_`.

@@ -78,8 +78,8 @@ private struct Reader {
             }
             let name = String(e.key.dropFirst())
             let inherited = InheritedMethod(rawValue: name)
-            if inherited == nil && Naming.reservedMethods.contains(name) {
-                fail(e.keyLine, "\(e.key) is reserved: the generated code uses \(name) for a runtime hook")
+            if inherited == nil && (Naming.reservedMethods.contains(name) || name.hasPrefix("Chi")) {
+                fail(e.keyLine, "\(e.key) is reserved: the generated code uses \(name.hasPrefix("Chi") ? "names starting with Chi" : name) itself")
                 continue
             }
             guard let m = method(e, name: name, inherited: inherited) else { continue }
@@ -186,6 +186,10 @@ private struct Reader {
                 case "doc":
                     guard case .scalar(let text, _, _) = f.value else {
                         fail(f.value.line, "\(e.key).doc must be text")
+                        continue
+                    }
+                    guard !text.contains("*/") else {
+                        fail(f.value.line, "\(e.key).doc may not contain */: it goes into C comments")
                         continue
                     }
                     m.doc = text.split(whereSeparator: \.isNewline).joined(separator: " ")

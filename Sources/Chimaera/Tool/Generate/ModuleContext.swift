@@ -14,6 +14,7 @@ package struct ModuleContext: Sendable {
     /// The version the vtable reports (chimaera_mod.yaml's `version`).
     package let version: Int
 
+    /// The context of module `name` of the repo with `namespace`.
     package init(namespace: String, name: String, language: Language, version: Int) {
         self.namespace = namespace
         self.name = name

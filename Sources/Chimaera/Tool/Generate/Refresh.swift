@@ -112,15 +112,24 @@ package enum Refresh {
             update(ctx.libExec, whole: true) { _ in CRuntime.libExec(ctx, spec) }
             regions(ctx.runtimeSource, .block) { f throws(GenerateError) in
                 try f.setGenerated("decls", CRuntime.declsRegion(ctx, spec))
-                plan.warnings += try f.syncUserRegions(CRuntime.skeletons(ctx, spec), declaredIn: yamlPath)
+                let orphans = try f.syncUserRegions(CRuntime.skeletons(ctx, spec))
+                plan.warnings += orphanWarnings(f, orphans, yamlPath)
             }
         case .swift:
             update(ctx.libExec, whole: true) { _ in SwiftRuntime.libExec(ctx, spec) }
             regions(ctx.runtimeSource, .slashes) { f throws(GenerateError) in
-                plan.warnings += try f.syncUserRegions(SwiftRuntime.skeletons(ctx, spec), declaredIn: yamlPath)
+                let orphans = try f.syncUserRegions(SwiftRuntime.skeletons(ctx, spec))
+                plan.warnings += orphanWarnings(f, orphans, yamlPath)
             }
         }
         if !errors.isEmpty { throw GenerateErrors(errors) }
+    }
+
+    /// `file:line: warning: ...` for each region kept for a method no longer declared.
+    private static func orphanWarnings(_ f: MarkedFile, _ names: [String], _ yaml: String) -> [String] {
+        names.map { name in
+            "\(f.file):\(f.renderedLine(ofRegion: name) ?? 0): warning: the CHI_BEGIN(\(name)) region holds code you wrote for \(name), which \(yaml) no longer declares; it was left in place: delete it, or move what you keep out of the markers"
+        }
     }
 
     // MARK: metadata files

@@ -61,8 +61,10 @@ enum RepoFiles {
         }
     }
 
+    /// Whether anything exists at `path`.
     static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
 
+    /// Whether `path` is a directory (following symlinks).
     static func isDirectory(_ path: String) -> Bool {
         var st = stat()
         return stat(path, &st) == 0 && (st.st_mode & S_IFMT) == S_IFDIR

@@ -34,6 +34,7 @@ enum SwiftRuntime {
         }
     }
 
+    /// The first lines of the user's Swift function for method `m`, up to its `{`.
     static func signature(_ ctx: ModuleContext, _ m: MethodSpec) -> [String] {
         if m.style == .plain {
             return Text.call("func \(funcName(m))", ["_ rctx: OpaquePointer"] + plainParams(m).map { "_ \($0.name): \($0.user)" }, tail: " -> Int32 {")

@@ -3,6 +3,7 @@
 enum Templates {
     // MARK: repo
 
+    /// chimaera_repo.yaml: the repo's namespace.
     static func repoYAML(namespace: String) -> String {
         """
         # A Chimaera module repo, made by chi_make_repo. chi_refresh_repo reads the namespace: the
@@ -13,6 +14,7 @@ enum Templates {
         """
     }
 
+    /// The repo's CMakeLists.txt, with the `modules` region chi_refresh_repo fills.
     static func repoCMake(namespace: String) -> String {
         """
         # The "\(namespace)" module repo: every module in it, built against an installed Chimaera.
@@ -37,6 +39,7 @@ enum Templates {
 
     // MARK: module, any language
 
+    /// chimaera_mod.yaml: the module's name, language and version.
     static func modYAML(_ ctx: ModuleContext) -> String {
         """
         # The \(ctx.name) module, made by chi_make_mod. Its methods are declared in
@@ -48,12 +51,15 @@ enum Templates {
         """
     }
 
+    /// `<name>_methods.yaml` as a new module starts: the inherited methods and the syntax.
     static func methodsYAML(_ ctx: ModuleContext) -> String {
         """
         # The \(ctx.name) module's methods. After changing them, run chi_refresh_repo on the repo.
 
-        # Inherited methods: fixed ids, or -1 when not implemented. kCreate is required.
-        kCreate: 0        # builds each container's state; may declare params (see below)
+        # Inherited methods: fixed ids, or -1 when not implemented. kCreate is required; it may
+        # declare params that chi_pool_create hands to every container, as a mapping like the one
+        # below: `kCreate: {id: 0, params: {level: in i32}}`.
+        kCreate: 0        # builds each container's state
         kDestroy: 1       # frees it
         kNodeFailure: -1  # 2
         kRecover: -1      # 3
@@ -73,6 +79,7 @@ enum Templates {
         """
     }
 
+    /// `<name>_tasks.h` with an empty `tasks` region.
     static func tasksHeader(_ ctx: ModuleContext) -> String {
         """
         /* The \(ctx.name) module's tasks: its create params and one struct per method, laid out as
@@ -105,6 +112,7 @@ enum Templates {
         """
     }
 
+    /// `<name>_client.h` with an empty `client` region.
     static func clientHeader(_ ctx: ModuleContext) -> String {
         """
         /* The \(ctx.name) module's client API: \(ctx.name)_create makes a pool, and each method has
@@ -140,6 +148,7 @@ enum Templates {
 
     // MARK: C module
 
+    /// `<name>_runtime.c`: the default lane mapping and monitor, the `decls` region and the anchor.
     static func cRuntime(_ ctx: ModuleContext) -> String {
         """
         /* The \(ctx.name) module's runtime side: each container's state and the methods' code. The
@@ -194,6 +203,7 @@ enum Templates {
         """
     }
 
+    /// A C module's CMakeLists.txt.
     static func cModuleCMake(_ ctx: ModuleContext) -> String {
         """
         # The \(ctx.name) module: its runtime library lib\(ctx.moduleName).so (loaded by the runtime) and
@@ -208,6 +218,7 @@ enum Templates {
 
     // MARK: Swift module
 
+    /// A Swift module's Package.swift: a dynamic product named `<namespace>_<name>`.
     static func swiftPackage(_ ctx: ModuleContext) -> String {
         """
         // swift-tools-version:6.0
@@ -231,6 +242,7 @@ enum Templates {
         """
     }
 
+    /// The module map of the system-library target that imports the C headers.
     static func swiftModuleMap(_ ctx: ModuleContext) -> String {
         """
         module \(ctx.cModule) [system] {
@@ -242,6 +254,7 @@ enum Templates {
         """
     }
 
+    /// The header that module map names: module.h and the task layouts.
     static func swiftShimHeader(_ ctx: ModuleContext) -> String {
         """
         /* What the \(ctx.name) module's Swift code imports as \(ctx.cModule): the module API and the
@@ -253,6 +266,7 @@ enum Templates {
         """
     }
 
+    /// `<name>_runtime.swift`: the default lane mapping and monitor, and the anchor.
     static func swiftRuntime(_ ctx: ModuleContext) -> String {
         """
         // The \(ctx.name) module's runtime side, in Swift: each container's state and the methods' code.
@@ -293,6 +307,7 @@ enum Templates {
         """
     }
 
+    /// A Swift module's CMakeLists.txt.
     static func swiftModuleCMake(_ ctx: ModuleContext) -> String {
         """
         # The \(ctx.name) module, in Swift: SwiftPM builds its runtime library lib\(ctx.moduleName).so
