@@ -110,6 +110,7 @@ test: deps all
 bench: deps all
 	$(STAGE)/bin/chimaera bench small-message
 	$(STAGE)/bin/chimaera bench idle
+	$(STAGE)/bin/chimaera bench python
 
 clean:
 	rm -rf $(STAGE) $(SWIFT_BUILD)
