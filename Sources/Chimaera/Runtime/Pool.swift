@@ -42,7 +42,8 @@ final class RuntimePool: @unchecked Sendable {
         return n
     }
     private let workerCount: Int
-    /// Workers that have dropped this pool's timers and pollers after its destruction.
+    /// Acknowledgements of destruction: one per worker when its timers are purged, one more
+    /// when its pollers are dropped (after the in-flight tasks drained).
     let purgeAcks = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
 
     init(id: UInt64, name: String, module: Module, workers: Int) {

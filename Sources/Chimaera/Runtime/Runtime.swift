@@ -243,11 +243,18 @@ package final class Runtime: @unchecked Sendable {
         poolsByName[p.name] = nil
         retired.append(p)
         pthread_mutex_unlock(&lock)
+        // First the periodic tasks go, then the queued and suspended ones drain (pollers still
+        // run, so tasks waiting on I/O complete), and only then the pollers: dropping them
+        // earlier would strand tasks suspended in I/O.
         for w in workers { w.post(.purge, p) }
-        let deadline = chi_now_ns() + 5_000_000_000
+        let deadline = chi_now_ns() + 10_000_000_000
         while (p.inflight > 0 || chi_load32(p.purgeAcks) < UInt32(workers.count))
             && chi_now_ns() < deadline
         {
+            yieldCurrent()
+        }
+        for w in workers { w.post(.dropPollers, p) }
+        while chi_load32(p.purgeAcks) < UInt32(2 * workers.count) && chi_now_ns() < deadline {
             yieldCurrent()
         }
         destroyContainers(p)

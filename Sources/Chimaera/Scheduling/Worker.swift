@@ -57,7 +57,7 @@ final class Worker: @unchecked Sendable {
     var pollers: [Poller] = []
 
     static let inboxCapacity = 1 << 16
-    enum Message: UInt64 { case enqueue = 0, resume = 1, purge = 2, addPoller = 3 }
+    enum Message: UInt64 { case enqueue = 0, resume = 1, purge = 2, addPoller = 3, dropPollers = 4 }
 
     init(id: Int, kind: Kind, runtime: Runtime, doorbell: UnsafeMutablePointer<chi_doorbell_t>,
          spinNs: UInt64)
@@ -204,7 +204,7 @@ final class Worker: @unchecked Sendable {
     /// flight, which the ingress rings bound). Records and fibers travel unretained (their
     /// owners keep them alive); pools and pollers retained.
     func post(_ kind: Message, _ object: AnyObject) {
-        let retained = kind == .purge || kind == .addPoller
+        let retained = kind == .purge || kind == .addPoller || kind == .dropPollers
         let p = retained ? Unmanaged.passRetained(object).toOpaque() : Unmanaged.passUnretained(object).toOpaque()
         let bits = UInt64(UInt(bitPattern: p)) | kind.rawValue
         while !inbox.push(bits) { chi_cpu_relax() }
@@ -226,6 +226,10 @@ final class Worker: @unchecked Sendable {
             case .purge:
                 let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
                 purge(pool)
+            case .dropPollers:
+                let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
+                pollers.removeAll { $0.pool === pool }
+                _ = chi_add32(pool.purgeAcks, 1)
             case .addPoller:
                 pollers.append(Unmanaged<Poller>.fromOpaque(p).takeRetainedValue())
             }
@@ -328,13 +332,12 @@ final class Worker: @unchecked Sendable {
         return busy
     }
 
-    /// Completes the periodic tasks of a destroyed pool and drops its pollers.
+    /// Completes the periodic tasks of a destroyed pool.
     private func purge(_ pool: RuntimePool) {
         for r in timers.removeAll(where: { $0.pool === pool }) {
             r.task.pointee.rc = -CInt(CHI_ESTOPPED)
             complete(r)
         }
-        pollers.removeAll { $0.pool === pool }
         _ = chi_add32(pool.purgeAcks, 1)
     }
 
