@@ -52,6 +52,10 @@ echo "== building examples/c/client_example.c against $stage"
     "$repo/examples/c/client_example.c" -o "$work/client_example" \
     -L"$stage/lib" -lchimaera -Wl,-rpath,"$stage/lib"
 
+"${CC:-cc}" -std=c11 -O2 -Wall -Wextra -I"$stage/include" \
+    "$repo/examples/c/bdev_example.c" -o "$work/bdev_example" \
+    -L"$stage/lib" -lchimaera -Wl,-rpath,"$stage/lib"
+
 echo "== starting the runtime on segment $segment"
 timeout 60 "$chimaera" start --segment "$segment" --detach \
     --pid-file "$pid_file" --log-file "$log_file"
@@ -59,6 +63,9 @@ echo "runtime pid $(cat "$pid_file")"
 
 echo "== client example (256 synchronous Md calls)"
 timeout 120 "$work/client_example" | tee "$work/example.out"
+
+echo "== block-device round trip (bdev, file backend through io_uring)"
+TMPDIR="$work" timeout 120 "$work/bdev_example" | tee "$work/bdev.out"
 
 echo "== chimaera status"
 timeout 30 "$chimaera" status --segment "$segment"
@@ -73,3 +80,4 @@ fi
 
 echo "== figures"
 grep -E '^(OPS|Latency):' "$work/example.out"
+cat "$work/bdev.out"

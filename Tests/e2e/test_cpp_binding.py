@@ -144,3 +144,9 @@ def test_mpi_client_example(daemon, tmp_path):
     cmd = [launcher, "-n", "2", out_bin] if launcher else [out_bin]
     out = run_ok(cmd, env, timeout=180)
     assert SEED_LATENCY.search(out), f"no latency line:\n{out}"
+
+
+@pytest.mark.parametrize("std", STDS)
+def test_cpp_bdev_client(std, cpp_bin, daemon):
+    out = run_ok([cpp_bin("test_cpp_bdev", std)], daemon.env, timeout=180)
+    assert "test_cpp_bdev: ok" in out
