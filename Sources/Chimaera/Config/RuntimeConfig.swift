@@ -185,26 +185,7 @@ package struct RuntimeConfig: Sendable, Equatable {
 }
 
 /// Why a configuration could not be loaded, pointing at the file and, when known, the line.
-package struct ConfigError: Error, CustomStringConvertible, Equatable, Sendable {
-    /// The file's path or name, as given to `load` or `parse`.
-    package var file: String
-    /// The 1-based line at fault; nil when the whole file is (it cannot be read, say).
-    package var line: Int?
-    /// What is wrong, usually starting with the dotted key.
-    package var message: String
-
-    /// An error in `file`, at `line` if known.
-    package init(file: String, line: Int?, message: String) {
-        self.file = file
-        self.line = line
-        self.message = message
-    }
-
-    /// `file:line: message`, the form compilers use, so editors can jump to it.
-    package var description: String {
-        if let line { "\(file):\(line): \(message)" } else { "\(file): \(message)" }
-    }
-}
+package typealias ConfigError = FileLineError
 
 /// Converts YAML nodes to values, producing errors that name the file, line and key.
 private struct ValueReader {

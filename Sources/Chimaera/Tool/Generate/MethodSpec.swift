@@ -2,24 +2,7 @@
 /// (C headers, C runtime glue, Swift runtime glue) renders from.
 
 /// An error in a file the module tools read or write, in the `file:line: message` form.
-package struct GenerateError: Error, CustomStringConvertible, Equatable, Sendable {
-    /// The file's path as the user gave it (relative paths stay relative).
-    package var file: String
-    /// The 1-based line at fault; nil when the whole file is.
-    package var line: Int?
-    /// What is wrong.
-    package var message: String
-
-    package init(file: String, line: Int?, message: String) {
-        self.file = file
-        self.line = line
-        self.message = message
-    }
-
-    package var description: String {
-        if let line { "\(file):\(line): \(message)" } else { "\(file): \(message)" }
-    }
-}
+package typealias GenerateError = FileLineError
 
 /// Several errors found in one pass, reported together so one run shows every problem.
 package struct GenerateErrors: Error, CustomStringConvertible, Sendable {
