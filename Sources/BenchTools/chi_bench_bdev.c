@@ -1,5 +1,5 @@
 /* chi_bench_bdev: the bdev module through a running runtime beside fio (io_uring engine,
- * O_DIRECT) on the same file system, in the same run: 4 KiB random read and write and 1 MiB
+ * O_DIRECT) on the same file, in the same run: 4 KiB random read and write and 1 MiB
  * sequential read and write, each at the same queue depth.
  *
  *   chi_bench_bdev --segment NAME [--seconds S] [--rounds R] [--dir DIR] [--size BYTES]
@@ -7,17 +7,19 @@
  *
  * Ours: one client thread keeps `depth` Write or Read tasks in flight on a bdev pool whose
  * device is a file in DIR (default /tmp), polling their completion words (it sleeps only
- * after a millisecond without a completion). fio runs one job on a file of the same size
- * there.
+ * after a millisecond without a completion). fio runs one job on that same file while ours
+ * is idle, so both see the same blocks of the same file system.
+ *
  * Each phase gives each side S seconds (default 5) in R alternating slices (default: the even
  * number at or above S; order fio, ours | ours, fio | ...), so that a device whose speed
  * drifts during the run (a virtual disk on a shared host does, by tens of percent from one
- * second to the next) weighs on both alike; a rate is the mean over slices. Both files are
- * laid out alike (fallocate, then written whole) before anything is timed, and written data
- * is made unique per write as fio does by default (scramble_buffers).
+ * second to the next) weighs on both alike; a rate is the mean over slices. The device is
+ * written whole before anything is timed, and written data is made unique per write as fio
+ * does by default (scramble_buffers).
+ *
  * Prints ONE JSON line: randread_4k_iops, randwrite_4k_iops, seqread_1m_mbps,
  * seqwrite_1m_mbps, the same with a fio_ prefix, and ratio_* (ours / fio's). MB/s are
- * 10^6 bytes per second. Progress goes to stderr. Both files are removed at the end. Exits 1
+ * 10^6 bytes per second. Progress goes to stderr. The file is removed at the end. Exits 1
  * if fio is missing or anything fails. --only, --no-fio and --verbose are for profiling. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -63,7 +65,7 @@ typedef struct phase {
     double ours, fio; /* IOPS for 4 KiB, MB/s for 1 MiB: sums over slices, then means */
 } phase_t;
 
-static char g_dir[4096];     /* the temporary directory holding both files */
+static char g_dir[4096];     /* the temporary directory holding the device file */
 static char g_fio_file[4200];
 static uint64_t g_pool;
 static chi_client_t *g_client;
@@ -76,12 +78,9 @@ static uint64_t now_ns(void) {
 
 static void cleanup(void) {
     if (g_client != NULL && g_pool != 0) chi_pool_destroy(g_client, g_pool);
-    if (g_fio_file[0]) unlink(g_fio_file);
     if (g_dir[0]) {
         /* The pool's file is temporary, but a runtime that died would leave it. */
-        char dev[4200];
-        snprintf(dev, sizeof dev, "%s/dev.0", g_dir);
-        unlink(dev);
+        if (g_fio_file[0]) unlink(g_fio_file);
         rmdir(g_dir);
     }
 }
@@ -167,34 +166,6 @@ static void fio_phase(const opts_t *o, phase_t *p, double secs) {
     p->fio += p->bs >= (1u << 20) ? v / 1e6 : v;
 }
 
-/* Creates fio's file as the bdev creates its own (fallocate to the full size), then has fio
- * write it whole once (not timed): how a file was laid out changes its random-write rate on
- * ext4 by more than the difference being measured. */
-static void fio_fill(const opts_t *o) {
-    int fd = open(g_fio_file, O_RDWR | O_CREAT | O_TRUNC, 0644);
-    if (fd < 0 || posix_fallocate(fd, 0, (off_t)o->size) != 0) {
-        fprintf(stderr, "chi_bench_bdev: cannot create %s: %s\n", g_fio_file, strerror(errno));
-        if (fd >= 0) close(fd);
-        cleanup();
-        exit(1);
-    }
-    close(fd);
-    char size[32], file[4300], iodepth[32], out[4300];
-    snprintf(size, sizeof size, "--size=%llu", (unsigned long long)o->size);
-    snprintf(file, sizeof file, "--filename=%s", g_fio_file);
-    snprintf(iodepth, sizeof iodepth, "--iodepth=%u", o->depth);
-    snprintf(out, sizeof out, "%s/fio.json", g_dir);
-    char *argv[] = {"fio", "--name=chi_bench_bdev_fill", file, "--ioengine=io_uring",
-                    "--direct=1", iodepth, "--bs=1m", "--rw=write", size, NULL};
-    int st = run_to_file(argv, out);
-    unlink(out);
-    if (st != 0) {
-        fprintf(stderr, "chi_bench_bdev: fio could not write %s (status %d)\n", g_fio_file, st);
-        cleanup();
-        exit(1);
-    }
-}
-
 /* ---- ours ------------------------------------------------------------------------------ */
 
 static uint64_t rng = 0x2545F4914F6CDD1Dull;
@@ -209,7 +180,6 @@ static uint64_t next_rand(void) {
  * that deduplicates or compresses sees the same kind of data from both: 8 bytes at each
  * 512-byte boundary. */
 static void scramble(unsigned char *buf, uint64_t bs, uint64_t offset) {
-    if (getenv("XNOSCRAMBLE")) return;
     uint64_t v = next_rand() ^ offset;
     for (uint64_t k = 0; k < bs; k += 512) {
         v += 0x9E3779B97F4A7C15ull;
@@ -217,8 +187,8 @@ static void scramble(unsigned char *buf, uint64_t bs, uint64_t offset) {
     }
 }
 
-/* Writes the whole device once, 1 MiB at a time with depth writes in flight, so that
- * both files are fully written (allocated, no unwritten extents) before anything is timed. */
+/* Writes the whole device once, 1 MiB at a time with depth writes in flight, so that the
+ * file is fully written (no unwritten extents) before anything is timed. */
 static void fill_device(const opts_t *o, chi_bdev_block_t dev, chi_task_t **t,
                         unsigned char **buf) {
     const uint64_t bs = 1u << 20, n = dev.size / bs;
@@ -296,7 +266,7 @@ static void our_phase(const opts_t *o, phase_t *p, double slice, chi_bdev_block_
          * millisecond): sleeping costs a wake-up per batch of completions, tens of
          * microseconds on a virtual machine, each a gap in the queue depth. After a quiet
          * millisecond, sleep on the task in flight longest. */
-        if (now - last_done < SPIN_NS && !getenv("XNOSPIN")) {
+        if (now - last_done < SPIN_NS) {
             __builtin_ia32_pause();
             continue;
         }
@@ -371,7 +341,10 @@ int main(int argc, char **argv) {
                 strerror(errno));
         return 1;
     }
-    snprintf(g_fio_file, sizeof g_fio_file, "%s/fio.bin", g_dir);
+    /* fio runs on the device's own file (container 0's), between our slices: the same
+     * blocks of the same file system, laid out the same way. On a virtual disk, two files
+     * of a run differ in speed by more than the difference being measured. */
+    snprintf(g_fio_file, sizeof g_fio_file, "%s/dev.0", g_dir);
 
     chi_client_opts_t co;
     memset(&co, 0, sizeof co);
@@ -389,7 +362,7 @@ int main(int argc, char **argv) {
         return 1;
     }
     snprintf(name, sizeof name, "bench_bdev_%d", (int)getpid());
-    chi_bdev_create_params_t params = chi_bdev_params(url, o.size, CHI_BDEV_CREATE_TEMPORARY | (getenv("XFLAGS") ? atoi(getenv("XFLAGS")) : 0));
+    chi_bdev_create_params_t params = chi_bdev_params(url, o.size, CHI_BDEV_CREATE_TEMPORARY);
     if ((rc = chi_bdev_create(g_client, name, 1, &params, &g_pool)) < 0) die("create", rc);
     chi_bdev_block_t dev;
     uint32_t n = 0;
@@ -410,10 +383,9 @@ int main(int argc, char **argv) {
         }
     }
 
-    /* Both files are written whole before anything is timed; then writes come first, so
-     * that each read phase reads what its own side wrote last. */
+    /* The device is written whole before anything is timed (no unwritten extents left);
+     * then writes come first, so that the read phases read written data. */
     fill_device(&o, dev, t, buf);
-    if (!o.no_fio) fio_fill(&o);
     phase_t ph[] = {
         {"write", "seqwrite_1m_mbps", true, false, 1u << 20, 0, 0},
         {"read", "seqread_1m_mbps", false, false, 1u << 20, 0, 0},

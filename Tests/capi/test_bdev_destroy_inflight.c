@@ -1,10 +1,10 @@
 /* Destroying a bdev pool while its Writes are in flight (fs backend): every task still
  * completes (done, or -CHI_ESTOPPED) and the destroy does not wait out its 5 s drain bound.
  *
- * A runtime reproduction as much as a bdev test: chi_pool_destroy posts `purge` to the
- * workers, which drops the pool's pollers at once, while tasks suspended in I/O still need
- * those pollers to be resumed; they then never complete, the drain waits its full 5 s, and the
- * destroy hooks run under suspended fibers. Fails while that is so. */
+ * Written as the reproduction of a runtime bug: chi_pool_destroy used to drop the pool's
+ * pollers (purge) before draining its tasks, so tasks suspended in I/O, which only a poller
+ * resumes, never completed, the drain waited its full 5 s and the destroy hooks ran under
+ * suspended fibers. */
 #include "test_bdev_util.h"
 
 #define MiB (1ull << 20)

@@ -3,6 +3,7 @@ both backends (fs:// files in a temporary directory on the same file system as /
 ram://), its header alone as C++, and a call from Python built from its descriptors.
 Every file a test makes is removed, and the daemon must still serve afterwards."""
 
+import json
 import os
 import shutil
 import struct
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CC, CXX, REPO, STAGE, require_staged
+from conftest import CC, CXX, REPO, STAGE, require_staged, run
 from test_capi import CFLAGS, SAN_ENV, SAN_FLAGS, capi_bin, compile_cmd, link_flags, run_test  # noqa: F401
 
 BDEV_SRC = REPO / "Sources" / "Mods" / "bdev"
@@ -68,6 +69,8 @@ def test_bdev_dynamic_scheduling_balances_and_follows_blocks(backend, capi_bin, 
 
 
 def test_bdev_destroy_with_writes_in_flight_completes_them(capi_bin, daemons, bdev_dir):
+    """Tasks suspended in I/O when their pool is destroyed still complete: the runtime keeps
+    the pool's pollers until its tasks have drained."""
     d = daemons.start(config=CONFIG)
     run_test(capi_bin("test_bdev_destroy_inflight"), backend_env(d, "fs", bdev_dir))
     assert d.status()[0] == 0, f"the daemon stopped serving:\n{d.log()}"
@@ -128,3 +131,24 @@ def test_bdev_from_python_through_its_descriptors(daemons):
         pool.call("Free", timeout=30, **blk)
         stats = pool.call("PollStats", timeout=30)
         assert stats.free_bytes == 1 << 20 and stats.writes == 1 and stats.reads == 1
+
+
+def test_bench_tool_reports_every_key_beside_fio(daemons):
+    """The program behind `chimaera bench bdev`, short: every key, plausible and consistent
+    figures, and no file left behind. Rates are not judged (the machine is shared)."""
+    require_staged()
+    if shutil.which("fio") is None:
+        pytest.skip("fio is not installed (make deps installs it)")
+    d = daemons.start(config=CONFIG)
+    before = set(Path("/tmp").glob("chi_bench_bdev_*"))
+    status, out = run([STAGE / "libexec" / "chimaera" / "chi_bench_bdev", "--segment", d.segment,
+                       "--seconds", "1", "--size", str(64 << 20)], env=d.env, timeout=240)
+    assert status == 0, out
+    fig = json.loads([line for line in out.splitlines() if line.startswith("{")][-1])
+    for case in ("randread_4k_iops", "randwrite_4k_iops", "seqread_1m_mbps", "seqwrite_1m_mbps"):
+        ours, fio = fig[case], fig["fio_" + case]
+        assert ours > 0 and fio > 0, (case, fig)
+        ratio = fig["ratio_" + case.rsplit("_", 1)[0]]
+        assert abs(ratio - ours / fio) < 0.002 + 0.001 * ratio, (case, fig)
+    assert set(Path("/tmp").glob("chi_bench_bdev_*")) <= before, "the bench left its directory"
+    assert d.status()[0] == 0, f"the daemon stopped serving:\n{d.log()}"

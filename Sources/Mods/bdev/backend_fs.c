@@ -54,7 +54,6 @@ typedef struct bdev_req {
     chi_rctx_t *rctx; /* resumed on completion; NULL when reaped by its own waiter */
     int32_t res;
     uint32_t done;
-    uint32_t *left;   /* group: resume when it reaches 0 */
 } bdev_req_t;
 
 /* ---- rings ------------------------------------------------------------------------------- */
@@ -67,8 +66,7 @@ static uint32_t ring_reap(bdev_ring_t *r) {
         bdev_req_t *q = io_uring_cqe_get_data(cqe);
         q->res = cqe->res;
         q->done = 1;
-        if (q->left != NULL) { if (--*q->left == 0 && q->rctx != NULL) chi_rctx_resume(q->rctx); }
-        else if (q->rctx != NULL) chi_rctx_resume(q->rctx);
+        if (q->rctx != NULL) chi_rctx_resume(q->rctx);
         n++;
     }
     io_uring_cq_advance(&r->ring, n);
@@ -91,13 +89,7 @@ static int fs_poll(void *arg, uint32_t worker) {
         io_uring_submit(&r->ring);
     else if (IO_URING_READ_ONCE(*r->ring.sq.kflags) & IORING_SQ_TASKRUN)
         io_uring_get_events(&r->ring);
-    uint32_t got = ring_reap(r);
-    static int xb = -1; if (xb < 0) xb = getenv("XBLOCK") != NULL;
-    if (xb && got == 0 && r->inflight > 0) {
-        struct io_uring_cqe *cqe;
-        struct __kernel_timespec kt = {0, 1000000};
-        io_uring_wait_cqe_timeout(&r->ring, &cqe, &kt);
-    }
+    ring_reap(r);
     return (int)(r->inflight > INT32_MAX ? INT32_MAX : r->inflight);
 }
 
@@ -145,12 +137,11 @@ static struct io_uring_sqe *ring_sqe(bdev_ring_t *r) {
 
 /* Submits a prepared SQE and suspends the task until it completes. Returns its result. */
 static int ring_run(bdev_ring_t *r, struct io_uring_sqe *sqe, chi_rctx_t *rctx) {
-    bdev_req_t q = {rctx, 0, 0, NULL};
+    bdev_req_t q = {rctx, 0, 0};
     if (r->fixed_files) sqe->flags |= IOSQE_FIXED_FILE;
     io_uring_sqe_set_data(sqe, &q);
     r->inflight++;
-    static int xbatch = -1; if (xbatch < 0) xbatch = getenv("XBATCH") ? atoi(getenv("XBATCH")) : 0;
-    if (xbatch == 0 || (xbatch == 2 && sqe->len < (256u << 10))) io_uring_submit(&r->ring);
+    io_uring_submit(&r->ring);
     while (!q.done) {
         if (chi_rctx_suspend(rctx) < 0) {
             ring_wait_sync(r, &q);
@@ -190,25 +181,6 @@ int bdev_fs_io(bdev_t *b, chi_rctx_t *rctx, bool write, void *buf, uint64_t off,
                uint64_t len, uint32_t io_flags) {
     bdev_fs_t *fs = b->fs;
     bdev_ring_t *r = ring_for(fs, chi_rctx_worker(rctx));
-    static long xsplit = -1; if (xsplit < 0) xsplit = getenv("XSPLIT") ? atol(getenv("XSPLIT")) : 0;
-    if (xsplit > 0 && r != NULL && len > (uint64_t)xsplit && len / xsplit <= 16 && len % xsplit == 0 && fs->fd[FD_DIRECT] >= 0 && ((uintptr_t)buf & 4095) == 0 && (off & 4095) == 0) {
-        uint32_t nchunks = (uint32_t)(len / xsplit), left = nchunks;
-        bdev_req_t qs[16];
-        for (uint32_t k = 0; k < nchunks; k++) {
-            struct io_uring_sqe *sqe = ring_sqe(r);
-            int fd = r->fixed_files ? FD_DIRECT : fs->fd[FD_DIRECT];
-            if (write) io_uring_prep_write(sqe, fd, (char *)buf + k * xsplit, xsplit, off + k * xsplit);
-            else io_uring_prep_read(sqe, fd, (char *)buf + k * xsplit, xsplit, off + k * xsplit);
-            if (r->fixed_files) sqe->flags |= IOSQE_FIXED_FILE;
-            qs[k] = (bdev_req_t){rctx, 0, 0, &left};
-            io_uring_sqe_set_data(sqe, &qs[k]);
-            r->inflight++;
-        }
-        io_uring_submit(&r->ring);
-        while (left > 0) chi_rctx_suspend(rctx);
-        for (uint32_t k = 0; k < nchunks; k++) if (qs[k].res != xsplit) return qs[k].res < 0 ? qs[k].res : -EIO;
-        return 0;
-    }
     uint64_t done = 0;
     while (done < len) {
         uint64_t left = len - done;

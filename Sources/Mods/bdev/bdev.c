@@ -160,9 +160,10 @@ static void bdev_destroy(chi_container_t *c, void *state) {
     bdev_t *b = state;
     if (b == NULL) return;
     /* A task suspended in I/O still refers to this state and would touch it if it ever
-     * resumed. The runtime drops the pool's pollers before draining its tasks, so such a
-     * task can outlive the pool: keep the state (a bounded leak) rather than free it under
-     * the task. The file still goes if it was temporary. */
+     * resumed. A pool destroy drains such tasks first, but a runtime that stops ends its
+     * workers before destroying pools, leaving them suspended: keep the state then (the
+     * process is exiting) rather than free it under them. The file still goes if it was
+     * temporary. */
     if (atomic_load(&b->running) > 0) {
         bdev_group_leave(b);
         if (b->kind == BDEV_FS) bdev_fs_unlink_temporary(b);
