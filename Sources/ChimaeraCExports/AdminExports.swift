@@ -71,13 +71,7 @@ public func chiRuntimeStop(_ h: OpaquePointer?) -> CInt {
 public func chiRuntimeStats(_ h: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> CInt {
     chiTry { () throws(ChiError) -> CInt in
         let c = try Handles.client(h)
-        guard let buf else { throw ChiError(EINVAL, "buf is NULL") }
-        let json = Array(try c.statsJSON().utf8)
-        guard json.count < cap else {
-            throw ChiError(ERANGE, "statistics need \(json.count + 1) bytes; the buffer has \(cap)")
-        }
-        for (i, b) in json.enumerated() { buf[i] = CChar(bitPattern: b) }
-        buf[json.count] = 0
-        return CInt(json.count)
+        guard buf != nil else { throw ChiError(EINVAL, "buf is NULL") }
+        return try copyOut(try c.statsJSON(), to: buf, cap: cap, what: "the statistics")
     }
 }

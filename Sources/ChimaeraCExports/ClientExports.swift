@@ -41,13 +41,7 @@ public func chiClientFinalize(_ h: OpaquePointer?) -> CInt {
 @c(chi_client_segment)
 public func chiClientSegment(_ h: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> CInt {
     chiTry { () throws(ChiError) -> CInt in
-        let c = try Handles.client(h)
-        guard let buf else { throw ChiError(EINVAL, "buf is NULL") }
-        let bytes = Array(c.segment.name.utf8)
-        guard bytes.count < cap else { throw ChiError(ERANGE, "buffer of \(cap) bytes is too small for the segment name") }
-        for (i, b) in bytes.enumerated() { buf[i] = CChar(bitPattern: b) }
-        buf[bytes.count] = 0
-        return CInt(bytes.count)
+        try copyOut(try Handles.client(h).segment.name, to: buf, cap: cap, what: "the segment name")
     }
 }
 

@@ -68,6 +68,19 @@ func cString(_ p: UnsafePointer<CChar>?, _ what: String) throws(ChiError) -> Str
     return String(cString: p)
 }
 
+/// Copies `s` NUL-terminated into a caller's buffer of `cap` bytes; returns its length, or
+/// ERANGE naming `what` and the size needed when it does not fit.
+func copyOut(_ s: String, to buf: UnsafeMutablePointer<CChar>?, cap: Int, what: String) throws(ChiError) -> CInt {
+    guard let buf else { throw ChiError(EINVAL, "buf is NULL") }
+    let bytes = Array(s.utf8)
+    guard bytes.count < cap else {
+        throw ChiError(ERANGE, "\(what) needs \(bytes.count + 1) bytes; the buffer has \(cap)")
+    }
+    for (i, b) in bytes.enumerated() { buf[i] = CChar(bitPattern: b) }
+    buf[bytes.count] = 0
+    return CInt(bytes.count)
+}
+
 /// A task argument, or an EINVAL error if it is NULL.
 @inline(__always)
 func taskArg(_ t: UnsafeMutablePointer<chi_task_t>?) throws(ChiError) -> UnsafeMutablePointer<chi_task_t> {

@@ -144,12 +144,7 @@ public func chiRtRequestStop(_ r: OpaquePointer?) -> CInt {
 @c(chi_rt_stats_json)
 public func chiRtStatsJson(_ r: OpaquePointer?, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> CInt {
     ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
-        guard let buf else { throw ChiError(EINVAL, "buf is NULL") }
-        let json = Array(rt.statsJSON().utf8)
-        guard json.count < cap else { throw ChiError(ERANGE, "statistics need \(json.count + 1) bytes; the buffer has \(cap)") }
-        for (i, b) in json.enumerated() { buf[i] = CChar(bitPattern: b) }
-        buf[json.count] = 0
-        return CInt(json.count)
+        try copyOut(rt.statsJSON(), to: buf, cap: cap, what: "the statistics")
     }
 }
 
