@@ -53,9 +53,7 @@ package final class RuntimeClient: @unchecked Sendable {
                                 timeoutMs: UInt32) throws(ChiError) -> RuntimeClient
     {
         let config = try RuntimeConfig.loadOrThrowChi(path: configPath)
-        var name = segment
-        if name == nil, let env = getenv("CHIMAERA_SEGMENT"), env.pointee != 0 { name = String(cString: env) }
-        let segName = name ?? config.name
+        let segName = config.segmentName(explicit: segment)
         var embedded = config.clientMode == .embedded
         if let env = getenv("CHIMAERA_EMBEDDED") { embedded = String(cString: env) == "1" }
         if mode == UInt32(CHI_MODE_EMBEDDED) { embedded = true }

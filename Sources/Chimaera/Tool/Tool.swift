@@ -66,9 +66,7 @@ package enum Tool {
 
     /// The segment to talk to: --segment, $CHIMAERA_SEGMENT, then the config's name.
     static func segmentName(_ opts: inout Options, _ config: RuntimeConfig) -> String {
-        if let s = opts.value("--segment") { return s }
-        if let e = getenv("CHIMAERA_SEGMENT"), e.pointee != 0 { return String(cString: e) }
-        return config.name
+        config.segmentName(explicit: opts.value("--segment"))
     }
 
     static func loadConfig(_ opts: inout Options) -> RuntimeConfig? {
