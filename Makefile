@@ -15,7 +15,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g -Wall -Wextra -Werror
 CHI_CFLAGS := -I$(CURDIR)/include
 CHI_LDFLAGS := -L$(STAGE)/lib -lchimaera -Wl,-rpath,$(STAGE)/lib
-DEB_PKGS := liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv fio
+DEB_PKGS := libssl-dev liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv fio
 
 SWIFT_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraCExports Sources/CChimaera -type f) Package.swift
 MODULES := $(notdir $(wildcard Sources/Mods/*))

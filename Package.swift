@@ -11,15 +11,25 @@ let package = Package(
         // The native Swift API (`import Chimaera`): Client, Pool, DomainQuery, module clients.
         .library(name: "ChimaeraSwift", targets: ["Chimaera"]),
     ],
+    dependencies: [
+        // The transport between nodes (Sources/Chimaera/Remote).
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+    ],
     targets: [
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1",
                        providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CNuma", pkgConfig: "numa",
                        providers: [.apt(["libnuma-dev"])]),
+        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
+                       providers: [.apt(["libssl-dev"])]),
         .target(name: "CChimaera", linkerSettings: [.linkedLibrary("ffi")]),
         .target(
             name: "Chimaera",
-            dependencies: ["CChimaera", "CYAML", "CNuma"],
+            dependencies: [
+                "CChimaera", "CYAML", "CNuma", "COpenSSL",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+            ],
             // Workers own their state and never share a class instance's mutable storage
             // across threads, so dynamic exclusivity checks only cost time on the task path.
             swiftSettings: [.unsafeFlags(["-enforce-exclusivity=unchecked"])]

@@ -75,35 +75,40 @@ public func chiRctxShmPtr(_ r: OpaquePointer?, _ p: chi_shm_ptr_t, _ size: UInt6
 
 @c(chi_rt_module_register)
 public func chiRtModuleRegister(_ r: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> CInt {
-    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
-        try rt.registerModule(try cString(name, "module name"))
-        return 0
+    let n: String
+    do { n = try cString(name, "module name") } catch {
+        setLastError(error.message)
+        return error.negated
     }
+    return ModuleServices.registerModule(r, n)
 }
 
 @c(chi_rt_pool_create)
 public func chiRtPoolCreate(_ r: OpaquePointer?, _ module: UnsafePointer<CChar>?, _ name: UnsafePointer<CChar>?,
                             _ cpn: UInt32, _ params: UnsafeRawPointer?, _ size: UInt32,
                             _ out: UnsafeMutablePointer<UInt64>?) -> CInt {
-    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+    // The parameters may sit in client-writable memory: copy them first.
+    var copy = [UInt8]()
+    let mod: String, poolName: String
+    do throws(ChiError) {
         guard let out else { throw ChiError(EINVAL, "pool_id is NULL") }
-        // The parameters may sit in client-writable memory: copy them first.
-        var copy = [UInt8]()
+        _ = out
         if size > 0 {
             guard let params else { throw ChiError(EINVAL, "params is NULL") }
             copy = Array(UnsafeRawBufferPointer(start: params, count: Int(size)))
         }
-        let mod = try cString(module, "module name")
-        let poolName = try cString(name, "pool name")
-        let result: Result<UInt64, ChiError> = copy.withUnsafeBytes { b in
-            Result { () throws(ChiError) -> UInt64 in
-                try rt.createPool(module: mod, name: poolName, containersPerNode: Int(cpn),
-                                  params: size > 0 ? b : nil)
-            }
-        }
-        out.pointee = try result.get()
-        return 0
+        mod = try cString(module, "module name")
+        poolName = try cString(name, "pool name")
+    } catch {
+        setLastError(error.message)
+        return error.negated
     }
+    var id = out!.pointee
+    let rc = copy.withUnsafeBytes { b in
+        ModuleServices.createPool(r, module: mod, name: poolName, perNode: Int(cpn), params: size > 0 ? b : nil, id: &id)
+    }
+    if rc == 0 { out!.pointee = id }
+    return rc
 }
 
 @c(chi_rt_pool_find)
@@ -119,10 +124,7 @@ public func chiRtPoolFind(_ r: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ 
 
 @c(chi_rt_pool_destroy)
 public func chiRtPoolDestroy(_ r: OpaquePointer?, _ id: UInt64) -> CInt {
-    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
-        try rt.destroyPool(id)
-        return 0
-    }
+    ModuleServices.destroyPool(r, id)
 }
 
 @c(chi_rt_flush)

@@ -95,7 +95,7 @@ static void null_handles(void) {
 static void strerror_names_every_code(void) {
     static const int errnos[] = {EINVAL, ETIMEDOUT, EBUSY, EAGAIN, ERANGE, EFAULT, ENOMEM,
                                  ENOENT, EEXIST, EPERM, ENOSPC, EIO};
-    const char *chi[CHI_ESTOPPED - CHI_EBASE + 1];
+    const char *chi[CHI_ELAST - CHI_EBASE + 1];
     static const int nonsense[] = {123456, -123456, 4095, -4095, 5000, 2147483647,
                                    -2147483647 - 1};
     size_t i, j;
@@ -106,7 +106,7 @@ static void strerror_names_every_code(void) {
         T_ASSERT(s != NULL && *s, "chi_strerror(-%d)", errnos[i]);
         T_ASSERT(chi_strerror(errnos[i]) != NULL, "chi_strerror(%d)", errnos[i]);
     }
-    for (i = 0; i <= (size_t)(CHI_ESTOPPED - CHI_EBASE - 1); i++) {
+    for (i = 0; i <= (size_t)(CHI_ELAST - CHI_EBASE - 1); i++) {
         int code = CHI_EBASE + 1 + (int)i;
         const char *neg = chi_strerror(-code), *pos = chi_strerror(code);
         T_ASSERT(neg != NULL && *neg, "chi_strerror(-%d)", code);

@@ -32,7 +32,7 @@ typedef struct chi_admin_create_pool_task {
     uint32_t containers_per_node;     /* IN */
     uint32_t params_size;             /* IN: bytes at params */
     chi_shm_ptr_t params;             /* IN: bulk, DT_WRITE */
-    uint64_t pool_id;                 /* OUT */
+    uint64_t pool_id;                 /* INOUT: 0 from clients; out: the pool's id */
 } chi_admin_create_pool_task_t;
 
 typedef struct chi_admin_get_pool_id_task {

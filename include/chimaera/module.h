@@ -184,7 +184,8 @@ int chi_module_describe(const char *name, const chi_module_vtable_t **out);
 
 /** Loads a module by name into the runtime. */
 int chi_rt_module_register(chi_rctx_t *rctx, const char *name);
-/** Creates (idempotently by name) a pool; stores its id. */
+/** Creates (idempotently by name) a pool on every node; stores its id. *pool_id is read first:
+ *  a nonzero id is honoured only for a request from another node's runtime. */
 int chi_rt_pool_create(chi_rctx_t *rctx, const char *module, const char *name,
                        uint32_t containers_per_node, const void *params, uint32_t params_size,
                        uint64_t *pool_id);

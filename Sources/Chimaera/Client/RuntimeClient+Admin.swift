@@ -6,12 +6,14 @@ extension RuntimeClient {
     /// How long admin calls wait before giving up.
     static let adminTimeoutNs: Int64 = 60_000_000_000
 
-    private func adminCall<T>(_ method: UInt32, _ type: T.Type,
+    private func adminCall<T>(_ method: UInt32, _ type: T.Type, node: UInt32? = nil,
                               _ fill: (UnsafeMutablePointer<T>) throws(ChiError) -> Void,
                               _ read: (UnsafeMutablePointer<T>) -> Void = { _ in })
         throws(ChiError)
     {
-        let q = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), 0)
+        // This node's admin container: in a cluster, admin container i is on node i + 1.
+        let q = node.map { chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), UInt64($0 - 1)) }
+            ?? chi_dq_local_id(UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS), 0)
         let t = try newTask(pool: UInt64(CHI_ADMIN_POOL_ID), method: method,
                             size: MemoryLayout<T>.size, query: q)
         let typed = UnsafeMutableRawPointer(t).assumingMemoryBound(to: T.self)
@@ -102,6 +104,11 @@ extension RuntimeClient {
 
     package func stopRuntime() throws(ChiError) {
         try adminCall(UInt32(CHI_ADMIN_STOP_RUNTIME), chi_admin_stop_runtime_task_t.self) { _ in }
+    }
+
+    /// Stops the runtime of another node of the cluster (through this node's runtime).
+    package func stopRuntime(node: UInt32) throws(ChiError) {
+        try adminCall(UInt32(CHI_ADMIN_STOP_RUNTIME), chi_admin_stop_runtime_task_t.self, node: node) { _ in }
     }
 
     /// The runtime's statistics as JSON.

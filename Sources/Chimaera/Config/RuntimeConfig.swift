@@ -43,6 +43,8 @@ package struct RuntimeConfig: Sendable, Equatable {
     package var clientMode = ClientMode.attach
     /// `client.spin_us`: how long a waiting client polls before sleeping.
     package var clientSpinUs = 20
+    /// The `cluster` section: the nodes this runtime works with.
+    package var cluster = ClusterConfig()
 
     /// The default configuration.
     package init() {}
@@ -89,6 +91,7 @@ package struct RuntimeConfig: Sendable, Equatable {
             switch entry.key {
             case "runtime": try config.readRuntime(entry.value, r)
             case "client": try config.readClient(entry.value, r)
+            case "cluster": try config.readCluster(entry.value, r)
             default: throw r.unknownKey(entry.key, line: entry.keyLine)
             }
         }
@@ -184,11 +187,162 @@ package struct RuntimeConfig: Sendable, Equatable {
     }
 }
 
+/// The `cluster` section. One runtime per node; every node reads the same host list and so
+/// agrees on node ids (an entry's position, from 1) and on where each container lives.
+package struct ClusterConfig: Sendable, Equatable {
+    /// A node's address as written in the host list.
+    package struct Host: Sendable, Equatable {
+        package var host: String
+        package var port: Int
+    }
+
+    /// `cluster.hosts`, or the lines of `cluster.hostfile`: `host` or `host:port` each.
+    package var hosts: [Host] = []
+    /// `cluster.hostfile`: where `hosts` came from, when from a file.
+    package var hostfile: String?
+    /// `cluster.node_id`: this runtime's entry (1-based); 0 = find it by address.
+    package var nodeId = 0
+    /// `cluster.port`: the port of entries that give none, and of a single node.
+    package var port = 9513
+    /// `cluster.listen`: the address to listen on; empty = this node's host entry.
+    package var listen = ""
+    /// `cluster.key`, or the content of `cluster.key_file`: the shared secret peers prove
+    /// they hold (HMAC-SHA256 challenge). Required with more than one host.
+    package var key: [UInt8] = []
+    /// `cluster.timeout_ms`: how long a task sent to another node may take before it fails
+    /// with CHI_ENODE, and how long a silent peer is trusted.
+    package var timeoutMs = 5000
+    /// `cluster.heartbeat_ms`: how often an idle connection is probed.
+    package var heartbeatMs = 500
+
+    package init() {}
+
+    package var isMultiNode: Bool { hosts.count > 1 }
+
+    /// Parses `host`, `host:port` or `[v6]:port`; nil when malformed.
+    package static func parseHost(_ s: String, defaultPort: Int) -> Host? {
+        let t = s.trimmingCharacters(in: " \t")
+        if t.isEmpty || t.contains(" ") { return nil }
+        if t.hasPrefix("[") {
+            guard let close = t.firstIndex(of: "]") else { return nil }
+            let h = String(t[t.index(after: t.startIndex)..<close])
+            let rest = t[t.index(after: close)...]
+            if rest.isEmpty { return h.isEmpty ? nil : Host(host: h, port: defaultPort) }
+            guard rest.first == ":", let p = Int(rest.dropFirst()), (1...65535).contains(p) else { return nil }
+            return Host(host: h, port: p)
+        }
+        let parts = t.split(separator: ":", omittingEmptySubsequences: false)
+        switch parts.count {
+        case 1: return Host(host: t, port: defaultPort)
+        case 2:
+            guard !parts[0].isEmpty, let p = Int(parts[1]), (1...65535).contains(p) else { return nil }
+            return Host(host: String(parts[0]), port: p)
+        default:
+            return Host(host: t, port: defaultPort) // a bare IPv6 address
+        }
+    }
+
+    /// Reads a hostfile: one host per line, `#` starts a comment, blank lines are skipped.
+    package static func readHostfile(_ path: String, defaultPort: Int) throws(ConfigError) -> [Host] {
+        let bytes = try readFile(path)
+        var hosts: [Host] = []
+        for (i, raw) in String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            var line = Substring(raw)
+            if let hash = line.firstIndex(of: "#") { line = line[..<hash] }
+            let t = line.trimmingCharacters(in: " \t\r")
+            if t.isEmpty { continue }
+            guard let h = parseHost(t, defaultPort: defaultPort) else {
+                throw ConfigError(file: path, line: i + 1, message: "expected host or host:port, got \(t.debugDescription)")
+            }
+            hosts.append(h)
+        }
+        return hosts
+    }
+}
+
+extension StringProtocol {
+    fileprivate func trimmingCharacters(in set: String) -> String {
+        let chars = Set(set)
+        var s = Substring(self)
+        while let f = s.first, chars.contains(f) { s = s.dropFirst() }
+        while let l = s.last, chars.contains(l) { s = s.dropLast() }
+        return String(s)
+    }
+}
+
+extension RuntimeConfig {
+    fileprivate static let portRange = 1...65535
+    fileprivate static let timeoutRange = 50...3_600_000
+    fileprivate static let heartbeatRange = 10...600_000
+
+    fileprivate mutating func readCluster(_ node: YAMLNode, _ r: ValueReader) throws(ConfigError) {
+        var hostNodes: YAMLNode?
+        var hostfileLine = 0
+        var keyFile: (path: String, line: Int)?
+        var line = 0
+        for entry in try r.entries(of: node, path: "cluster") {
+            let key = "cluster." + entry.key
+            let v = entry.value
+            line = entry.keyLine
+            switch entry.key {
+            case "hosts": hostNodes = v
+            case "hostfile":
+                cluster.hostfile = try r.scalar(v, key, "a file path") { $0.isEmpty ? nil : $0 }
+                hostfileLine = entry.keyLine
+            case "node_id": cluster.nodeId = try r.integer(v, key, in: 0...4096)
+            case "port": cluster.port = try r.integer(v, key, in: Self.portRange)
+            case "listen": cluster.listen = try r.scalar(v, key, "an address") { $0.isEmpty ? nil : $0 }
+            case "key":
+                cluster.key = Array(try r.scalar(v, key, "a secret of at least 16 characters") {
+                    $0.utf8.count >= 16 ? $0 : nil
+                }.utf8)
+            case "key_file":
+                keyFile = (try r.scalar(v, key, "a file path") { $0.isEmpty ? nil : $0 }, entry.keyLine)
+            case "timeout_ms": cluster.timeoutMs = try r.integer(v, key, in: Self.timeoutRange)
+            case "heartbeat_ms": cluster.heartbeatMs = try r.integer(v, key, in: Self.heartbeatRange)
+            default: throw r.unknownKey(key, line: entry.keyLine)
+            }
+        }
+        if let hostNodes {
+            let port = cluster.port
+            cluster.hosts = try r.list(hostNodes, "cluster.hosts", of: "hosts", each: "host or host:port") {
+                ClusterConfig.parseHost($0, defaultPort: port)
+            }
+        }
+        if let path = cluster.hostfile {
+            guard hostNodes == nil else {
+                throw ConfigError(file: r.file, line: hostfileLine,
+                                  message: "cluster.hostfile: give either cluster.hosts or cluster.hostfile, not both")
+            }
+            cluster.hosts = try ClusterConfig.readHostfile(path, defaultPort: cluster.port)
+        }
+        if let (path, kline) = keyFile {
+            guard cluster.key.isEmpty else {
+                throw ConfigError(file: r.file, line: kline, message: "cluster.key_file: give either cluster.key or cluster.key_file, not both")
+            }
+            var bytes = try readFile(path)
+            while let l = bytes.last, l == 0x0a || l == 0x0d || l == 0x20 { bytes.removeLast() }
+            guard bytes.count >= 16 else {
+                throw ConfigError(file: r.file, line: kline, message: "cluster.key_file: \(path) holds fewer than 16 bytes")
+            }
+            cluster.key = bytes
+        }
+        if cluster.nodeId > cluster.hosts.count && !(cluster.hosts.isEmpty && cluster.nodeId <= 1) {
+            throw ConfigError(file: r.file, line: line,
+                              message: "cluster.node_id: \(cluster.nodeId) is beyond the \(cluster.hosts.count) hosts listed")
+        }
+        if cluster.isMultiNode && cluster.key.isEmpty {
+            throw ConfigError(file: r.file, line: line,
+                              message: "cluster.key: required when cluster.hosts lists more than one node (peers prove they hold it)")
+        }
+    }
+}
+
 /// Why a configuration could not be loaded, pointing at the file and, when known, the line.
 package typealias ConfigError = FileLineError
 
 /// Converts YAML nodes to values, producing errors that name the file, line and key.
-private struct ValueReader {
+fileprivate struct ValueReader {
     let file: String
 
     /// The entries of a section; a null section (`runtime:` with nothing under it) has none.
@@ -306,7 +460,7 @@ private func sizeText(_ size: Int) -> String {
 /// Reads a whole file, failing with an error that names it.
 ///
 /// Calls open/read directly because `Sys` has no file reading yet; move there when it does.
-private func readFile(_ path: String) throws(ConfigError) -> [UInt8] {
+fileprivate func readFile(_ path: String) throws(ConfigError) -> [UInt8] {
     func failure() -> ConfigError {
         ConfigError(file: path, line: nil, message: "cannot read: \(Sys.errnoText())")
     }

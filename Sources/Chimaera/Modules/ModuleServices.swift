@@ -113,6 +113,39 @@ package enum ModuleServices {
     /// Runs a runtime service for the task behind `r`; a failure's message travels back to
     /// the client with the task's status.
     package static func service(_ r: OpaquePointer?, _ body: (Runtime) throws(ChiError) -> CInt) -> CInt {
+        recordService(r) { (rt, _) throws(ChiError) -> CInt in try body(rt) }
+    }
+
+    /// Creates a pool on every node (see Runtime+Cluster). `id` is in/out: a requested id
+    /// (honoured only from another node), then the pool's id.
+    package static func createPool(_ r: OpaquePointer?, module: String, name: String, perNode: Int,
+                                   params: UnsafeRawBufferPointer?, id: inout UInt64) -> CInt {
+        let requested = id
+        var made: UInt64 = 0
+        let rc = recordService(r) { (rt, rec) throws(ChiError) -> CInt in
+            made = try rt.createPoolService(module: module, name: name, perNode: perNode, params: params,
+                                            requestedId: requested, record: rec)
+            return 0
+        }
+        if rc == 0 { id = made }
+        return rc
+    }
+
+    package static func destroyPool(_ r: OpaquePointer?, _ id: UInt64) -> CInt {
+        recordService(r) { (rt, rec) throws(ChiError) -> CInt in
+            try rt.destroyPoolService(id, record: rec)
+            return 0
+        }
+    }
+
+    package static func registerModule(_ r: OpaquePointer?, _ name: String) -> CInt {
+        recordService(r) { (rt, rec) throws(ChiError) -> CInt in
+            try rt.registerModuleService(name, record: rec)
+            return 0
+        }
+    }
+
+    private static func recordService(_ r: OpaquePointer?, _ body: (Runtime, TaskRecord) throws(ChiError) -> CInt) -> CInt {
         guard let r else {
             setLastError("run context is NULL")
             return -EINVAL
@@ -123,7 +156,7 @@ package enum ModuleServices {
             return -EINVAL
         }
         do {
-            return try body(rt)
+            return try body(rt, rec)
         } catch {
             setLastError(error.message)
             rec.errorMessage = error.message

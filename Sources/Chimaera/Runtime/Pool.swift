@@ -10,7 +10,11 @@ final class RuntimePool: @unchecked Sendable {
     let id: UInt64
     let name: String
     let module: Module
-    /// Every container, by id.
+    /// Containers each node holds, and the parameters the pool was created with (a node that
+    /// joins later creates its share from these).
+    var containersPerNode = 1
+    var createParams: [UInt8] = []
+    /// Every container, by id (on every node: those elsewhere have no state and no lanes).
     var containers: [Container] = []
     /// The containers on this node, in id order.
     var local: [Container] = []

@@ -21,6 +21,28 @@ extension Runtime {
         j.key("heap_used"); j.int(Int(allocator.used))
         j.close()
         j.key("bad_tasks"); j.int(Int(badTasks))
+        j.key("node_id"); j.int(Int(nodeId))
+        j.key("nodes"); j.int(cluster.count)
+        if let rq = remote {
+            j.key("remote"); j.open()
+            j.key("sent"); j.int(Int(rq.counter(.sent)))
+            j.key("served"); j.int(Int(rq.counter(.served)))
+            j.key("failed"); j.int(Int(rq.counter(.failed)))
+            j.key("rejected_connections"); j.int(Int(rq.counter(.rejectedConnections)))
+            j.key("pools_from_catalogs"); j.int(Int(rq.counter(.catalogPools)))
+            j.key("peers"); j.openArray()
+            for p in rq.peerStates() {
+                j.open()
+                j.key("node"); j.int(Int(p.id))
+                j.key("address"); j.string(p.host)
+                j.key("state"); j.string(p.state)
+                j.key("pending"); j.int(p.pending)
+                if !p.reason.isEmpty { j.key("reason"); j.string(p.reason) }
+                j.close()
+            }
+            j.closeArray()
+            j.close()
+        }
         j.key("workers"); j.openArray()
         for w in workers {
             j.open()

@@ -10,8 +10,12 @@ package final class Runtime: @unchecked Sendable {
     let allocator: ShmAllocator
     let loader: ModuleLoader
     private(set) var workers: [Worker] = []
-    /// This node's id (the physical-node sub-domain); a single node is node 1.
-    let nodeId: UInt32 = 1
+    /// The nodes of the cluster and which one this is (a single node is node 1).
+    package let cluster: ClusterMap
+    /// This node's id (the physical-node sub-domain).
+    let nodeId: UInt32
+    /// The transport to the other nodes; nil on a single node.
+    package private(set) var remote: RemoteQueue?
     let startNs = chi_now_ns()
     /// 1 once a stop was requested; the main thread futex-waits on it.
     package let stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
@@ -35,6 +39,10 @@ package final class Runtime: @unchecked Sendable {
     /// Creates the segment and workers; `start()` brings them up.
     package init(config: RuntimeConfig, segmentName: String, anonymous: Bool = false) throws(ChiError) {
         self.config = config
+        Log.level = config.logLevel
+        let envNode = getenv("CHIMAERA_NODE_ID").flatMap { Int(String(cString: $0)) }
+        cluster = try ClusterMap.resolve(config.cluster, override: envNode)
+        nodeId = cluster.selfId
         let nLL = config.lowLatencyWorkers
         let nHL = config.highLatencyWorkers
         let nWorkers = max(1, nLL + nHL)
@@ -99,6 +107,16 @@ package final class Runtime: @unchecked Sendable {
         for m in config.modules { _ = try loader.load(m) }
         _ = Clock.nsPerTick
         for w in workers { try w.start() }
+        if cluster.isMultiNode {
+            let rq = RemoteQueue(runtime: self, map: cluster, config: config.cluster)
+            remote = rq
+            do {
+                try rq.start()
+            } catch {
+                remote = nil
+                throw error
+            }
+        }
         segment.publishReady()
     }
 
@@ -122,6 +140,14 @@ package final class Runtime: @unchecked Sendable {
         stopped = true
         requestStop()
         chi_store32(&segment.header.pointee.state, CHI_SEG_STOPPING)
+        // Requests from other nodes get their replies out first (at most a second), then the
+        // network closes: what is still in flight to other nodes fails on the workers.
+        if let rq = remote {
+            rq.quiesce(maxNs: 1_000_000_000)
+            rq.shutdown()
+            let deadline = chi_now_ns() + 500_000_000
+            while workers.contains(where: { !$0.inbox.isEmpty }) && chi_now_ns() < deadline { usleep(1000) }
+        }
         for w in workers { w.stop() }
         for w in workers where started { w.join() }
         for w in workers { w.abandonAll() }
@@ -183,11 +209,19 @@ package final class Runtime: @unchecked Sendable {
         let mod = try loader.load(module)
         let id = fixedId ?? nextPoolId
         guard id < UInt64(Self.maxPools) else { throw ChiError(ENOSPC, "too many pools") }
+        if fixedId != nil, pool(id) != nil {
+            throw ChiError(EEXIST, "\(cluster.describe(nodeId)) already has a pool with id \(id)")
+        }
         let pool = RuntimePool(id: id, name: name, module: mod, workers: workers.count)
-        let n = max(1, containersPerNode)
-        for i in 0..<n {
-            let c = Container(pool: pool, id: UInt32(i), node: nodeId, runtime: self)
+        let perNode = max(1, containersPerNode)
+        pool.containersPerNode = perNode
+        if let params { pool.createParams = Array(params) }
+        // Containers are numbered node by node; only this node's get state and lanes.
+        for i in 0..<(perNode * cluster.count) {
+            let node = ClusterMap.node(ofContainer: i, perNode: perNode)
+            let c = Container(pool: pool, id: UInt32(i), node: node, runtime: self)
             pool.containers.append(c)
+            if node != nodeId { continue }
             pool.local.append(c)
             if let create = mod.vtable.create {
                 var state: UnsafeMutableRawPointer?
@@ -204,8 +238,8 @@ package final class Runtime: @unchecked Sendable {
                 try c.addLanes(group: 0, count: 1, prio: UInt32(CHI_PRIO_LOW_LATENCY))
             }
         }
-        if fixedId == nil { nextPoolId += 1 }
-        for c in pool.containers where !c.pollers.isEmpty {
+        if fixedId == nil { nextPoolId += 1 } else if id >= nextPoolId && id != Self.adminPoolId { nextPoolId = id + 1 }
+        for c in pool.local where !c.pollers.isEmpty {
             var owners: [Worker] = []
             for l in c.lanes where !owners.contains(where: { $0 === l.worker }) { owners.append(l.worker) }
             for w in owners { for p in c.pollers { w.post(.addPoller, p) } }

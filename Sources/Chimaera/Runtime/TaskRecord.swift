@@ -30,6 +30,8 @@ final class TaskRecord {
     var method: UnsafePointer<chi_method_desc_t>?
     /// Why a runtime service failed for this task; handed to the client with the status.
     var errorMessage: String?
+    /// Set for a request from another node: where the reply goes.
+    var remote: RemoteIncoming?
     /// The fiber running the task (set while it executes).
     unowned(unsafe) var fiber: Fiber?
     /// chi_rctx_suspend/resume hand-off: 0 running, 1 suspended, 2 resume pending.
@@ -69,6 +71,7 @@ final class TaskRecord {
         deadline = 0
         method = nil
         errorMessage = nil
+        if remote != nil { remote = nil }
         fiber = nil
         pending.pointee = 0
         resumeState.pointee = 0

@@ -122,6 +122,10 @@ extension Worker {
 
     /// Maps the task to a lane of container `c` and queues it there (or on the lane's worker).
     func dispatch(_ r: TaskRecord, to c: Container) {
+        if c.node != runtime.nodeId {
+            runtime.remote!.forward(r, to: c, from: self)
+            return
+        }
         r.container = c
         let t = r.task
         unowned(unsafe) let module = c.pool.module
@@ -195,6 +199,11 @@ extension Worker {
             replicaDone(r, parent: p)
             return
         }
+        if let inc = r.remote {
+            runtime.remote!.reply(r, inc)
+            freeRecord(r)
+            return
+        }
         runtime.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal)
         freeRecord(r)
     }
@@ -208,11 +217,18 @@ extension Worker {
     func complete(_ r: TaskRecord) {
         if let pool = r.pool { pool.inflightAdd(id, -1) }
         // (r.pool is unowned(unsafe): reading it costs no reference count.)
-        if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
         if let p = r.parent {
+            // The first failing replica's reason becomes the original task's.
+            if let msg = r.errorMessage, r.task.pointee.rc < 0, p.errorMessage == nil { p.errorMessage = msg }
             replicaDone(r, parent: p)
             return
         }
+        if let inc = r.remote {
+            runtime.remote!.reply(r, inc)
+            freeRecord(r)
+            return
+        }
+        if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
         runtime.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal)
         freeRecord(r)
     }

@@ -57,7 +57,13 @@ final class Worker: @unchecked Sendable {
     var pollers: [Poller] = []
 
     static let inboxCapacity = 1 << 16
-    enum Message: UInt64 { case enqueue = 0, resume = 1, purge = 2, addPoller = 3, dropPollers = 4 }
+    enum Message: UInt64 {
+        case enqueue = 0, resume = 1, purge = 2, addPoller = 3, dropPollers = 4
+        /// A record back from another node, outputs written: finish it.
+        case remoteDone = 5
+        /// A request from another node (a retained RemoteIncoming): route it.
+        case remoteSubmit = 6
+    }
 
     init(id: Int, kind: Kind, runtime: Runtime, doorbell: UnsafeMutablePointer<chi_doorbell_t>,
          spinNs: UInt64)
@@ -204,7 +210,7 @@ final class Worker: @unchecked Sendable {
     /// flight, which the ingress rings bound). Records and fibers travel unretained (their
     /// owners keep them alive); pools and pollers retained.
     func post(_ kind: Message, _ object: AnyObject) {
-        let retained = kind == .purge || kind == .addPoller || kind == .dropPollers
+        let retained = kind == .purge || kind == .addPoller || kind == .dropPollers || kind == .remoteSubmit
         let p = retained ? Unmanaged.passRetained(object).toOpaque() : Unmanaged.passUnretained(object).toOpaque()
         let bits = UInt64(UInt(bitPattern: p)) | kind.rawValue
         while !inbox.push(bits) { chi_cpu_relax() }
@@ -232,6 +238,13 @@ final class Worker: @unchecked Sendable {
                 _ = chi_add32(pool.purgeAcks, 1)
             case .addPoller:
                 pollers.append(Unmanaged<Poller>.fromOpaque(p).takeRetainedValue())
+            case .remoteDone:
+                complete(Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue())
+            case .remoteSubmit:
+                let inc = Unmanaged<RemoteIncoming>.fromOpaque(p).takeRetainedValue()
+                let r = allocRecord(inc.task, off: inc.taskOff)
+                r.remote = inc
+                route(r)
             }
         }
         return did
@@ -343,6 +356,30 @@ final class Worker: @unchecked Sendable {
 
     /// Completes everything still queued here with CHI_ESTOPPED. Runs after the thread ended.
     func abandonAll() {
+        // Messages that arrived after the loop ended: finish or refuse them.
+        while let bits = inbox.popSingle() {
+            let p = UnsafeRawPointer(bitPattern: UInt(bits & ~7))!
+            switch Message(rawValue: bits & 7)! {
+            case .enqueue, .remoteDone:
+                let r = Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue()
+                if r.task.pointee.rc >= 0 || bits & 7 == Message.enqueue.rawValue {
+                    r.task.pointee.rc = -CInt(CHI_ESTOPPED)
+                }
+                complete(r)
+            case .remoteSubmit:
+                let inc = Unmanaged<RemoteIncoming>.fromOpaque(p).takeRetainedValue()
+                let r = allocRecord(inc.task, off: inc.taskOff)
+                r.remote = inc
+                complete(r, rc: -CInt(CHI_ESTOPPED))
+            case .purge, .dropPollers:
+                let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
+                _ = chi_add32(pool.purgeAcks, 1)
+            case .addPoller:
+                _ = Unmanaged<Poller>.fromOpaque(p).takeRetainedValue()
+            case .resume:
+                break
+            }
+        }
         while let r = timers.popDue(UInt64.max) {
             r.task.pointee.rc = -CInt(CHI_ESTOPPED)
             complete(r)

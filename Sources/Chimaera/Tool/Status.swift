@@ -43,6 +43,14 @@ extension Tool {
         if let shm = top.object("shm") {
             print("shared memory: \(shm.int("heap_used") >> 20) MiB used of \(shm.int("heap_capacity") >> 20) MiB")
         }
+        if let remote = top.object("remote") {
+            let peers = remote.objects("peers").filter { $0.string("state") != "self" }.map { p in
+                "node \(p.int("node")) \(p.string("address")) \(p.string("state"))"
+                    + (p.string("reason").isEmpty ? "" : " (\(p.string("reason")))")
+            }
+            print("cluster: node \(top.int("node_id")) of \(top.int("nodes")); sent \(remote.int("sent")), served \(remote.int("served")), failed \(remote.int("failed"))")
+            for p in peers { print("  \(p)") }
+        }
         print("workers:")
         for w in top.objects("workers") {
             print("  #\(w.int("id")) \(w.string("kind")) cpu=\(w.int("cpu")) tasks=\(w.int("tasks_run")) busy=\(w.int("busy_ns") / 1000)us sleeps=\(w.int("sleeps")) fibers=\(w.int("fibers"))")

@@ -7,8 +7,11 @@ package enum Tool {
         usage: chimaera <command> [options]
 
           start   [--segment NAME] [--config FILE] [--detach --pid-file FILE] [--log-file FILE]
+                  [--hostfile FILE] [--node-id N]
                   run a runtime (foreground unless --detach; --detach returns once it serves)
-          stop    [--segment NAME] [--timeout-ms N]   stop a runtime and remove its segment
+          stop    [--segment NAME] [--timeout-ms N] [--all]
+                  stop a runtime and remove its segment (--all: every node of its cluster)
+        \(Cluster.usage)
           status  [--segment NAME] [--json] [--cpu-window-ms N]
                   workers, pools, lanes, task counts and CPU use
           bench   small-message|idle [--json] [--segment NAME] [options]
@@ -40,6 +43,7 @@ package enum Tool {
         case "stop": status = stop(&opts)
         case "status": status = Tool.status(&opts)
         case "bench": status = Bench.main(&opts)
+        case "cluster": status = Cluster.main(&opts)
         case "make-repo", "make-mod", "refresh-repo": status = DevKit.main(cmd, &opts)
         case "help", "--help", "-h":
             print(usage)
@@ -81,7 +85,27 @@ package enum Tool {
     // MARK: start
 
     static func start(_ opts: inout Options) -> Int32 {
-        guard let config = loadConfig(&opts) else { return 2 }
+        guard var config = loadConfig(&opts) else { return 2 }
+        if let f = opts.value("--hostfile") {
+            do {
+                config.cluster.hosts = try ClusterConfig.readHostfile(f, defaultPort: config.cluster.port)
+                config.cluster.hostfile = f
+            } catch {
+                fail("hostfile: \(error.description)")
+                return 2
+            }
+            if config.cluster.isMultiNode && config.cluster.key.isEmpty {
+                fail("cluster.key (or cluster.key_file) must be set in the config: peers prove they hold it")
+                return 2
+            }
+        }
+        if let n = opts.value("--node-id") {
+            guard let id = Int(n), id >= 1, id <= max(1, config.cluster.hosts.count) else {
+                fail("--node-id \(n): expected a node id between 1 and \(max(1, config.cluster.hosts.count)) (the cluster's hosts)")
+                return 2
+            }
+            config.cluster.nodeId = id
+        }
         let name = segmentName(&opts, config)
         guard ModuleLoader.validName(name) else {
             fail("invalid segment name \"\(name)\"")
@@ -183,7 +207,9 @@ package enum Tool {
         guard let config = loadConfig(&opts) else { return 2 }
         let name = segmentName(&opts, config)
         let timeoutMs = Int(opts.value("--timeout-ms") ?? "10000") ?? 10000
+        let all = opts.flag("--all")
         if rejectUnknown(opts, "stop") { return 2 }
+        if all { stopOtherNodes(name) }
         guard let pid = SharedSegment.livePid(of: name) else {
             if access(SharedSegment.filePath(name), F_OK) == 0 {
                 _ = Sys.shmUnlink(SharedSegment.shmName(name))
@@ -208,6 +234,26 @@ package enum Tool {
         if access(SharedSegment.filePath(name), F_OK) == 0 { _ = Sys.shmUnlink(SharedSegment.shmName(name)) }
         print("chimaera: runtime \"\(name)\" (pid \(pid)) stopped")
         return 0
+    }
+}
+
+extension Tool {
+    /// `stop --all`: asks every other node of the runtime's cluster to stop (through this
+    /// node's runtime), before this node stops.
+    static func stopOtherNodes(_ segment: String) {
+        guard let c = try? RuntimeClient.connect(segment: segment, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000),
+              let stats = try? c.statsJSON() else { return }
+        let flat = ChildProcess.parseFlatJSON(stats)
+        let me = Int(flat["node_id"] ?? 1), nodes = Int(flat["nodes"] ?? 1)
+        guard nodes > 1 else { return }
+        for n in 1...nodes where n != me {
+            do {
+                try c.stopRuntime(node: UInt32(n))
+                print("chimaera: node \(n) stopping")
+            } catch {
+                fail("node \(n): \(error.message)")
+            }
+        }
     }
 }
 

@@ -33,7 +33,7 @@ static const chi_field_desc_t create_pool_fields[] = {
     [CP_F_PARAMS] = {"params", (uint32_t)offsetof(chi_admin_create_pool_task_t, params),
                      (uint32_t)sizeof(chi_shm_ptr_t), CHI_FT_BULK, CHI_DIR_IN,
                      CP_F_PARAMS_SIZE, CHI_DT_WRITE},
-    [CP_F_POOL_ID] = FIELD(chi_admin_create_pool_task_t, pool_id, CHI_FT_U64, CHI_DIR_OUT),
+    [CP_F_POOL_ID] = FIELD(chi_admin_create_pool_task_t, pool_id, CHI_FT_U64, CHI_DIR_INOUT),
 };
 
 static const chi_field_desc_t get_pool_id_fields[] = {
@@ -109,7 +109,8 @@ static int run_create_pool(chi_admin_create_pool_task_t *t, chi_rctx_t *rctx) {
     /* 0 means 1, as documented for chi_pool_create_opts_t. */
     uint32_t containers = t->containers_per_node;
     if (containers == 0) containers = 1;
-    uint64_t pool_id = 0;
+    /* In: an id another node's runtime assigned (the runtime ignores it from clients). */
+    uint64_t pool_id = t->pool_id;
     int rc = chi_rt_pool_create(rctx, module, name, containers, params, params_size, &pool_id);
     if (rc < 0) return rc;
     t->pool_id = pool_id;

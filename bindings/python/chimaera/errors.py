@@ -18,6 +18,7 @@ EBADTASK = EBASE + 6
 ENOCONTAINER = EBASE + 7
 ECONFIG = EBASE + 8
 ESTOPPED = EBASE + 9
+ENODE = EBASE + 10
 
 # Used only when libchimaera.so could not be loaded, so chi_strerror is not available.
 _FALLBACK_NAMES = {
@@ -30,6 +31,7 @@ _FALLBACK_NAMES = {
     ENOCONTAINER: "no container selected",
     ECONFIG: "bad configuration",
     ESTOPPED: "runtime or pool stopped",
+    ENODE: "another node is unreachable",
 }
 
 

@@ -1,0 +1,242 @@
+import CChimaera
+import NIOCore
+
+/// One TCP connection to another runtime, on the network thread.
+///
+/// Outbound connections (this node's requests to a peer) belong to a `Peer` and carry
+/// replies back; inbound ones carry a peer's requests to this node. Both start with the
+/// handshake: the acceptor challenges, the connector proves it holds the cluster key, the
+/// acceptor proves it too. Until then any other frame, or any malformed frame at any time,
+/// closes the connection and is logged; nothing of it reaches the runtime.
+final class Connection: ChannelInboundHandler, @unchecked Sendable {
+    typealias InboundIn = Frame
+    typealias OutboundOut = ByteBuffer
+
+    enum Role {
+        case outbound(Peer)
+        case inbound
+    }
+
+    unowned(unsafe) let rq: RemoteQueue
+    let role: Role
+    /// Set in channelActive; used only on the network thread.
+    private(set) var context: ChannelHandlerContext?
+    private(set) var remoteAddress = "?"
+    private(set) var authed = false
+    /// The node at the other end, once authenticated.
+    private(set) var peerNode: UInt32 = 0
+    private var nonce: [UInt8] = []
+    var lastHeardNs = chi_now_ns()
+    var closing = false
+
+    /// Replies waiting to be written (inbound connections); workers push, the network thread
+    /// drains.
+    let outbox = Outbox()
+    /// Requests of this connection still running here (inbound): reading pauses above
+    /// `RemoteQueue.maxInflight`, which is how a fast peer feels back-pressure.
+    let inflight = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    var paused = false
+
+    init(rq: RemoteQueue, role: Role) {
+        self.rq = rq
+        self.role = role
+        inflight.initialize(to: 0)
+    }
+
+    deinit { inflight.deallocate() }
+
+    var isOutbound: Bool { if case .outbound = role { true } else { false } }
+
+    var who: String {
+        peerNode != 0 ? rq.map.describe(peerNode) : "peer at \(remoteAddress)"
+    }
+
+    // MARK: Channel events
+
+    func channelActive(context: ChannelHandlerContext) {
+        self.context = context
+        remoteAddress = context.remoteAddress.map { "\($0)" } ?? "?"
+        lastHeardNs = chi_now_ns()
+        if !isOutbound {
+            rq.inboundOpened(self)
+            nonce = ClusterAuth.nonce()
+            var b = ByteBuffer.frame(.challenge, capacity: 48)
+            b.writeInteger(ClusterAuth.magic)
+            b.writeInteger(ClusterAuth.version)
+            b.writeInteger(rq.map.selfId)
+            b.writeBytes(nonce)
+            b.endFrame()
+            context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+        }
+        // A connection that does not finish the handshake in time is dropped.
+        let deadline = TimeAmount.milliseconds(Int64(max(1000, rq.timeoutMs)))
+        context.eventLoop.scheduleTask(in: deadline) { [self] in
+            if !authed && !closing { reject("no handshake within \(deadline.nanoseconds / 1_000_000) ms") }
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        closing = true
+        rq.connectionClosed(self, reason: authed ? "connection lost" : "connection closed during the handshake")
+        self.context = nil
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if error is FrameError { reject("\(error)") } else { reject(RemoteQueue.describe(error)) }
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        if context.channel.isWritable { rq.drain(self) }
+        context.fireChannelWritabilityChanged()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        var frame = unwrapInboundIn(data)
+        lastHeardNs = chi_now_ns()
+        do {
+            if !authed {
+                try handshake(&frame)
+                return
+            }
+            switch (frame.type, isOutbound) {
+            case (.request, false): try rq.handleRequest(&frame.body, from: self)
+            case (.reply, true): try rq.handleReply(&frame.body, from: self)
+            case (.ping, _):
+                var b = ByteBuffer.frame(.pong, capacity: 0)
+                b.endFrame()
+                send(b)
+            case (.pong, _): break
+            case (.catalogRequest, false): send(rq.catalogFrame())
+            case (.catalog, true): try rq.mergeCatalog(&frame.body, from: self)
+            default: throw FrameError.malformed("unexpected \(frame.type) frame")
+            }
+        } catch {
+            reject("\(error)")
+        }
+    }
+
+    // MARK: Handshake
+
+    private func handshake(_ frame: inout Frame) throws {
+        switch (frame.type, role) {
+        case (.challenge, .outbound(let peer)):
+            let magic: UInt32 = try frame.body.readInt("magic")
+            let version: UInt32 = try frame.body.readInt("version")
+            let node: UInt32 = try frame.body.readInt("node id")
+            let theirs = Array(try frame.body.readExactly(ClusterAuth.nonceSize, "nonce").readableBytesView)
+            guard magic == ClusterAuth.magic, version == ClusterAuth.version else {
+                throw FrameError.malformed("not a Chimaera runtime (or protocol version \(version))")
+            }
+            guard node == peer.id else {
+                throw FrameError.malformed("\(rq.map.describe(peer.id)) answers as node \(node): host lists differ")
+            }
+            peerNode = node
+            nonce = ClusterAuth.nonce()
+            var b = ByteBuffer.frame(.auth, capacity: 80)
+            b.writeInteger(rq.map.selfId)
+            b.writeBytes(nonce)
+            b.writeBytes(ClusterAuth.mac(key: rq.key, label: 0x63, nonce: theirs, from: rq.map.selfId, to: node))
+            b.endFrame()
+            send(b)
+        case (.auth, .inbound):
+            let node: UInt32 = try frame.body.readInt("node id")
+            let theirs = Array(try frame.body.readExactly(ClusterAuth.nonceSize, "nonce").readableBytesView)
+            let mac = Array(try frame.body.readExactly(ClusterAuth.macSize, "mac").readableBytesView)
+            let want = ClusterAuth.mac(key: rq.key, label: 0x63, nonce: nonce, from: node, to: rq.map.selfId)
+            guard ClusterAuth.equal(mac, want) else { throw FrameError.malformed("wrong cluster key") }
+            guard node >= 1, Int(node) <= rq.map.count, node != rq.map.selfId else {
+                throw FrameError.malformed("node id \(node) is not a peer of this cluster")
+            }
+            peerNode = node
+            authed = true
+            var b = ByteBuffer.frame(.authOK, capacity: 40)
+            b.writeBytes(ClusterAuth.mac(key: rq.key, label: 0x73, nonce: theirs, from: rq.map.selfId, to: node))
+            b.endFrame()
+            send(b)
+            rq.inboundAuthenticated(self)
+        case (.authOK, .outbound(let peer)):
+            let mac = Array(try frame.body.readExactly(ClusterAuth.macSize, "mac").readableBytesView)
+            let want = ClusterAuth.mac(key: rq.key, label: 0x73, nonce: nonce, from: peer.id, to: rq.map.selfId)
+            guard ClusterAuth.equal(mac, want) else { throw FrameError.malformed("wrong cluster key (the peer's proof failed)") }
+            authed = true
+            rq.peerUp(peer, self)
+        default:
+            throw FrameError.malformed("\(frame.type) frame before the handshake finished")
+        }
+    }
+
+    // MARK: Writing (network thread)
+
+    /// Writes and flushes one frame now. Network thread only.
+    func send(_ b: ByteBuffer) {
+        guard let context, !closing else { return }
+        context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+    }
+
+    /// Writes a batch with one flush. Network thread only.
+    func send(batch: [ByteBuffer]) {
+        guard let context, !closing, !batch.isEmpty else { return }
+        for b in batch { context.write(wrapOutboundOut(b), promise: nil) }
+        context.flush()
+    }
+
+    var isWritable: Bool { context?.channel.isWritable ?? false }
+
+    /// Closes the connection, logging why. Network thread only.
+    func reject(_ why: String) {
+        guard !closing else { return }
+        closing = true
+        Log.warn("remote: dropping connection with \(who): \(why)")
+        context?.close(promise: nil)
+    }
+
+    /// Closes without a warning (shutdown, or a peer declared dead already logged).
+    func close() {
+        guard !closing else { return }
+        closing = true
+        context?.close(promise: nil)
+    }
+
+    /// Pauses or resumes reading requests (back-pressure). Network thread only.
+    func setReading(_ on: Bool) {
+        guard let context, paused == on else { return }
+        paused = !on
+        context.channel.setOption(ChannelOptions.autoRead, value: on).whenComplete { _ in }
+        if on { context.read() }
+    }
+}
+
+/// Frames waiting for the network thread, pushed by workers.
+final class Outbox: @unchecked Sendable {
+    private let lock = Mutex()
+    private var frames: [ByteBuffer] = []
+    private var scheduled = false
+
+    /// Queues a frame; true when the caller must schedule a drain.
+    func push(_ f: ByteBuffer) -> Bool {
+        lock.withLock {
+            frames.append(f)
+            if scheduled { return false }
+            scheduled = true
+            return true
+        }
+    }
+
+    /// Takes everything queued and clears the scheduled mark.
+    func take() -> [ByteBuffer] {
+        lock.withLock {
+            scheduled = false
+            let out = frames
+            frames.removeAll(keepingCapacity: true)
+            return out
+        }
+    }
+
+    /// Drops everything queued.
+    func clear() {
+        lock.withLock {
+            frames.removeAll()
+            scheduled = false
+        }
+    }
+}

@@ -1,0 +1,136 @@
+import COpenSSL
+import NIOCore
+
+/// The wire format between runtimes: `[u32 body length][u8 type][body]`, big-endian.
+///
+/// A connection opens with a handshake (challenge, auth, auth-ok) that proves both ends hold
+/// the cluster key; until it completes, any other frame closes the connection.
+enum FrameType: UInt8 {
+    /// acceptor -> connector: magic, version, the acceptor's node id, a 32-byte nonce.
+    case challenge = 1
+    /// connector -> acceptor: its node id, its own nonce, HMAC over the challenge.
+    case auth = 2
+    /// acceptor -> connector: HMAC over the connector's nonce.
+    case authOK = 3
+    /// A task for a container of the receiving node (see TaskCodec).
+    case request = 4
+    /// The outcome of a request, matched to it by request id.
+    case reply = 5
+    case ping = 6
+    case pong = 7
+    /// Asks for the pool catalog; answered with `catalog`.
+    case catalogRequest = 8
+    case catalog = 9
+}
+
+struct Frame {
+    var type: FrameType
+    var body: ByteBuffer
+}
+
+enum FrameError: Error, CustomStringConvertible {
+    case tooLarge(UInt32)
+    case unknownType(UInt8)
+    case malformed(String)
+
+    var description: String {
+        switch self {
+        case .tooLarge(let n): return "frame of \(n) bytes exceeds the limit"
+        case .unknownType(let t): return "unknown frame type \(t)"
+        case .malformed(let why): return "malformed frame: \(why)"
+        }
+    }
+}
+
+/// Splits the byte stream into frames; rejects oversized and unknown ones before buffering
+/// their bodies, so a stream of garbage costs at most one header.
+struct FrameDecoder: ByteToMessageDecoder {
+    typealias InboundOut = Frame
+    /// Bulk data travels inside frames: the largest bulk transfer plus its task.
+    static let maxBody: UInt32 = (256 << 20) + (1 << 20)
+
+    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let len = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),
+              let rawType = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self)
+        else { return .needMoreData }
+        guard len <= Self.maxBody else { throw FrameError.tooLarge(len) }
+        guard let type = FrameType(rawValue: rawType) else { throw FrameError.unknownType(rawType) }
+        guard buffer.readableBytes >= 5 + Int(len) else { return .needMoreData }
+        buffer.moveReaderIndex(forwardBy: 5)
+        let body = buffer.readSlice(length: Int(len))!
+        context.fireChannelRead(Self.wrapInboundOut(Frame(type: type, body: body)))
+        return .continue
+    }
+
+    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer,
+                             seenEOF: Bool) throws -> DecodingState {
+        while try decode(context: context, buffer: &buffer) == .continue {}
+        return .needMoreData
+    }
+}
+
+extension ByteBuffer {
+    /// Starts a frame: reserves the length, writes the type. Close it with `endFrame`.
+    static func frame(_ type: FrameType, capacity: Int = 64) -> ByteBuffer {
+        var b = ByteBufferAllocator().buffer(capacity: capacity + 5)
+        b.writeInteger(UInt32(0))
+        b.writeInteger(type.rawValue)
+        return b
+    }
+
+    /// Fills in the length reserved by `frame`.
+    mutating func endFrame() {
+        setInteger(UInt32(readableBytes - 5), at: readerIndex)
+    }
+
+    /// Reads exactly `n` bytes or fails as malformed.
+    mutating func readExactly(_ n: Int, _ what: String) throws -> ByteBuffer {
+        guard n >= 0, let s = readSlice(length: n) else {
+            throw FrameError.malformed("\(what): \(n) bytes announced, \(readableBytes) left")
+        }
+        return s
+    }
+
+    mutating func readInt<T: FixedWidthInteger>(_ what: String, as: T.Type = T.self) throws -> T {
+        guard let v = readInteger(as: T.self) else { throw FrameError.malformed("\(what) is missing") }
+        return v
+    }
+}
+
+/// The cluster handshake's cryptography (OpenSSL's libcrypto).
+enum ClusterAuth {
+    static let magic: UInt32 = 0x4348_4931 // "CHI1"
+    static let version: UInt32 = 1
+    static let nonceSize = 32
+    static let macSize = 32
+
+    /// A fresh random nonce.
+    static func nonce() -> [UInt8] {
+        var n = [UInt8](repeating: 0, count: nonceSize)
+        if RAND_bytes(&n, Int32(nonceSize)) != 1 {
+            // Without the CSPRNG a handshake cannot be trusted; an all-zero nonce would be
+            // replayable, so mix in what varies at least.
+            var seed = SystemRandomNumberGenerator()
+            for i in n.indices { n[i] = UInt8.random(in: 0...255, using: &seed) }
+        }
+        return n
+    }
+
+    /// HMAC-SHA256 of `label`, `nonce` and the two node ids under `key`.
+    static func mac(key: [UInt8], label: UInt8, nonce: [UInt8], from: UInt32, to: UInt32) -> [UInt8] {
+        var msg: [UInt8] = [label]
+        msg += nonce
+        for v in [from, to] { withUnsafeBytes(of: v.bigEndian) { msg += $0 } }
+        var out = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var outLen: UInt32 = 0
+        _ = key.withUnsafeBytes { k in
+            HMAC(EVP_sha256(), k.baseAddress, Int32(k.count), msg, msg.count, &out, &outLen)
+        }
+        return Array(out.prefix(Int(outLen)))
+    }
+
+    /// Constant-time comparison.
+    static func equal(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.count == b.count && CRYPTO_memcmp(a, b, a.count) == 0
+    }
+}

@@ -1,0 +1,266 @@
+import CChimaera
+import NIOCore
+
+/// Turns tasks into request and reply frames using only the module's task-layout
+/// descriptors, so modules write no serialisation code.
+///
+/// Request: `u64 request id, u64 pool, u32 method, u32 container, u32 task size, u32 prio,
+/// u32 flags, u32 lane hash`, then every IN/INOUT field in descriptor order: plain fields as
+/// their bytes; bulk fields as `u64 length` followed by the data when the field is DT_WRITE.
+/// Reply: `u64 request id, i32 rc, u32 runs, u32 message length, message`, then every
+/// OUT/INOUT plain field, then `u64 length + data` for each DT_EXPOSE bulk field. A method
+/// without descriptors sends its whole parameter block both ways. Shared-memory pointers that
+/// are not bulk data mean nothing on another node and travel as zero.
+enum TaskCodec {
+    /// The largest bulk transfer one field may carry.
+    static let maxBulk: UInt64 = 256 << 20
+    static let headerSize = MemoryLayout<chi_task_t>.size
+
+    typealias Field = chi_field_desc_t
+
+    /// The fields of a method, as a buffer (empty without descriptors).
+    @inline(__always)
+    static func fields(_ m: UnsafePointer<chi_method_desc_t>) -> UnsafeBufferPointer<Field> {
+        UnsafeBufferPointer(start: m.pointee.fields, count: m.pointee.fields == nil ? 0 : Int(m.pointee.nfields))
+    }
+
+    /// A plain integer field's value (the length of a bulk field).
+    static func value(_ t: UnsafeRawPointer, _ f: Field) -> UInt64 {
+        let p = t + Int(f.offset)
+        switch f.size {
+        case 1: return UInt64(p.load(as: UInt8.self))
+        case 2: return UInt64(p.loadUnaligned(as: UInt16.self))
+        case 4: return UInt64(p.loadUnaligned(as: UInt32.self))
+        case 8: return p.loadUnaligned(as: UInt64.self)
+        default: return 0
+        }
+    }
+
+    static func isPlain(_ f: Field) -> Bool {
+        f.type != UInt32(CHI_FT_BULK) && f.type != UInt32(CHI_FT_SHM_PTR)
+    }
+
+    /// The byte count of bulk field `f` of task `t`, checked against the limit.
+    static func bulkLength(_ t: UnsafeRawPointer, _ f: Field, _ all: UnsafeBufferPointer<Field>) throws(ChiError) -> UInt64 {
+        let i = Int(f.bulk_size_field)
+        guard i >= 0 && i < all.count else {
+            throw ChiError(CInt(CHI_EBADTASK), "bulk field \(String(cString: f.name)) names no size field")
+        }
+        let n = value(t, all[i])
+        guard n <= maxBulk else {
+            throw ChiError(EMSGSIZE, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds the \(maxBulk >> 20) MiB a remote task may carry")
+        }
+        return n
+    }
+
+    // MARK: Requests
+
+    /// Encodes task `t` (method `m`) for container `container` of another node.
+    static func encodeRequest(_ t: UnsafeMutablePointer<chi_task_t>, _ m: UnsafePointer<chi_method_desc_t>,
+                              container: UInt32, reqId: UInt64, segment: SharedSegment) throws(ChiError) -> ByteBuffer
+    {
+        let raw = UnsafeRawPointer(t)
+        let fs = fields(m)
+        var b = ByteBuffer.frame(.request, capacity: 64 + Int(m.pointee.task_size))
+        b.writeInteger(reqId)
+        b.writeInteger(t.pointee.pool_id)
+        b.writeInteger(t.pointee.method)
+        b.writeInteger(container)
+        b.writeInteger(m.pointee.task_size)
+        b.writeInteger(t.pointee.prio)
+        b.writeInteger(t.pointee.flags)
+        b.writeInteger(t.pointee.lane_hash)
+        if fs.isEmpty {
+            b.writeBytes(UnsafeRawBufferPointer(start: raw + headerSize, count: Int(m.pointee.task_size) - headerSize))
+        }
+        for f in fs where f.dir & UInt32(CHI_DIR_IN) != 0 {
+            if f.type == UInt32(CHI_FT_BULK) {
+                let n = try bulkLength(raw, f, fs)
+                b.writeInteger(n)
+                if f.bulk_mode & UInt32(CHI_DT_WRITE) != 0 && n > 0 {
+                    let ptr = (raw + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
+                    guard ptr.segment == 0, let p = segment.pointer(ptr.offset, n) else {
+                        throw ChiError(EFAULT, "bulk field \(String(cString: f.name)): [\(ptr.offset), +\(n)) is outside the segment")
+                    }
+                    b.writeBytes(UnsafeRawBufferPointer(start: p, count: Int(n)))
+                }
+            } else if f.type != UInt32(CHI_FT_SHM_PTR) {
+                b.writeBytes(UnsafeRawBufferPointer(start: raw + Int(f.offset), count: Int(f.size)))
+            }
+        }
+        b.endFrame()
+        return b
+    }
+
+    /// A request's fixed part.
+    struct RequestHeader {
+        var reqId: UInt64
+        var poolId: UInt64
+        var method: UInt32
+        var container: UInt32
+        var taskSize: UInt32
+        var prio: UInt32
+        var flags: UInt32
+        var laneHash: UInt32
+    }
+
+    static func readRequestHeader(_ b: inout ByteBuffer) throws -> RequestHeader {
+        RequestHeader(reqId: try b.readInt("request id"), poolId: try b.readInt("pool id"),
+                      method: try b.readInt("method"), container: try b.readInt("container"),
+                      taskSize: try b.readInt("task size"), prio: try b.readInt("priority"),
+                      flags: try b.readInt("flags"), laneHash: try b.readInt("lane hash"))
+    }
+
+    /// Fills a freshly allocated, zeroed task from the request's fields, allocating a buffer
+    /// in `segment` for each bulk field. Returns the buffers (offset, length) by field index.
+    /// Throws FrameError when the body does not match the descriptors; ChiError(ENOMEM) when
+    /// the segment is full. On any throw the buffers made so far are freed.
+    static func decodeRequestFields(_ b: inout ByteBuffer, into t: UnsafeMutableRawPointer,
+                                    _ m: UnsafePointer<chi_method_desc_t>, segment: SharedSegment,
+                                    allocator: ShmAllocator) throws -> [(field: Int, off: UInt64, size: UInt64)]
+    {
+        let fs = fields(m)
+        var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
+        do {
+            if fs.isEmpty {
+                let n = Int(m.pointee.task_size) - headerSize
+                let s = try b.readExactly(n, "parameters")
+                s.withUnsafeReadableBytes { (t + headerSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+            for (i, f) in fs.enumerated() where f.dir & UInt32(CHI_DIR_IN) != 0 {
+                if f.type == UInt32(CHI_FT_BULK) {
+                    let n: UInt64 = try b.readInt("bulk length")
+                    guard n <= maxBulk else { throw FrameError.malformed("bulk of \(n) bytes") }
+                    var ptr = chi_shm_ptr_t()
+                    if n > 0 {
+                        guard let off = allocator.allocate(n), let p = segment.pointer(off, n) else {
+                            throw ChiError(ENOMEM, "no room in the segment for \(n) bytes of bulk data")
+                        }
+                        bulks.append((i, off, n))
+                        if f.bulk_mode & UInt32(CHI_DT_WRITE) != 0 {
+                            let s = try b.readExactly(Int(n), "bulk data")
+                            s.withUnsafeReadableBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                        } else {
+                            p.initializeMemory(as: UInt8.self, repeating: 0, count: Int(n))
+                        }
+                        ptr.offset = off
+                    }
+                    (t + Int(f.offset)).storeBytes(of: ptr, as: chi_shm_ptr_t.self)
+                } else if f.type != UInt32(CHI_FT_SHM_PTR) {
+                    let s = try b.readExactly(Int(f.size), "field \(String(cString: f.name))")
+                    s.withUnsafeReadableBytes { (t + Int(f.offset)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+                }
+            }
+            guard b.readableBytes == 0 else {
+                throw FrameError.malformed("\(b.readableBytes) bytes left over after the fields")
+            }
+        } catch {
+            for x in bulks { allocator.free(x.off) }
+            throw error
+        }
+        return bulks
+    }
+
+    // MARK: Replies
+
+    /// Encodes a reply carrying only a status (the request never reached a method).
+    static func encodeReject(reqId: UInt64, rc: CInt, message: String) -> ByteBuffer {
+        var b = ByteBuffer.frame(.reply, capacity: 24 + message.utf8.count)
+        b.writeInteger(reqId)
+        b.writeInteger(Int32(rc))
+        b.writeInteger(UInt32(0))
+        writeMessage(&b, message)
+        b.endFrame()
+        return b
+    }
+
+    private static func writeMessage(_ b: inout ByteBuffer, _ message: String) {
+        let bytes = message.utf8.prefix(4000)
+        b.writeInteger(UInt32(bytes.count))
+        b.writeBytes(bytes)
+    }
+
+    /// Encodes the outcome of a remote request that ran here.
+    static func encodeReply(_ t: UnsafeMutablePointer<chi_task_t>, _ m: UnsafePointer<chi_method_desc_t>,
+                            reqId: UInt64, message: String?, bulks: [(field: Int, off: UInt64, size: UInt64)],
+                            segment: SharedSegment) -> ByteBuffer
+    {
+        let raw = UnsafeRawPointer(t)
+        let fs = fields(m)
+        var b = ByteBuffer.frame(.reply, capacity: 64 + Int(m.pointee.task_size))
+        b.writeInteger(reqId)
+        b.writeInteger(Int32(t.pointee.rc))
+        b.writeInteger(t.pointee.runs)
+        writeMessage(&b, t.pointee.rc < 0 ? (message ?? "") : "")
+        if fs.isEmpty {
+            b.writeBytes(UnsafeRawBufferPointer(start: raw + headerSize, count: Int(m.pointee.task_size) - headerSize))
+        }
+        for f in fs where f.dir & UInt32(CHI_DIR_OUT) != 0 && isPlain(f) {
+            b.writeBytes(UnsafeRawBufferPointer(start: raw + Int(f.offset), count: Int(f.size)))
+        }
+        for (i, f) in fs.enumerated() where f.type == UInt32(CHI_FT_BULK) && f.bulk_mode & UInt32(CHI_DT_EXPOSE) != 0 {
+            guard let x = bulks.first(where: { $0.field == i }), let p = segment.pointer(x.off, x.size) else {
+                b.writeInteger(UInt64(0))
+                continue
+            }
+            b.writeInteger(x.size)
+            b.writeBytes(UnsafeRawBufferPointer(start: p, count: Int(x.size)))
+        }
+        b.endFrame()
+        return b
+    }
+
+    /// A reply's fixed part.
+    struct ReplyHeader {
+        var reqId: UInt64
+        var rc: Int32
+        var runs: UInt32
+        var message: String
+    }
+
+    static func readReplyHeader(_ b: inout ByteBuffer) throws -> ReplyHeader {
+        let id: UInt64 = try b.readInt("request id")
+        let rc: Int32 = try b.readInt("status")
+        let runs: UInt32 = try b.readInt("runs")
+        let n: UInt32 = try b.readInt("message length")
+        guard n <= 4000 else { throw FrameError.malformed("message of \(n) bytes") }
+        let s = try b.readExactly(Int(n), "message")
+        return ReplyHeader(reqId: id, rc: rc, runs: runs, message: String(decoding: s.readableBytesView, as: UTF8.self))
+    }
+
+    /// Writes a reply's outputs into the original task: OUT fields, and DT_EXPOSE bulk data
+    /// into the buffers the task's bulk fields point at (bounds-checked against the
+    /// segment and the field's length).
+    static func decodeReplyFields(_ b: inout ByteBuffer, into t: UnsafeMutablePointer<chi_task_t>,
+                                  _ m: UnsafePointer<chi_method_desc_t>, segment: SharedSegment) throws(ChiError)
+    {
+        let raw = UnsafeMutableRawPointer(t)
+        let fs = fields(m)
+        do {
+            if fs.isEmpty {
+                let n = Int(m.pointee.task_size) - headerSize
+                let s = try b.readExactly(n, "parameters")
+                s.withUnsafeReadableBytes { (raw + headerSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+            for f in fs where f.dir & UInt32(CHI_DIR_OUT) != 0 && isPlain(f) {
+                let s = try b.readExactly(Int(f.size), "field \(String(cString: f.name))")
+                s.withUnsafeReadableBytes { (raw + Int(f.offset)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+            for f in fs where f.type == UInt32(CHI_FT_BULK) && f.bulk_mode & UInt32(CHI_DT_EXPOSE) != 0 {
+                let n: UInt64 = try b.readInt("bulk length")
+                if n == 0 { continue }
+                let want = try bulkLength(raw, f, fs)
+                let ptr = (raw + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
+                guard n <= want, ptr.segment == 0, let p = segment.pointer(ptr.offset, n) else {
+                    throw ChiError(EFAULT, "bulk field \(String(cString: f.name)): \(n) bytes came back for a buffer of \(want)")
+                }
+                let s = try b.readExactly(Int(n), "bulk data")
+                s.withUnsafeReadableBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+            }
+        } catch let e as ChiError {
+            throw e
+        } catch {
+            throw ChiError(CInt(CHI_EBADTASK), "reply does not match the method's fields: \(error)")
+        }
+    }
+}

@@ -1,0 +1,158 @@
+import CChimaera
+import Glibc
+
+/// `chimaera cluster start|stop|status --hostfile FILE`: one runtime per host of the
+/// hostfile, node ids by line. Hosts that are this machine run here directly (several of
+/// them get segments `<name>_n<id>`); the others through `ssh HOST <this program> ...` in
+/// parallel, which assumes the same install path and a shared or copied config and hostfile
+/// (as on a cluster with a shared file system).
+enum Cluster {
+    static let usage = """
+          cluster start|stop|status --hostfile FILE [--config FILE] [--segment NAME] [--log-dir DIR] [--json]
+                  one runtime per host of FILE (local hosts here, others through ssh)
+        """
+
+    struct Node {
+        var id: Int
+        var host: ClusterConfig.Host
+        var local: Bool
+        var segment: String
+    }
+
+    static func main(_ opts: inout Options) -> Int32 {
+        guard let sub = opts.positional(), ["start", "stop", "status"].contains(sub) else {
+            Tool.fail("cluster: expected start, stop or status\n\(usage)")
+            return 2
+        }
+        guard let hostfile = opts.value("--hostfile") else {
+            Tool.fail("cluster \(sub): --hostfile FILE is required")
+            return 2
+        }
+        let configPath = opts.value("--config")
+        guard var config = Tool.loadConfig(&opts) else { return 2 }
+        do {
+            config.cluster.hosts = try ClusterConfig.readHostfile(hostfile, defaultPort: config.cluster.port)
+        } catch {
+            Tool.fail("hostfile: \(error.description)")
+            return 2
+        }
+        guard !config.cluster.hosts.isEmpty else {
+            Tool.fail("hostfile \(hostfile) lists no hosts")
+            return 2
+        }
+        let base = Tool.segmentName(&opts, config)
+        let logDir = opts.value("--log-dir") ?? "/tmp"
+        let json = sub == "status" && opts.flag("--json")
+        if Tool.rejectUnknown(opts, "cluster \(sub)") { return 2 }
+        let mine = Set(ClusterMap.localAddresses())
+        var nodes: [Node] = []
+        for (i, h) in config.cluster.hosts.enumerated() {
+            let local = ["localhost", "127.0.0.1", "::1"].contains(h.host)
+                || ClusterMap.addresses(of: h.host).contains(where: mine.contains)
+            nodes.append(Node(id: i + 1, host: h, local: local, segment: base))
+        }
+        if nodes.filter(\.local).count > 1 {
+            for i in nodes.indices where nodes[i].local { nodes[i].segment = "\(base)_n\(nodes[i].id)" }
+        }
+        let exe = ChildProcess.selfExe
+        var jobs: [(Node, String, [String])] = []
+        for n in nodes {
+            var args: [String]
+            switch sub {
+            case "start":
+                args = ["start", "--hostfile", absolute(hostfile), "--node-id", "\(n.id)", "--segment", n.segment,
+                        "--detach", "--log-file", "\(logDir)/chimaera_\(n.segment).log",
+                        "--pid-file", "\(logDir)/chimaera_\(n.segment).pid"]
+                if let configPath { args += ["--config", absolute(configPath)] }
+            case "stop":
+                args = ["stop", "--segment", n.segment]
+            default:
+                args = ["status", "--segment", n.segment] + (json ? ["--json"] : [])
+            }
+            if n.local {
+                jobs.append((n, exe, args))
+            } else {
+                let ssh = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", n.host.host, exe] + args
+                jobs.append((n, findInPath("ssh") ?? "/usr/bin/ssh", ssh))
+            }
+        }
+        let results = runAll(jobs.map { ($0.1, $0.2) }, timeoutMs: 60_000)
+        var failed = 0
+        for ((n, _, _), r) in zip(jobs, results) {
+            let where_ = n.local ? "local" : "ssh"
+            let text = r.output.split(separator: "\n").map { "    \($0)" }.joined(separator: "\n")
+            print("node \(n.id) \(n.host.host):\(n.host.port) [\(where_), segment \(n.segment)]: \(r.status == 0 ? "ok" : "exit \(r.status)")")
+            if !text.isEmpty && (sub == "status" || r.status != 0) { print(text) }
+            if r.status != 0 { failed += 1 }
+        }
+        return failed == 0 ? 0 : 1
+    }
+
+    private static func absolute(_ p: String) -> String {
+        if p.hasPrefix("/") { return p }
+        var buf = [CChar](repeating: 0, count: 4096)
+        guard getcwd(&buf, 4096) != nil else { return p }
+        return String(cString: buf) + "/" + p
+    }
+
+    private static func findInPath(_ name: String) -> String? {
+        let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
+        for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 {
+            return "\(dir)/\(name)"
+        }
+        return nil
+    }
+
+    /// Runs every command at once; returns each one's status and output, in order.
+    private static func runAll(_ cmds: [(String, [String])], timeoutMs: Int) -> [ChildProcess.Result] {
+        var pids: [pid_t] = []
+        var files: [String] = []
+        for (i, (path, args)) in cmds.enumerated() {
+            let out = "/tmp/chimaera_cluster_\(getpid())_\(i).out"
+            files.append(out)
+            var actions = posix_spawn_file_actions_t()
+            posix_spawn_file_actions_init(&actions)
+            posix_spawn_file_actions_addopen(&actions, 1, out, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            posix_spawn_file_actions_adddup2(&actions, 1, 2)
+            posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+            let argv = ([path] + args).map { strdup($0) } + [nil]
+            var pid: pid_t = 0
+            let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
+            for a in argv { free(a) }
+            posix_spawn_file_actions_destroy(&actions)
+            pids.append(rc == 0 ? pid : -1)
+        }
+        let deadline = chi_now_ns() + UInt64(timeoutMs) * 1_000_000
+        var results: [ChildProcess.Result] = []
+        for (i, pid) in pids.enumerated() {
+            var status: Int32 = 0
+            var code: Int32 = -1
+            if pid > 0 {
+                while true {
+                    let r = waitpid(pid, &status, WNOHANG)
+                    if r == pid {
+                        code = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+                        break
+                    }
+                    if r < 0 && errno != EINTR { break }
+                    if chi_now_ns() > deadline {
+                        kill(pid, SIGKILL)
+                        _ = waitpid(pid, &status, 0)
+                        code = 124
+                        break
+                    }
+                    usleep(10_000)
+                }
+            }
+            var text = pid > 0 ? "" : "cannot run \(cmds[i].0)"
+            if let f = fopen(files[i], "r") {
+                var buf = [CChar](repeating: 0, count: 4096)
+                while fgets(&buf, 4096, f) != nil { text += String(cString: buf) }
+                fclose(f)
+            }
+            unlink(files[i])
+            results.append(ChildProcess.Result(status: code, output: Substring(text).trimmingCharacters(in: " \n")))
+        }
+        return results
+    }
+}
