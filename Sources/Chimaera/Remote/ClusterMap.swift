@@ -106,6 +106,6 @@ package struct ClusterMap: Sendable {
         guard let sa else { return nil }
         var buf = [CChar](repeating: 0, count: Int(NI_MAXHOST))
         guard getnameinfo(sa, len, &buf, socklen_t(buf.count), nil, 0, NI_NUMERICHOST) == 0 else { return nil }
-        return String(cString: buf)
+        return String(decoding: buf.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

@@ -332,7 +332,7 @@ package final class RemoteQueue: @unchecked Sendable {
         count(.failed)
         e.record.errorMessage = message
         e.record.task.pointee.rc = -CInt(CHI_ENODE)
-        runtime.workers[e.worker].post(.remoteDone, e.record)
+        finish(e.record, worker: e.worker)
     }
 
     func inboundOpened(_ c: Connection) { inbound[ObjectIdentifier(c)] = c }
@@ -500,7 +500,22 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         if rc < 0 && !h.message.isEmpty && r.errorMessage == nil { r.errorMessage = h.message }
         r.task.pointee.rc = rc
-        runtime.workers[e.worker].post(.remoteDone, r)
+        finish(r, worker: e.worker)
+    }
+
+    /// Completes a record whose reply arrived. A plain task is finished here, on the network
+    /// thread, which saves waking its worker on the way back; copies of a broadcast and
+    /// periodic tasks go back to their worker, which owns their bookkeeping.
+    private func finish(_ r: TaskRecord, worker: Int) {
+        let w = runtime.workers[worker]
+        guard r.parent == nil, r.remote == nil, !r.isPeriodic, let pool = r.pool else {
+            w.post(.remoteDone, r)
+            return
+        }
+        pool.inflightAdd(pool.networkSlot, -1)
+        if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
+        runtime.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal)
+        w.post(.recycle, r)
     }
 
     // MARK: Catalog

@@ -46,6 +46,8 @@ final class RuntimePool: @unchecked Sendable {
         return n
     }
     private let workerCount: Int
+    /// The in-flight slot of the network thread, which finishes remote replies itself.
+    var networkSlot: Int { workerCount - 1 }
     /// Acknowledgements of destruction: one per worker when its timers are purged, one more
     /// when its pollers are dropped (after the in-flight tasks drained).
     let purgeAcks = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
@@ -54,7 +56,8 @@ final class RuntimePool: @unchecked Sendable {
         self.id = id
         self.name = name
         self.module = module
-        workerCount = max(1, workers)
+        // One slot per worker, and one for the network thread (RemoteQueue.networkSlot).
+        workerCount = max(1, workers) + 1
         inflightSlots = .allocate(capacity: workerCount * Self.slotStride)
         inflightSlots.initialize(repeating: 0, count: workerCount * Self.slotStride)
         destroyed.initialize(to: 0)

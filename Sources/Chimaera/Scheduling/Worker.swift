@@ -63,6 +63,9 @@ final class Worker: @unchecked Sendable {
         case remoteDone = 5
         /// A request from another node (a retained RemoteIncoming): route it.
         case remoteSubmit = 6
+        /// A record the network thread finished: back to the free list (sent without waking
+        /// the worker; it is picked up on the next pass).
+        case recycle = 7
     }
 
     init(id: Int, kind: Kind, runtime: Runtime, doorbell: UnsafeMutablePointer<chi_doorbell_t>,
@@ -214,7 +217,7 @@ final class Worker: @unchecked Sendable {
         let p = retained ? Unmanaged.passRetained(object).toOpaque() : Unmanaged.passUnretained(object).toOpaque()
         let bits = UInt64(UInt(bitPattern: p)) | kind.rawValue
         while !inbox.push(bits) { chi_cpu_relax() }
-        wake()
+        if kind != .recycle { wake() }
     }
 
     private func drainInbox() -> Bool {
@@ -245,6 +248,8 @@ final class Worker: @unchecked Sendable {
                 let r = allocRecord(inc.task, off: inc.taskOff)
                 r.remote = inc
                 route(r)
+            case .recycle:
+                freeRecord(Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue())
             }
         }
         return did
@@ -378,6 +383,8 @@ final class Worker: @unchecked Sendable {
                 _ = Unmanaged<Poller>.fromOpaque(p).takeRetainedValue()
             case .resume:
                 break
+            case .recycle:
+                freeRecord(Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue())
             }
         }
         while let r = timers.popDue(UInt64.max) {

@@ -11,7 +11,9 @@ enum Bench {
         let sync = opts.value("--sync")
         let async = opts.value("--async")
         let threads = opts.value("--threads")
-        let seconds = Double(opts.value("--seconds") ?? "10") ?? 10
+        let secondsOpt = opts.value("--seconds").flatMap { Double($0) }
+        let seconds = secondsOpt ?? 10
+        let iters = opts.value("--iters").flatMap { Int($0) }
         guard let which = opts.positional() else {
             Tool.fail("bench: name a case: small-message or idle")
             return 2
@@ -21,6 +23,16 @@ enum Bench {
         guard which == "small-message" || which == "idle" || (ModuleLoader.validName(which) && access(external, X_OK) == 0) else {
             Tool.fail("bench: unknown case \"\(which)\" (small-message, idle\(availableExternal))")
             return 2
+        }
+        if which == "remote" {
+            // Its own cluster of runtimes; --segment does not apply.
+            guard segment == nil else {
+                Tool.fail("bench remote starts its own cluster; --segment does not apply")
+                return 2
+            }
+            guard let f = remote(iters: iters ?? 20_000, seconds: secondsOpt ?? 2) else { return 1 }
+            report(which, f, json: json)
+            return 0
         }
         var daemon = OwnDaemon(segment: segment, config: config)
         guard daemon.start() else { return 1 }
@@ -48,6 +60,11 @@ enum Bench {
             let f = ChildProcess.parseFlatJSON(r.output)
             figures = f.keys.sorted().map { ($0, f[$0]!) }
         }
+        report(which, figures, json: json)
+        return 0
+    }
+
+    static func report(_ which: String, _ figures: [(String, Double)], json: Bool) {
         if json {
             var w = JSONWriter()
             w.open()
@@ -62,7 +79,6 @@ enum Bench {
             print("chimaera bench \(which):")
             for (k, v) in figures { print("  \(k.padding(32)) \(format(v))") }
         }
-        return 0
     }
 
     /// Cases provided by C programs in libexec, for the usage message.

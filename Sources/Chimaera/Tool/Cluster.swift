@@ -90,9 +90,9 @@ enum Cluster {
 
     private static func absolute(_ p: String) -> String {
         if p.hasPrefix("/") { return p }
-        var buf = [CChar](repeating: 0, count: 4096)
-        guard getcwd(&buf, 4096) != nil else { return p }
-        return String(cString: buf) + "/" + p
+        guard let cwd = getcwd(nil, 0) else { return p }
+        defer { free(cwd) }
+        return String(cString: cwd) + "/" + p
     }
 
     private static func findInPath(_ name: String) -> String? {
@@ -145,10 +145,17 @@ enum Cluster {
                 }
             }
             var text = pid > 0 ? "" : "cannot run \(cmds[i].0)"
-            if let f = fopen(files[i], "r") {
-                var buf = [CChar](repeating: 0, count: 4096)
-                while fgets(&buf, 4096, f) != nil { text += String(cString: buf) }
-                fclose(f)
+            let fd = open(files[i], O_RDONLY)
+            if fd >= 0 {
+                var buf = [UInt8](repeating: 0, count: 4096)
+                var bytes: [UInt8] = []
+                while true {
+                    let n = buf.withUnsafeMutableBytes { read(fd, $0.baseAddress, 4096) }
+                    if n <= 0 { break }
+                    bytes += buf[0..<n]
+                }
+                close(fd)
+                text += String(decoding: bytes, as: UTF8.self)
             }
             unlink(files[i])
             results.append(ChildProcess.Result(status: code, output: Substring(text).trimmingCharacters(in: " \n")))

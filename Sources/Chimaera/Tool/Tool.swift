@@ -14,7 +14,7 @@ package enum Tool {
         \(Cluster.usage)
           status  [--segment NAME] [--json] [--cpu-window-ms N]
                   workers, pools, lanes, task counts and CPU use
-          bench   small-message|idle [--json] [--segment NAME] [options]
+          bench   small-message|idle|remote|bdev|python [--json] [--segment NAME] [options]
         \(DevKit.usage)
 
         The segment defaults to $CHIMAERA_SEGMENT, then the config's runtime.name ("default");

@@ -1,0 +1,98 @@
+import CChimaera
+import Glibc
+
+extension Bench {
+    /// `bench remote`: a cluster of four runtimes on this machine (loopback TCP, distinct
+    /// ports and segments) and a client on node 1: sync Md to a container on node 2 beside a
+    /// raw two-process TCP ping-pong measured in the same run, async throughput to node 2,
+    /// and broadcast latency over 1..4 nodes.
+    static func remote(iters: Int, seconds: Double) -> [(String, Double)]? {
+        let nodes = 4
+        guard let ports = freePorts(nodes) else {
+            Tool.fail("bench remote: no free TCP ports on 127.0.0.1")
+            return nil
+        }
+        let tag = "bench_remote_\(getpid())"
+        let cfg = "/tmp/chimaera_\(tag).yaml"
+        var rng = SystemRandomNumberGenerator()
+        let key = (0..<4).map { _ in String(rng.next() as UInt64, radix: 16) }.joined()
+        let text = """
+            runtime:
+              shm_size: 256M
+              pin_workers: false
+            cluster:
+              hosts: [\(ports.map { "127.0.0.1:\($0)" }.joined(separator: ", "))]
+              key: "\(key)"
+              timeout_ms: 10000
+
+            """
+        guard let f = fopen(cfg, "w") else {
+            Tool.fail("bench remote: cannot write \(cfg)")
+            return nil
+        }
+        fputs(text, f)
+        fclose(f)
+        defer { unlink(cfg) }
+        let segments = (1...nodes).map { "\(tag)_n\($0)" }
+        defer {
+            for s in segments {
+                _ = ChildProcess.run(ChildProcess.selfExe, ["stop", "--segment", s], timeoutMs: 30_000)
+                unlink("/tmp/chimaera_\(s).log")
+            }
+        }
+        for (i, s) in segments.enumerated() {
+            let r = ChildProcess.run(ChildProcess.selfExe,
+                                     ["start", "--config", cfg, "--node-id", "\(i + 1)", "--segment", s,
+                                      "--detach", "--log-file", "/tmp/chimaera_\(s).log"], timeoutMs: 30_000)
+            guard r.status == 0 else {
+                Tool.fail("bench remote: cannot start node \(i + 1): \(r.output)")
+                return nil
+            }
+        }
+        let prog = libexec + "/chi_bench_remote"
+        let base = ChildProcess.run(prog, ["--tcp", "--iters", "\(iters)"], timeoutMs: 600_000)
+        guard base.status == 0 else {
+            Tool.fail("bench remote: baseline failed (\(base.status)): \(base.output)")
+            return nil
+        }
+        let client = ChildProcess.run(prog, ["--segment", segments[0], "--nodes", "\(nodes)",
+                                             "--iters", "\(iters)", "--seconds", "\(seconds)"], timeoutMs: 1_200_000)
+        guard client.status == 0 else {
+            Tool.fail("bench remote: client failed (\(client.status)): \(client.output)")
+            return nil
+        }
+        let b = ChildProcess.parseFlatJSON(base.output), c = ChildProcess.parseFlatJSON(client.output)
+        var out: [(String, Double)] = []
+        for k in c.keys.sorted() { out.append((k, c[k]!)) }
+        for k in b.keys.sorted() { out.append((k, b[k]!)) }
+        if let s = c["remote_rtt_ns_p50"], let p = b["baseline_tcp_pingpong_ns_p50"], p > 0 {
+            out.append(("ratio_p50", (s / p * 100).rounded() / 100))
+        }
+        out.append(("nodes", Double(nodes)))
+        return out
+    }
+
+    /// `n` TCP ports free on 127.0.0.1 now (bound together, then released).
+    static func freePorts(_ n: Int) -> [Int]? {
+        var fds: [Int32] = []
+        defer { for fd in fds { close(fd) } }
+        var ports: [Int] = []
+        for _ in 0..<n {
+            let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+            guard fd >= 0 else { return nil }
+            fds.append(fd)
+            var a = sockaddr_in()
+            a.sin_family = sa_family_t(AF_INET)
+            a.sin_addr.s_addr = inet_addr("127.0.0.1")
+            var len = socklen_t(MemoryLayout<sockaddr_in>.size)
+            let ok = withUnsafeMutablePointer(to: &a) { p in
+                p.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    bind(fd, $0, len) == 0 && getsockname(fd, $0, &len) == 0
+                }
+            }
+            guard ok else { return nil }
+            ports.append(Int(UInt16(bigEndian: a.sin_port)))
+        }
+        return ports
+    }
+}
