@@ -19,8 +19,12 @@
  *
  * Prints ONE JSON line: randread_4k_iops, randwrite_4k_iops, seqread_1m_mbps,
  * seqwrite_1m_mbps, the same with a fio_ prefix, and ratio_* (ours / fio's). MB/s are
- * 10^6 bytes per second. Progress goes to stderr. The file is removed at the end. Exits 1
- * if fio is missing or anything fails. --only, --no-fio and --verbose are for profiling. */
+ * 10^6 bytes per second. Progress goes to stderr, with the mean size of the requests the
+ * disk under DIR served during each side's slices (from /proc/diskstats, so other I/O on
+ * that disk counts too): the block layer merges adjacent requests, and a disk that is
+ * faster with larger ones rewards whichever side lets it merge. The file is removed at the
+ * end. Exits 1 if fio is missing or anything fails. --only, --no-fio and --verbose are for
+ * profiling. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -31,6 +35,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -56,6 +61,11 @@ typedef struct opts {
     bool verbose;     /* each slice's figures on stderr */
 } opts_t;
 
+/* Requests and bytes of one direction, as /proc/diskstats counts them. */
+typedef struct disk_use {
+    uint64_t requests, bytes;
+} disk_use_t;
+
 typedef struct phase {
     const char *name; /* fio's --rw */
     const char *key;  /* our JSON key, without fio_ / ratio_ */
@@ -63,12 +73,14 @@ typedef struct phase {
     bool random;
     uint64_t bs;
     double ours, fio; /* IOPS for 4 KiB, MB/s for 1 MiB: sums over slices, then means */
+    disk_use_t ours_disk, fio_disk; /* requests and bytes the disk served, over all slices */
 } phase_t;
 
 static char g_dir[4096];     /* the temporary directory holding the device file */
 static char g_fio_file[4200];
 static uint64_t g_pool;
 static chi_client_t *g_client;
+static unsigned g_disk_major, g_disk_minor; /* the device holding g_dir; major 0: none */
 
 static uint64_t now_ns(void) {
     struct timespec ts;
@@ -89,6 +101,45 @@ static void die(const char *what, int rc) {
     fprintf(stderr, "chi_bench_bdev: %s: %s (%s)\n", what, chi_strerror(rc), chi_last_error());
     cleanup();
     exit(1);
+}
+
+/* ---- the disk ---------------------------------------------------------------------------- */
+
+/* The counters of the disk holding g_dir, for reads or writes. False when /proc/diskstats
+ * does not list it (a file system without one block device: tmpfs, btrfs). */
+static bool disk_sample(bool write, disk_use_t *out) {
+    if (g_disk_major == 0) return false;
+    FILE *f = fopen("/proc/diskstats", "r");
+    if (f == NULL) return false;
+    char line[512];
+    bool found = false;
+    while (!found && fgets(line, sizeof line, f) != NULL) {
+        unsigned maj, min;
+        unsigned long long rd, rd_merged, rd_sectors, rd_ms, wr, wr_merged, wr_sectors;
+        if (sscanf(line, "%u %u %*s %llu %llu %llu %llu %llu %llu %llu", &maj, &min, &rd,
+                   &rd_merged, &rd_sectors, &rd_ms, &wr, &wr_merged, &wr_sectors) != 9 ||
+            maj != g_disk_major || min != g_disk_minor)
+            continue;
+        /* Sectors here are always 512 bytes, whatever the device's block size. */
+        out->requests = write ? wr : rd;
+        out->bytes = 512 * (write ? wr_sectors : rd_sectors);
+        found = true;
+    }
+    fclose(f);
+    return found;
+}
+
+/* Adds to *sum what the disk did since *before (from disk_sample). */
+static void disk_add(bool write, const disk_use_t *before, disk_use_t *sum) {
+    disk_use_t now;
+    if (!disk_sample(write, &now)) return;
+    sum->requests += now.requests - before->requests;
+    sum->bytes += now.bytes - before->bytes;
+}
+
+/* Mean request size in KiB, 0 when none. */
+static double disk_kib(const disk_use_t *u) {
+    return u->requests ? (double)u->bytes / 1024.0 / (double)u->requests : 0;
 }
 
 /* ---- fio ------------------------------------------------------------------------------- */
@@ -345,6 +396,11 @@ int main(int argc, char **argv) {
      * blocks of the same file system, laid out the same way. On a virtual disk, two files
      * of a run differ in speed by more than the difference being measured. */
     snprintf(g_fio_file, sizeof g_fio_file, "%s/dev.0", g_dir);
+    struct stat dst;
+    if (stat(g_dir, &dst) == 0) {
+        g_disk_major = major(dst.st_dev);
+        g_disk_minor = minor(dst.st_dev);
+    }
 
     chi_client_opts_t co;
     memset(&co, 0, sizeof co);
@@ -387,10 +443,10 @@ int main(int argc, char **argv) {
      * then writes come first, so that the read phases read written data. */
     fill_device(&o, dev, t, buf);
     phase_t ph[] = {
-        {"write", "seqwrite_1m_mbps", true, false, 1u << 20, 0, 0},
-        {"read", "seqread_1m_mbps", false, false, 1u << 20, 0, 0},
-        {"randwrite", "randwrite_4k_iops", true, true, 4096, 0, 0},
-        {"randread", "randread_4k_iops", false, true, 4096, 0, 0},
+        {.name = "write", .key = "seqwrite_1m_mbps", .write = true, .bs = 1u << 20},
+        {.name = "read", .key = "seqread_1m_mbps", .bs = 1u << 20},
+        {.name = "randwrite", .key = "randwrite_4k_iops", .write = true, .random = true, .bs = 4096},
+        {.name = "randread", .key = "randread_4k_iops", .random = true, .bs = 4096},
     };
     const size_t np = sizeof ph / sizeof ph[0];
     for (size_t i = 0; i < np; i++) {
@@ -399,17 +455,32 @@ int main(int argc, char **argv) {
         for (uint32_t r = 0; r < o.rounds; r++) {
             /* fio, ours | ours, fio | fio, ours ... */
             double f0 = ph[i].fio, o0 = ph[i].ours;
-            if (r % 2 == 0 && !o.no_fio) fio_phase(&o, &ph[i], slice);
+            disk_use_t d0;
+            bool w = ph[i].write, sampled;
+            if (r % 2 == 0 && !o.no_fio) {
+                sampled = disk_sample(w, &d0);
+                fio_phase(&o, &ph[i], slice);
+                if (sampled) disk_add(w, &d0, &ph[i].fio_disk);
+            }
+            sampled = disk_sample(w, &d0);
             our_phase(&o, &ph[i], slice, dev, t, buf);
-            if (r % 2 == 1 && !o.no_fio) fio_phase(&o, &ph[i], slice);
+            if (sampled) disk_add(w, &d0, &ph[i].ours_disk);
+            if (r % 2 == 1 && !o.no_fio) {
+                sampled = disk_sample(w, &d0);
+                fio_phase(&o, &ph[i], slice);
+                if (sampled) disk_add(w, &d0, &ph[i].fio_disk);
+            }
             if (o.verbose)
                 fprintf(stderr, "chi_bench_bdev:   %s slice %u: ours %.1f fio %.1f\n", ph[i].name,
                         r, ph[i].ours - o0, ph[i].fio - f0);
         }
         ph[i].ours /= o.rounds;
         ph[i].fio /= o.rounds;
-        fprintf(stderr, "chi_bench_bdev: %-18s ours %12.1f  fio %12.1f  ratio %.3f\n", ph[i].key,
-                ph[i].ours, ph[i].fio, ph[i].fio > 0 ? ph[i].ours / ph[i].fio : 0);
+        fprintf(stderr,
+                "chi_bench_bdev: %-18s ours %12.1f  fio %12.1f  ratio %.3f  "
+                "disk requests KiB: ours %.1f fio %.1f\n",
+                ph[i].key, ph[i].ours, ph[i].fio, ph[i].fio > 0 ? ph[i].ours / ph[i].fio : 0,
+                disk_kib(&ph[i].ours_disk), disk_kib(&ph[i].fio_disk));
     }
     for (uint32_t i = 0; i < o.depth; i++) {
         chi_task_del(g_client, t[i]);
