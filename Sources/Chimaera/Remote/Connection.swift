@@ -1,13 +1,15 @@
 import CChimaera
+import Glibc
 import NIOCore
 
 /// One TCP connection to another runtime, on the network thread.
 ///
-/// Outbound connections (this node's requests to a peer) belong to a `Peer` and carry
-/// replies back; inbound ones carry a peer's requests to this node. Both start with the
-/// handshake: the acceptor challenges, the connector proves it holds the cluster key, the
-/// acceptor proves it too. Until then any other frame, or any malformed frame at any time,
-/// closes the connection and is logged; nothing of it reaches the runtime.
+/// Each node writes only on the connections it opened (see `Peer`) and reads only on the ones
+/// it accepted: node A's requests to B and A's replies to B's requests both travel on A's
+/// connection to B. Every connection starts with the handshake: the acceptor challenges, the
+/// connector proves it holds the cluster key, the acceptor proves it too. Until then any
+/// other frame, or any malformed frame at any time, closes the connection and is logged;
+/// nothing of it reaches the runtime.
 final class Connection: ChannelInboundHandler, @unchecked Sendable {
     typealias InboundIn = Frame
     typealias OutboundOut = ByteBuffer
@@ -29,18 +31,30 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
     var lastHeardNs = chi_now_ns()
     var closing = false
 
-    /// Replies waiting to be written (inbound connections); workers push, the network thread
-    /// drains.
-    let outbox = Outbox()
+    /// Outbound: the duplicate descriptor workers will write with, until `Peer` takes it.
+    private var writeFd: Int32
     /// Requests of this connection still running here (inbound): reading pauses above
     /// `RemoteQueue.maxInflight`, which is how a fast peer feels back-pressure.
     let inflight = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     var paused = false
 
-    init(rq: RemoteQueue, role: Role) {
+    init(rq: RemoteQueue, role: Role, writeFd: Int32 = -1) {
         self.rq = rq
         self.role = role
+        self.writeFd = writeFd
         inflight.initialize(to: 0)
+    }
+
+    /// Hands the write descriptor over (to the peer, once authenticated).
+    func takeWriteFd() -> Int32 {
+        defer { writeFd = -1 }
+        return writeFd
+    }
+
+    /// Closes the write descriptor if nobody took it.
+    func closeWriteFd() {
+        if writeFd >= 0 { Glibc.close(writeFd) }
+        writeFd = -1
     }
 
     deinit { inflight.deallocate() }
@@ -85,11 +99,6 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
         if error is FrameError { reject("\(error)") } else { reject(RemoteQueue.describe(error)) }
     }
 
-    func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { rq.drain(self) }
-        context.fireChannelWritabilityChanged()
-    }
-
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         var frame = unwrapInboundIn(data)
         lastHeardNs = chi_now_ns()
@@ -98,16 +107,16 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
                 try handshake(&frame)
                 return
             }
-            switch (frame.type, isOutbound) {
-            case (.request, false): try rq.handleRequest(&frame.body, from: self)
-            case (.reply, true): try rq.handleReply(&frame.body, from: self)
-            case (.ping, _):
-                var b = ByteBuffer.frame(.pong, capacity: 0)
-                b.endFrame()
-                send(b)
-            case (.pong, _): break
-            case (.catalogRequest, false): send(rq.catalogFrame())
-            case (.catalog, true): try rq.mergeCatalog(&frame.body, from: self)
+            guard !isOutbound else {
+                throw FrameError.malformed("\(frame.type) frame on a connection this node opened (peers answer on their own)")
+            }
+            rq.heard(peerNode)
+            switch frame.type {
+            case .request: try rq.handleRequest(&frame.body, from: self)
+            case .reply: try rq.handleReply(&frame.body, from: self)
+            case .ping: break
+            case .catalogRequest: rq.send(rq.catalogFrame(), to: rq.peer(peerNode))
+            case .catalog: try rq.mergeCatalog(&frame.body, from: self)
             default: throw FrameError.malformed("unexpected \(frame.type) frame")
             }
         } catch {
@@ -167,20 +176,11 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
 
     // MARK: Writing (network thread)
 
-    /// Writes and flushes one frame now. Network thread only.
+    /// Writes and flushes one handshake frame. Network thread only.
     func send(_ b: ByteBuffer) {
         guard let context, !closing else { return }
         context.writeAndFlush(wrapOutboundOut(b), promise: nil)
     }
-
-    /// Writes a batch with one flush. Network thread only.
-    func send(batch: [ByteBuffer]) {
-        guard let context, !closing, !batch.isEmpty else { return }
-        for b in batch { context.write(wrapOutboundOut(b), promise: nil) }
-        context.flush()
-    }
-
-    var isWritable: Bool { context?.channel.isWritable ?? false }
 
     /// Closes the connection, logging why. Network thread only.
     func reject(_ why: String) {
@@ -203,40 +203,5 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
         paused = !on
         context.channel.setOption(ChannelOptions.autoRead, value: on).whenComplete { _ in }
         if on { context.read() }
-    }
-}
-
-/// Frames waiting for the network thread, pushed by workers.
-final class Outbox: @unchecked Sendable {
-    private let lock = Mutex()
-    private var frames: [ByteBuffer] = []
-    private var scheduled = false
-
-    /// Queues a frame; true when the caller must schedule a drain.
-    func push(_ f: ByteBuffer) -> Bool {
-        lock.withLock {
-            frames.append(f)
-            if scheduled { return false }
-            scheduled = true
-            return true
-        }
-    }
-
-    /// Takes everything queued and clears the scheduled mark.
-    func take() -> [ByteBuffer] {
-        lock.withLock {
-            scheduled = false
-            let out = frames
-            frames.removeAll(keepingCapacity: true)
-            return out
-        }
-    }
-
-    /// Drops everything queued.
-    func clear() {
-        lock.withLock {
-            frames.removeAll()
-            scheduled = false
-        }
     }
 }

@@ -3,42 +3,6 @@ import Glibc
 import NIOCore
 import NIOPosix
 
-/// The outbound side of one other node: its connection, the requests sent to it and not yet
-/// answered, and the requests waiting while it connects.
-final class Peer: @unchecked Sendable {
-    enum State: Equatable { case idle, connecting, up, down }
-
-    /// A request sent (or queued) to this peer, until its reply or its deadline.
-    struct Pending {
-        unowned(unsafe) var record: TaskRecord
-        var worker: Int
-        var deadline: UInt64
-    }
-
-    let id: UInt32
-    let host: ClusterConfig.Host
-    let lock = Mutex()
-    // Under `lock` (workers and the network thread):
-    var state = State.idle
-    var downSince: UInt64 = 0
-    var downReason = ""
-    var pending: [UInt64: Pending] = [:]
-    var outbox: [ByteBuffer] = []
-    var drainScheduled = false
-    // Network thread only:
-    var conn: Connection?
-    var synced = false
-    var lastPingNs: UInt64 = 0
-    var lastLoggedReason = ""
-    let nextReqId = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
-
-    init(id: UInt32, host: ClusterConfig.Host) {
-        self.id = id
-        self.host = host
-        nextReqId.initialize(to: 0)
-    }
-}
-
 /// A remote request running on this node: where its reply goes and the bulk buffers made
 /// for it.
 final class RemoteIncoming: @unchecked Sendable {
@@ -86,7 +50,7 @@ package final class RemoteQueue: @unchecked Sendable {
     let loop: EventLoop
     private(set) var peers: [Peer] = []
     private var listener: Channel?
-    fileprivate(set) var inbound: [ObjectIdentifier: Connection] = [:]
+    private(set) var inbound: [ObjectIdentifier: Connection] = [:]
     private var ticker: RepeatedTask?
     private var stopped = false
     /// Requests from one connection running here at once before its reads pause.
@@ -117,6 +81,8 @@ package final class RemoteQueue: @unchecked Sendable {
         loop = group.next()
         counters.initialize(repeating: 0, count: 8)
         for (i, h) in map.hosts.enumerated() { peers.append(Peer(id: UInt32(i + 1), host: h)) }
+        batches = Array(repeating: Array(repeating: nil, count: peers.count), count: runtime.workers.count)
+        dirty = Array(repeating: [], count: runtime.workers.count)
     }
 
     func count(_ c: Counter, _ n: UInt64 = 1) { _ = chi_add64(counters + c.rawValue, n) }
@@ -170,7 +136,6 @@ package final class RemoteQueue: @unchecked Sendable {
         stopped = true
         let done = loop.submit { [self] in
             ticker?.cancel()
-            for c in inbound.values { c.outboxDrainNow() }
             for p in peers { p.conn?.close() }
             for c in inbound.values { c.close() }
             listener?.close(promise: nil)
@@ -212,37 +177,15 @@ package final class RemoteQueue: @unchecked Sendable {
             return
         }
         let now = chi_now_ns()
-        enum Next { case fail(String), queued, drain, connect }
-        let next: Next = p.lock.withLock {
-            switch p.state {
-            case .down where now &- p.downSince < Self.retryNs:
-                return .fail(p.downReason)
-            case .down, .idle:
-                p.state = .connecting
-                p.pending[reqId] = .init(record: r, worker: w.id, deadline: now &+ timeoutNs)
-                p.outbox.append(frame)
-                return .connect
-            case .connecting:
-                p.pending[reqId] = .init(record: r, worker: w.id, deadline: now &+ timeoutNs)
-                p.outbox.append(frame)
-                return .queued
-            case .up:
-                p.pending[reqId] = .init(record: r, worker: w.id, deadline: now &+ timeoutNs)
-                p.outbox.append(frame)
-                if p.drainScheduled { return .queued }
-                p.drainScheduled = true
-                return .drain
-            }
-        }
-        switch next {
-        case .fail(let why):
+        // The request is registered before its first byte leaves: a fast reply must find it.
+        if let why = p.register(reqId, .init(record: r, worker: w.id, deadline: now &+ timeoutNs),
+                                now: now, retryNs: Self.retryNs) {
             count(.failed)
             r.errorMessage = "\(map.describe(c.node)) is unreachable: \(why)"
             w.complete(r, rc: -CInt(CHI_ENODE))
-        case .queued: break
-        case .drain: loop.execute { [self] in drainPeer(p) }
-        case .connect: loop.execute { [self] in connect(p) }
+            return
         }
+        enqueue(frame, to: p, from: w)
         count(.sent)
     }
 
@@ -259,7 +202,12 @@ package final class RemoteQueue: @unchecked Sendable {
                 b = TaskCodec.encodeReject(reqId: inc.reqId, rc: inc.task.pointee.rc,
                                            message: r.errorMessage ?? ChiError.describe(inc.task.pointee.rc))
             }
-            if conn.outbox.push(b) { loop.execute { [self] in drain(conn) } }
+            // A peer this node cannot reach gets nothing: its request times out there.
+            if let w = Worker.current, w.runtime === runtime {
+                enqueue(b, to: peer(conn.peerNode), from: w)
+            } else {
+                send(b, to: peer(conn.peerNode))
+            }
             let left = chi_sub64(conn.inflight, 1) &- 1
             if left == Self.maxInflight / 2 { loop.execute { conn.setReading(true) } }
         } else {
@@ -270,40 +218,120 @@ package final class RemoteQueue: @unchecked Sendable {
         runtime.allocator.free(inc.taskOff)
     }
 
-    // MARK: Network thread
+    // MARK: Batching on workers
 
-    private func connect(_ p: Peer) {
-        guard !stopped, p.conn == nil else { return }
-        p.lock.withLock { p.state = .connecting }
-        ClientBootstrap(group: loop)
-            .channelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
-            .connectTimeout(.milliseconds(Int64(min(timeoutMs, 2000))))
-            .channelInitializer { [self] channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(Connection(rq: self, role: .outbound(p)))
-                }
-            }
-            .connect(host: p.host.host, port: p.host.port)
-            .whenFailure { [self] error in
-                markDown(p, "cannot connect to \(p.host.host):\(p.host.port): \(Self.describe(error))")
-            }
+    /// Frames a worker made during one pass of its loop, per peer: sent together when the
+    /// pass ends (`flush`), one system call for a burst of tasks. Each worker touches only
+    /// its own row.
+    private var batches: [[ByteBuffer?]] = []
+    private var dirty: [[Int]] = []
+    static let batchBytes = 64 << 10
+
+    private func enqueue(_ frame: ByteBuffer, to p: Peer, from w: Worker) {
+        let i = Int(p.id) - 1
+        if frame.readableBytes >= Self.batchBytes {
+            flush(w.id, i)
+            after(p.send(frame, now: chi_now_ns(), retryNs: Self.retryNs) {}, p)
+            return
+        }
+        if batches[w.id][i] == nil {
+            batches[w.id][i] = frame
+            dirty[w.id].append(i)
+        } else {
+            var f = frame
+            batches[w.id][i]!.writeBuffer(&f)
+        }
+        if batches[w.id][i]!.readableBytes >= Self.batchBytes { flush(w.id, i) }
+        w.remoteDirty = true
     }
 
-    /// The handshake with `p` finished: send what waited, then ask for its catalog.
+    private func flush(_ w: Int, _ i: Int) {
+        guard let b = batches[w][i] else { return }
+        batches[w][i] = nil
+        after(peers[i].send(b, now: chi_now_ns(), retryNs: Self.retryNs) {}, peers[i])
+    }
+
+    /// Sends what worker `w` batched this pass. Called by the worker at the end of a pass.
+    func flush(_ w: Worker) {
+        w.remoteDirty = false
+        for i in dirty[w.id] { flush(w.id, i) }
+        dirty[w.id].removeAll(keepingCapacity: true)
+    }
+
+    // MARK: Network thread
+
+    /// Sends a frame that needs no reply bookkeeping (replies, pings, catalogs). Any thread.
+    func send(_ f: ByteBuffer, to p: Peer) {
+        after(p.send(f, now: chi_now_ns(), retryNs: Self.retryNs) {}, p)
+    }
+
+    /// What a send asked for: a drain or a connection, on the network thread.
+    @inline(__always)
+    private func after(_ res: Peer.SendResult, _ p: Peer) {
+        switch res {
+        case .drain: loop.execute { [self] in drainPeer(p) }
+        case .connect: loop.execute { [self] in connect(p) }
+        case .done, .down: break
+        }
+    }
+
+    /// Opens the connection to `p`: dial on a short-lived thread, then hand the socket to NIO
+    /// (keeping a duplicate descriptor for the workers' writes) and run the handshake.
+    private func connect(_ p: Peer) {
+        guard !stopped, !p.dialing, p.conn == nil else { return }
+        p.dialing = true
+        p.lock.withLock { if p.state != .up { p.state = .connecting } }
+        let host = p.host, ms = min(timeoutMs, 2000)
+        Dialer.detached { [self] in
+            let r = Dialer.dial(host: host.host, port: host.port, timeoutMs: ms)
+            loop.execute { [self] in
+                p.dialing = false
+                switch r {
+                case .failure(let e):
+                    markDown(p, "cannot connect to \(host.host):\(host.port): \(e.message)")
+                case .success(let fd):
+                    if stopped {
+                        close(fd)
+                        return
+                    }
+                    let wfd = dup(fd)
+                    ClientBootstrap(group: loop)
+                        .channelInitializer { [self] channel in
+                            channel.eventLoop.makeCompletedFuture {
+                                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                                try channel.pipeline.syncOperations.addHandler(
+                                    Connection(rq: self, role: .outbound(p), writeFd: wfd))
+                            }
+                        }
+                        .withConnectedSocket(fd)
+                        .whenFailure { [self] error in
+                            close(wfd)
+                            markDown(p, "cannot set up the connection to \(host.host):\(host.port): \(Self.describe(error))")
+                        }
+                }
+            }
+        }
+    }
+
+    /// The handshake with `p` finished: from now on workers write to it directly; what
+    /// queued meanwhile goes first, through NIO. Then ask for its catalog.
     func peerUp(_ p: Peer, _ c: Connection) {
+        guard let channel = c.context?.channel else { return }
         p.conn = c
-        let frames = p.lock.withLock { () -> [ByteBuffer] in
+        p.lastHeardNs = chi_now_ns()
+        let queued = p.lock.withLock { () -> Bool in
+            p.dropConnectionLocked()
             p.state = .up
-            p.drainScheduled = false
-            let f = p.outbox
-            p.outbox.removeAll()
-            return f
+            p.writeFd = c.takeWriteFd()
+            p.channel = channel
+            p.nioWriting = !p.outbox.isEmpty
+            return p.nioWriting
         }
         Log.info("remote: connected to \(map.describe(p.id))")
+        if queued { drainPeer(p) }
         var req = ByteBuffer.frame(.catalogRequest, capacity: 0)
         req.endFrame()
-        c.send(batch: frames + [req])
+        send(req, to: p)
     }
 
     /// Marks `p` down and fails everything sent to it.
@@ -316,7 +344,7 @@ package final class RemoteQueue: @unchecked Sendable {
             let l = Array(p.pending.values)
             p.pending.removeAll()
             p.outbox.removeAll()
-            p.drainScheduled = false
+            p.dropConnectionLocked()
             return (l, wasUp)
         }
         p.synced = true // nothing to wait for at start-up
@@ -337,12 +365,18 @@ package final class RemoteQueue: @unchecked Sendable {
 
     func inboundOpened(_ c: Connection) { inbound[ObjectIdentifier(c)] = c }
 
-    /// A peer proved itself on an inbound connection: it is alive, so if this node had
-    /// marked it down, reconnect now rather than at the next retry.
+    /// A peer proved itself on the connection it opened here: it is alive, so if this node
+    /// has no connection to it, open one now rather than at the next retry.
     func inboundAuthenticated(_ c: Connection) {
         let p = peer(c.peerNode)
-        if p.lock.withLock({ p.state == .down }) { connect(p) }
+        p.lastHeardNs = chi_now_ns()
+        let state = p.lock.withLock { p.state }
+        if state == .down || state == .idle || (state == .connecting && !p.dialing && p.conn == nil) { connect(p) }
     }
+
+    /// A frame arrived from node `id`.
+    @inline(__always)
+    func heard(_ id: UInt32) { peer(id).lastHeardNs = chi_now_ns() }
 
     /// An error as a short sentence (NIO's descriptions nest several layers deep).
     static func describe(_ error: Error) -> String {
@@ -359,6 +393,7 @@ package final class RemoteQueue: @unchecked Sendable {
     func connectionClosed(_ c: Connection, reason: String) {
         switch c.role {
         case .outbound(let p):
+            c.closeWriteFd()
             if p.conn === c || p.conn == nil {
                 p.conn = nil
                 markDown(p, reason)
@@ -369,27 +404,29 @@ package final class RemoteQueue: @unchecked Sendable {
         }
     }
 
+    /// Hands the outbox of `p` to NIO, in order, and goes on until it is empty; then the
+    /// workers write directly again.
     private func drainPeer(_ p: Peer) {
-        let (frames, c) = p.lock.withLock { () -> ([ByteBuffer], Connection?) in
-            p.drainScheduled = false
-            guard p.state == .up, let c = p.conn else { return ([], nil) }
+        let (frames, channel) = p.lock.withLock { () -> ([ByteBuffer], Channel?) in
+            guard p.state == .up, let ch = p.channel else { return ([], nil) }
+            if p.outbox.isEmpty {
+                p.nioWriting = false
+                return ([], nil)
+            }
+            p.nioWriting = true
             let f = p.outbox
             p.outbox.removeAll(keepingCapacity: true)
-            return (f, c)
+            return (f, ch)
         }
-        c?.send(batch: frames)
+        guard let channel, let last = frames.last else { return }
+        for f in frames.dropLast() { channel.write(f, promise: nil) }
+        let done = loop.makePromise(of: Void.self)
+        channel.writeAndFlush(last, promise: done)
+        done.futureResult.whenComplete { [self] _ in drainPeer(p) }
     }
 
-    /// Writes the replies queued on an inbound connection.
-    func drain(_ c: Connection) {
-        switch c.role {
-        case .outbound(let p): drainPeer(p)
-        case .inbound: c.send(batch: c.outbox.take())
-        }
-    }
-
-    /// Every tick: expire requests past their deadline, probe quiet connections, declare
-    /// silent peers dead and retry down ones.
+    /// Every tick: expire requests past their deadline, ping, declare silent peers dead
+    /// and retry down ones.
     private func tick() {
         let now = chi_now_ns()
         for p in peers where p.id != map.selfId {
@@ -403,16 +440,16 @@ package final class RemoteQueue: @unchecked Sendable {
             }
             for e in expired { fail(e, "\(map.describe(p.id)) did not answer within \(timeoutMs) ms") }
             let state = p.lock.withLock { p.state }
-            if state == .up, let c = p.conn {
-                if now &- c.lastHeardNs > timeoutNs {
-                    c.close()
+            if state == .up {
+                if now &- p.lastHeardNs > timeoutNs {
+                    p.conn?.close()
                     p.conn = nil
                     markDown(p, "silent for \(timeoutMs) ms")
                 } else if now &- p.lastPingNs >= heartbeatNs {
                     p.lastPingNs = now
                     var b = ByteBuffer.frame(.ping, capacity: 0)
                     b.endFrame()
-                    c.send(b)
+                    send(b, to: p)
                 }
             } else if state == .down && now &- p.downSince >= Self.retryNs {
                 connect(p)
@@ -429,7 +466,8 @@ package final class RemoteQueue: @unchecked Sendable {
     func handleRequest(_ body: inout ByteBuffer, from c: Connection) throws {
         let h = try TaskCodec.readRequestHeader(&body)
         func reject(_ rc: CInt, _ msg: String) {
-            c.send(TaskCodec.encodeReject(reqId: h.reqId, rc: -rc, message: "\(map.describe(map.selfId)): \(msg)"))
+            send(TaskCodec.encodeReject(reqId: h.reqId, rc: -rc, message: "\(map.describe(map.selfId)): \(msg)"),
+                 to: peer(c.peerNode))
         }
         guard let pool = runtime.pool(h.poolId) else {
             return reject(CInt(CHI_ENOPOOL), "no pool with id \(h.poolId)")
@@ -483,7 +521,7 @@ package final class RemoteQueue: @unchecked Sendable {
 
     /// A reply arrived: write the outputs into the original task and let its worker finish it.
     func handleReply(_ body: inout ByteBuffer, from c: Connection) throws {
-        guard case .outbound(let p) = c.role else { return }
+        let p = peer(c.peerNode)
         let h = try TaskCodec.readReplyHeader(&body)
         guard let e = p.lock.withLock({ p.pending.removeValue(forKey: h.reqId) }) else {
             return // it timed out already
@@ -549,7 +587,7 @@ package final class RemoteQueue: @unchecked Sendable {
     /// Creates the pools a peer has and this node lacks, each through a CreatePool task on
     /// the local admin container (module hooks run on workers, never on this thread).
     func mergeCatalog(_ body: inout ByteBuffer, from c: Connection) throws {
-        guard case .outbound(let p) = c.role else { return }
+        let p = peer(c.peerNode)
         let n: UInt32 = try body.readInt("pool count")
         guard n <= 65536 else { throw FrameError.malformed("catalog of \(n) pools") }
         for _ in 0..<n {
@@ -632,9 +670,6 @@ package final class RemoteQueue: @unchecked Sendable {
 
 extension Connection {
     var isAuthenticated: Bool { authed }
-
-    /// Writes whatever replies are queued (network thread; used at shutdown).
-    func outboxDrainNow() { send(batch: outbox.take()) }
 }
 
 extension RemoteQueue {
@@ -648,7 +683,10 @@ extension RemoteQueue {
             if !busy { break }
             usleep(1000)
         }
-        // Let the network thread write what the last replies queued.
-        _ = try? loop.submit { [self] in for c in inbound.values { c.outboxDrainNow() } }.wait()
+        // Let NIO write what the last replies queued.
+        while chi_now_ns() < deadline,
+              peers.contains(where: { p in p.lock.withLock { p.state == .up && (p.nioWriting || !p.outbox.isEmpty) } }) {
+            usleep(1000)
+        }
     }
 }

@@ -53,6 +53,9 @@ final class Worker: @unchecked Sendable {
     var busyTicks: UInt64 = 0
     var sleeps: UInt64 = 0
 
+    /// Frames for other nodes were batched this pass (RemoteQueue.flush sends them).
+    var remoteDirty = false
+
     /// Pollers of containers with lanes here (I/O modules reap completions through them).
     var pollers: [Poller] = []
 
@@ -161,6 +164,7 @@ final class Worker: @unchecked Sendable {
         if runLanes() { did = true }
         if !timers.isEmpty && fireTimers(chi_now_ns()) { did = true }
         if !pollers.isEmpty && runPollers() { did = true }
+        if remoteDirty { runtime.remote!.flush(self) }
         return did
     }
 
