@@ -11,7 +11,9 @@ final class Worker: @unchecked Sendable {
 
     let id: Int
     let kind: Kind
-    unowned(unsafe) let runtime: Runtime
+    /// The runtime, unretained (see `Ref`): the task path borrows it with `rt.with`.
+    let rt: Ref<Runtime>
+    var runtime: Runtime { rt.o }
     let doorbell: UnsafeMutablePointer<chi_doorbell_t>
     let doorbellSeq: UnsafeMutablePointer<UInt32>
     let doorbellSleeping: UnsafeMutablePointer<UInt32>
@@ -30,7 +32,8 @@ final class Worker: @unchecked Sendable {
     private let inboxMemory: UnsafeMutableRawPointer
     /// The worker's own context while a fiber runs.
     let schedCtx = UnsafeMutablePointer<chi_fiber_ctx_t>.allocate(capacity: 1)
-    unowned(unsafe) var currentFiber: Fiber?
+    var currentFiberRef: Ref<Fiber>?
+    var currentFiber: Fiber? { currentFiberRef?.o }
     var cpu: Int32 = -1
     let spinNs: UInt64
 
@@ -64,7 +67,7 @@ final class Worker: @unchecked Sendable {
     {
         self.id = id
         self.kind = kind
-        self.runtime = runtime
+        rt = Ref(runtime)
         self.doorbell = doorbell
         let raw = UnsafeMutableRawPointer(doorbell)
         doorbellSeq = (raw + MemoryLayout<chi_doorbell_t>.offset(of: \.seq)!)
@@ -219,10 +222,9 @@ final class Worker: @unchecked Sendable {
             let p = UnsafeRawPointer(bitPattern: UInt(bits & ~7))!
             switch kind {
             case .enqueue:
-                unowned(unsafe) let r = Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue()
-                enqueueLocal(r)
+                Ref(Unmanaged<TaskRecord>.fromOpaque(p)).with { enqueueLocal($0) }
             case .resume:
-                ready.append(Ref(Unmanaged<Fiber>.fromOpaque(p).takeUnretainedValue()))
+                ready.append(Ref(Unmanaged<Fiber>.fromOpaque(p)))
             case .purge:
                 let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
                 purge(pool)
@@ -254,11 +256,12 @@ final class Worker: @unchecked Sendable {
 
     @inline(__always)
     func enqueueLocal(_ r: TaskRecord) {
-        unowned(unsafe) let lane = r.lane!
-        lane.push(r)
-        if !lane.isActive {
-            lane.isActive = true
-            activeLanes.append(Ref(lane))
+        r.laneRef!.with { lane in
+            lane.push(r)
+            if !lane.isActive {
+                lane.isActive = true
+                activeLanes.append(Ref(lane))
+            }
         }
     }
 
@@ -266,13 +269,18 @@ final class Worker: @unchecked Sendable {
         if activeLanes.isEmpty { return false }
         var i = 0
         while i < activeLanes.count {
-            unowned(unsafe) let lane = activeLanes[i].o
-            if let r = lane.pop() {
-                runOnFiber(r)
+            let ran = activeLanes[i].with { lane in
+                guard let r = lane.pop() else {
+                    lane.isActive = false
+                    return false
+                }
+                r.with { runOnFiber($0) }
                 lane.tasksRun &+= 1
+                return true
+            }
+            if ran {
                 i += 1
             } else {
-                lane.isActive = false
                 activeLanes.swapAt(i, activeLanes.count - 1)
                 activeLanes.removeLast()
             }
@@ -283,36 +291,36 @@ final class Worker: @unchecked Sendable {
     private func runReady() -> Bool {
         if ready.isEmpty { return false }
         swap(&ready, &readyNext)
-        for f in readyNext { resume(f.o) }
+        for f in readyNext { f.with { resume($0) } }
         readyNext.removeAll(keepingCapacity: true)
         return true
     }
 
     private func runOnFiber(_ r: TaskRecord) {
-        unowned(unsafe) let f: Fiber
         if let idle = idleFibers.popLast() {
-            f = idle.o
-        } else {
-            do {
-                let made = try Fiber(worker: self)
-                allFibers.append(made)
-                f = made
-            } catch {
-                r.task.pointee.rc = -error.code
-                complete(r)
-                return
+            idle.with { f in
+                f.record = Ref(r)
+                resume(f)
             }
+            return
         }
-        f.record = r
-        resume(f)
+        do {
+            let made = try Fiber(worker: self)
+            allFibers.append(made)
+            made.record = Ref(r)
+            resume(made)
+        } catch {
+            r.task.pointee.rc = -error.code
+            complete(r)
+        }
     }
 
     @inline(__always)
     private func resume(_ f: Fiber) {
-        currentFiber = f
+        currentFiberRef = Ref(f)
         f.finished = false
         chi_fiber_switch(schedCtx, f.ctx)
-        currentFiber = nil
+        currentFiberRef = nil
         if f.finished { idleFibers.append(Ref(f)) }
     }
 
@@ -349,8 +357,10 @@ final class Worker: @unchecked Sendable {
         }
         for lane in activeLanes {
             while let r = lane.o.pop() {
-                r.task.pointee.rc = -CInt(CHI_ESTOPPED)
-                complete(r)
+                r.with { r in
+                    r.task.pointee.rc = -CInt(CHI_ESTOPPED)
+                    complete(r)
+                }
             }
         }
         activeLanes.removeAll()
@@ -367,18 +377,20 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Records
 
+    /// A record for task `t`, unretained: the worker's `allRecords` owns it.
     @inline(__always)
-    func allocRecord(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) -> TaskRecord {
+    func allocRecord(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) -> Ref<TaskRecord> {
         if let free = freeRecords.popLast() {
-            unowned(unsafe) let r = free.o
-            r.task = t
-            r.taskOff = off
-            return r
+            free.with { r in
+                r.task = t
+                r.taskOff = off
+            }
+            return free
         }
         let r = TaskRecord(task: t)
         allRecords.append(r)
         r.taskOff = off
-        return r
+        return Ref(r)
     }
 
     @inline(__always)
