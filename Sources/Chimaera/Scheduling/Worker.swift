@@ -336,7 +336,14 @@ final class Worker: @unchecked Sendable {
     /// Runs the pollers; true while any has operations in flight.
     private func runPollers() -> Bool {
         var busy = false
-        for p in pollers where p.fn(p.arg, UInt32(id)) > 0 { busy = true }
+        pollers.withUnsafeBufferPointer { ps in
+            for i in ps.indices {
+                // Borrowed: iterating the array directly retains it and each poller.
+                Ref(Unmanaged.passUnretained(ps[i])).with { p in
+                    if p.fn(p.arg, UInt32(id)) > 0 { busy = true }
+                }
+            }
+        }
         return busy
     }
 
