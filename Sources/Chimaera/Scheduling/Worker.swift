@@ -60,6 +60,8 @@ final class Worker: @unchecked Sendable {
     var pollers: [Poller] = []
 
     static let inboxCapacity = 1 << 16
+    /// How long an idle worker spins before it starts yielding its CPU now and then.
+    static let yieldAfterNs: UInt64 = 2_000
     enum Message: UInt64 { case enqueue = 0, resume = 1, purge = 2, addPoller = 3, dropPollers = 4 }
 
     init(id: Int, kind: Kind, runtime: Runtime, doorbell: UnsafeMutablePointer<chi_doorbell_t>,
@@ -122,11 +124,13 @@ final class Worker: @unchecked Sendable {
         while chi_load32_relaxed(exiting) == 0 {
             if pollOnce() {
                 idleSince = 0
+                spins = 0
                 continue
             }
-            // Reading the clock costs more than a pass over empty queues: look every 16th.
+            // Reading the clock costs more than a pass over empty queues: look every 16th,
+            // so the short gaps between a synchronous client's tasks never read it.
             spins &+= 1
-            if idleSince != 0 && spins & 15 != 0 {
+            if spins & 15 != 0 {
                 chi_cpu_relax()
                 continue
             }
@@ -136,10 +140,13 @@ final class Worker: @unchecked Sendable {
             } else if now &- idleSince >= spinNs {
                 sleep(now: now)
                 idleSince = 0
-            } else {
+            } else if spins & 63 == 0 && now &- idleSince >= Self.yieldAfterNs {
                 // A client may be waiting for this CPU (it is not pinned away from ours):
-                // yield now and then so an idle spin never starves it.
-                if spins & 63 == 0 { sched_yield() } else { chi_cpu_relax() }
+                // yield now and then so an idle spin never starves it. Not in the first
+                // microseconds: a task arriving during the system call waits for it.
+                sched_yield()
+            } else {
+                chi_cpu_relax()
             }
         }
         chi_tls_set_worker(nil)
