@@ -49,8 +49,7 @@ public func chiClientSegment(_ h: OpaquePointer?, _ buf: UnsafeMutablePointer<CC
 public func chiTaskNew(_ h: OpaquePointer?, _ pool: UInt64, _ method: UInt32, _ size: Int,
                        _ dq: UnsafePointer<chi_domain_query_t>?,
                        _ out: UnsafeMutablePointer<UnsafeMutablePointer<chi_task_t>?>?) -> CInt {
-    chiTry { () throws(ChiError) -> CInt in
-        let c = try Handles.client(h)
+    Handles.withClient(h) { c throws(ChiError) -> CInt in
         guard let out else { throw ChiError(EINVAL, "out is NULL") }
         out.pointee = try c.newTask(pool: pool, method: method, size: size, query: dq?.pointee)
         return 0
@@ -59,16 +58,15 @@ public func chiTaskNew(_ h: OpaquePointer?, _ pool: UInt64, _ method: UInt32, _ 
 
 @c(chi_task_submit)
 public func chiTaskSubmit(_ h: OpaquePointer?, _ t: UnsafeMutablePointer<chi_task_t>?) -> CInt {
-    chiTry { () throws(ChiError) -> CInt in
-        try Handles.client(h).submit(try taskArg(t))
+    Handles.withClient(h) { c throws(ChiError) -> CInt in
+        try c.submit(try taskArg(t))
         return 0
     }
 }
 
 @c(chi_task_wait)
 public func chiTaskWait(_ h: OpaquePointer?, _ t: UnsafeMutablePointer<chi_task_t>?, _ timeoutNs: Int64) -> CInt {
-    chiTry { () throws(ChiError) -> CInt in
-        let c = try Handles.client(h)
+    Handles.withClient(h) { c throws(ChiError) -> CInt in
         let task = try taskArg(t)
         try c.wait(task, timeoutNs: timeoutNs)
         if task.pointee.rc < 0 {
@@ -80,8 +78,7 @@ public func chiTaskWait(_ h: OpaquePointer?, _ t: UnsafeMutablePointer<chi_task_
 
 @c(chi_task_call)
 public func chiTaskCall(_ h: OpaquePointer?, _ t: UnsafeMutablePointer<chi_task_t>?, _ timeoutNs: Int64) -> CInt {
-    chiTry { () throws(ChiError) -> CInt in
-        let c = try Handles.client(h)
+    Handles.withClient(h) { c throws(ChiError) -> CInt in
         let task = try taskArg(t)
         let rc = try c.call(task, timeoutNs: timeoutNs)
         if rc < 0 {
@@ -99,8 +96,7 @@ public func chiTaskIsDone(_ t: UnsafePointer<chi_task_t>?) -> Bool {
 
 @c(chi_task_del)
 public func chiTaskDel(_ h: OpaquePointer?, _ t: UnsafeMutablePointer<chi_task_t>?) -> CInt {
-    chiTry { () throws(ChiError) -> CInt in
-        let c = try Handles.client(h)
+    Handles.withClient(h) { c throws(ChiError) -> CInt in
         let task = try taskArg(t)
         try c.deleteTask(task)
         return 0

@@ -30,6 +30,20 @@ enum Handles {
         return c.takeUnretainedValue()
     }
 
+    /// Runs `body` on the client behind a handle, borrowed (no retain or release: the task
+    /// calls are the hot path, and a finalized handle's box keeps the client only until
+    /// chi_client_finalize, which must not race with calls on the same handle anyway), and
+    /// translates a thrown error as `chiTry` does.
+    @inline(__always)
+    static func withClient(_ h: OpaquePointer?, _ body: (RuntimeClient) throws(ChiError) -> CInt) -> CInt {
+        guard let h, UnsafeMutablePointer<ClientBox>(h).pointee.magic == ClientBox.live,
+              let u = UnsafeMutablePointer<ClientBox>(h).pointee.client
+        else {
+            return chiTry { () throws(ChiError) -> CInt in _ = try client(h); return 0 }
+        }
+        return u._withUnsafeGuaranteedRef { c in chiTry { () throws(ChiError) -> CInt in try body(c) } }
+    }
+
     static func release(_ h: OpaquePointer?) throws(ChiError) -> RuntimeClient {
         let c = try client(h)
         let box = UnsafeMutablePointer<ClientBox>(h!)

@@ -18,8 +18,9 @@ package enum ModuleServices {
     package static func containerCount(_ c: OpaquePointer) -> UInt32 { UInt32(container(c).pool.containers.count) }
     package static func poolId(_ c: OpaquePointer) -> UInt64 { container(c).pool.id }
 
+    /// Called by map_task_to_lane hooks on every task: borrows the container (no retain).
     package static func laneByHash(_ c: OpaquePointer, group: UInt32, hash: UInt64) -> CInt {
-        guard let i = container(c).lane(group: group, hash: hash) else { return -EINVAL }
+        guard let i = Container.ref(c).with({ $0.lane(group: group, hash: hash) }) else { return -EINVAL }
         return CInt(i)
     }
 

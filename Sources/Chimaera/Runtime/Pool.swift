@@ -1,9 +1,10 @@
 import CChimaera
 
-// Back references (container -> pool, lane -> worker, ...) are unowned(unsafe): the referent
-// always outlives the referrer (the runtime keeps destroyed pools in its retired list, and
-// workers live until the runtime ends), and safe `unowned` costs an atomic retain/release
-// pair on every access of the task path.
+// Back references (container -> pool, lane -> worker, ...) are unretained `Ref`s: the
+// referent always outlives the referrer (the runtime keeps destroyed pools in its retired
+// list, and workers live until the runtime ends). Safe `unowned` costs an atomic
+// retain/release pair on every access, and so does reading an `unowned(unsafe)` field into a
+// local; the task path borrows a `Ref` with `with` instead.
 
 /// A named set of containers of one module.
 final class RuntimePool: @unchecked Sendable {
@@ -70,7 +71,8 @@ final class RuntimePool: @unchecked Sendable {
 
 /// One shard of a pool: the module's state plus the lanes its tasks run on.
 final class Container: @unchecked Sendable {
-    unowned(unsafe) let pool: RuntimePool
+    let poolRef: Ref<RuntimePool>
+    var pool: RuntimePool { poolRef.o }
     let id: UInt32
     let node: UInt32
     var state: UnsafeMutableRawPointer?
@@ -81,13 +83,14 @@ final class Container: @unchecked Sendable {
     /// list searched linearly: a container has a handful of groups).
     var lanes: [Lane] = []
     var groups: [(id: UInt32, range: Range<Int>)] = []
-    unowned(unsafe) let runtime: Runtime
+    let runtimeRef: Ref<Runtime>
+    var runtime: Runtime { runtimeRef.o }
 
     init(pool: RuntimePool, id: UInt32, node: UInt32, runtime: Runtime) {
-        self.pool = pool
+        poolRef = Ref(pool)
         self.id = id
         self.node = node
-        self.runtime = runtime
+        runtimeRef = Ref(runtime)
     }
 
     /// The container's C handle.
@@ -95,6 +98,12 @@ final class Container: @unchecked Sendable {
 
     static func from(_ h: OpaquePointer) -> Container {
         Unmanaged<Container>.fromOpaque(UnsafeRawPointer(h)).takeUnretainedValue()
+    }
+
+    /// The container behind a C handle, unretained (see `Ref`).
+    @inline(__always)
+    static func ref(_ h: OpaquePointer) -> Ref<Container> {
+        Ref(Unmanaged<Container>.fromOpaque(UnsafeRawPointer(h)))
     }
 
     /// Adds a lane group; lanes are spread over the workers of the matching latency class.
@@ -111,6 +120,12 @@ final class Container: @unchecked Sendable {
             lanes.append(Lane(container: self, group: group, index: start + i, prio: prio, worker: w))
         }
         groups.append((group, start..<(start + count)))
+    }
+
+    /// Lane `i`, unretained (an array element read into a local would be retained).
+    @inline(__always)
+    func laneRef(_ i: Int) -> Ref<Lane> {
+        lanes.withUnsafeBufferPointer { Ref(Unmanaged.passUnretained($0[i])) }
     }
 
     @inline(__always)
@@ -142,13 +157,15 @@ final class Container: @unchecked Sendable {
 /// A FIFO of tasks inside a container, owned by exactly one worker (only it touches the
 /// queue; others read the load counter).
 final class Lane: @unchecked Sendable {
-    unowned(unsafe) let container: Container
+    let containerRef: Ref<Container>
+    var container: Container { containerRef.o }
     let group: UInt32
     let index: Int
     let prio: UInt32
-    unowned(unsafe) let worker: Worker
-    unowned(unsafe) var head: TaskRecord?
-    unowned(unsafe) var tail: TaskRecord?
+    let workerRef: Ref<Worker>
+    var worker: Worker { workerRef.o }
+    private var head: Ref<TaskRecord>?
+    private var tail: Ref<TaskRecord>?
     /// Queued tasks, read racily by other workers for least-loaded mapping.
     let queued = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     var tasksRun: UInt64 = 0
@@ -156,11 +173,11 @@ final class Lane: @unchecked Sendable {
     var isActive = false
 
     init(container: Container, group: UInt32, index: Int, prio: UInt32, worker: Worker) {
-        self.container = container
+        containerRef = Ref(container)
         self.group = group
         self.index = index
         self.prio = prio
-        self.worker = worker
+        workerRef = Ref(worker)
         queued.initialize(to: 0)
     }
 
@@ -168,18 +185,24 @@ final class Lane: @unchecked Sendable {
 
     @inline(__always)
     func push(_ r: TaskRecord) {
-        r.next = nil
-        if let t = tail { t.next = r } else { head = r }
-        tail = r
+        r.nextRef = nil
+        let ref = Ref(r)
+        if let t = tail { t.with { $0.nextRef = ref } } else { head = ref }
+        tail = ref
         chi_store64_relaxed(queued, chi_load64_relaxed(queued) &+ 1)
     }
 
+    /// The oldest queued record, unretained (its worker owns it).
     @inline(__always)
-    func pop() -> TaskRecord? {
+    func pop() -> Ref<TaskRecord>? {
         guard let h = head else { return nil }
-        head = h.next
-        if head == nil { tail = nil }
-        h.next = nil
+        let next = h.with { r in
+            let n = r.nextRef
+            r.nextRef = nil
+            return n
+        }
+        head = next
+        if next == nil { tail = nil }
         chi_store64_relaxed(queued, chi_load64_relaxed(queued) &- 1)
         return h
     }

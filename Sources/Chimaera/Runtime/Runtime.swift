@@ -359,11 +359,15 @@ package final class Runtime: @unchecked Sendable {
         if old == DoneWord.sleeper {
             _ = chi_futex_wake(t.donePtr, Int32.max)
         } else if old == DoneWord.fiber && isInternal, let p = UnsafeRawPointer(bitPattern: UInt(waiter)) {
-            let f = Unmanaged<Fiber>.fromOpaque(p).takeUnretainedValue()
-            if f.worker === Worker.current {
-                f.worker.ready.append(Ref(f))
-            } else {
-                f.worker.post(.resume, f)
+            // Borrowed, not retained: this runs on every completed subtask.
+            Ref(Unmanaged<Fiber>.fromOpaque(p)).with { f in
+                f.workerRef.with { w in
+                    if Unmanaged.passUnretained(w).toOpaque() == chi_tls_worker() {
+                        w.ready.append(Ref(f))
+                    } else {
+                        w.post(.resume, f)
+                    }
+                }
             }
         }
         if flags & UInt32(CHI_TASK_FIRE_AND_FORGET) != 0 { allocator.free(off) }

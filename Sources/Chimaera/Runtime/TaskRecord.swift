@@ -7,17 +7,19 @@ final class TaskRecord {
     /// The task, inside the segment.
     var task: UnsafeMutablePointer<chi_task_t>
     var taskOff: UInt64 = 0
-    // Pools, containers and lanes outlive every record (see RuntimePool.swift): no reference counting.
-    unowned(unsafe) var pool: RuntimePool?
-    unowned(unsafe) var container: Container?
-    unowned(unsafe) var lane: Lane?
-    /// Intrusive link for lane queues. Records are owned by the worker that made them
-    /// (Worker.allRecords), so links and queues hold them unowned.
-    unowned(unsafe) var next: TaskRecord?
+    // Pools, containers and lanes outlive every record (see RuntimePool.swift), and records
+    // are owned by the worker that made them (Worker.allRecords): the links below are `Ref`s,
+    // which the task path borrows with `with` at no reference-counting cost. The class-typed
+    // accessors further down are for cold paths (each read retains).
+    var poolRef: Ref<RuntimePool>?
+    var containerRef: Ref<Container>?
+    var laneRef: Ref<Lane>?
+    /// Intrusive link for lane queues.
+    var nextRef: Ref<TaskRecord>?
     /// Submitted by module code inside the runtime (a subtask).
     var isInternal = false
     /// The record of the task this one is a replica of (broadcast and iteration).
-    unowned(unsafe) var parent: TaskRecord?
+    var parentRef: Ref<TaskRecord>?
     /// Replicas of a multi-container task; `pending` counts those not yet done.
     var replicas: [UnsafeMutablePointer<chi_task_t>] = []
     let pending = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
@@ -33,7 +35,7 @@ final class TaskRecord {
     /// Set for a request from another node: where the reply goes.
     var remote: RemoteIncoming?
     /// The fiber running the task (set while it executes).
-    unowned(unsafe) var fiber: Fiber?
+    var fiberRef: Ref<Fiber>?
     /// chi_rctx_suspend/resume hand-off: 0 running, 1 suspended, 2 resume pending.
     let resumeState = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     /// The task's chi_rctx_t handle: this record, unretained.
@@ -59,25 +61,48 @@ final class TaskRecord {
     /// Forgets everything so the record can be reused.
     @inline(__always)
     func reset() {
-        pool = nil
-        container = nil
-        lane = nil
-        next = nil
+        poolRef = nil
+        containerRef = nil
+        laneRef = nil
+        nextRef = nil
         isInternal = false
-        parent = nil
+        parentRef = nil
         if !replicas.isEmpty { replicas.removeAll(keepingCapacity: true) }
         if !targets.isEmpty { targets.removeAll(keepingCapacity: true) }
         targetIndex = 0
         deadline = 0
         method = nil
-        errorMessage = nil
+        // Storing nil over nil still calls the string's release: test first.
+        if errorMessage != nil { errorMessage = nil }
         if remote != nil { remote = nil }
-        fiber = nil
+        fiberRef = nil
         pending.pointee = 0
         resumeState.pointee = 0
     }
 
     var isPeriodic: Bool { task.pointee.flags & UInt32(CHI_TASK_PERIODIC) != 0 }
+
+    // Class-typed views of the links, for cold paths.
+    var pool: RuntimePool? {
+        get { poolRef?.o }
+        set { poolRef = newValue.map { Ref($0) } }
+    }
+    var container: Container? {
+        get { containerRef?.o }
+        set { containerRef = newValue.map { Ref($0) } }
+    }
+    var lane: Lane? {
+        get { laneRef?.o }
+        set { laneRef = newValue.map { Ref($0) } }
+    }
+    var parent: TaskRecord? {
+        get { parentRef?.o }
+        set { parentRef = newValue.map { Ref($0) } }
+    }
+    var fiber: Fiber? {
+        get { fiberRef?.o }
+        set { fiberRef = newValue.map { Ref($0) } }
+    }
 }
 
 /// A binary min-heap of periodic tasks by deadline.

@@ -8,14 +8,16 @@ final class Fiber {
 
     let ctx = UnsafeMutablePointer<chi_fiber_ctx_t>.allocate(capacity: 1)
     private var stack = chi_fiber_stack_t()
-    unowned(unsafe) let worker: Worker
+    /// The worker, unretained (see `Ref`).
+    let workerRef: Ref<Worker>
+    var worker: Worker { workerRef.o }
     /// The task to run next, set by the worker before switching in.
-    unowned(unsafe) var record: TaskRecord?
+    var record: Ref<TaskRecord>?
     /// Set when the fiber finished its task and is free for another.
     var finished = true
 
     init(worker: Worker) throws(ChiError) {
-        self.worker = worker
+        workerRef = Ref(worker)
         let rc = chi_fiber_stack_alloc(&stack, Self.stackSize)
         guard rc == 0 else { throw ChiError(-rc, "cannot map a fiber stack: \(Sys.errnoText(-rc))") }
         chi_fiber_init(ctx, &stack, fiberEntry, Unmanaged.passUnretained(self).toOpaque())
@@ -28,21 +30,22 @@ final class Fiber {
 
     /// The fiber's body: run a task, hand control back, repeat. Never returns.
     fileprivate func main() -> Never {
-        while true {
-            if let rec = record {
-                unowned(unsafe) let r = rec
-                record = nil
-                worker.execute(r)
+        workerRef.with { w in
+            while true {
+                if let rec = record {
+                    record = nil
+                    rec.with { w.execute($0) }
+                }
+                finished = true
+                chi_fiber_switch(ctx, w.schedCtx)
             }
-            finished = true
-            chi_fiber_switch(ctx, worker.schedCtx)
         }
     }
 
     /// Suspends the running fiber until the worker switches back to it.
     func suspend() {
         finished = false
-        chi_fiber_switch(ctx, worker.schedCtx)
+        chi_fiber_switch(ctx, workerRef.with { $0.schedCtx })
     }
 
     /// The fiber running on this thread, if any.

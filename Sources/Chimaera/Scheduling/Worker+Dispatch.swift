@@ -2,43 +2,55 @@ import CChimaera
 import Glibc
 
 /// Routing, execution and completion of tasks on a worker.
+///
+/// The task path does no reference counting: objects arrive as parameters (borrowed from the
+/// caller) or are borrowed from `Ref`s with `with`. Reading a class-typed field into a local,
+/// even an `unowned(unsafe)` one, costs an atomic retain/release pair (see `Ref`).
 extension Worker {
     /// Takes a task offset from an ingress ring. The header is untrusted: its bounds, pool,
     /// method and size are checked before anything else reads it.
     func accept(_ off: UInt64) {
-        let seg = runtime.segment
-        let hdrSize = UInt64(MemoryLayout<chi_task_t>.size)
-        guard let p = seg.pointer(off, hdrSize) else {
-            runtime.badTasks &+= 1
-            return
+        let t: UnsafeMutablePointer<chi_task_t>? = rt.with { runtime in
+            let seg = runtime.segment
+            let hdrSize = UInt64(MemoryLayout<chi_task_t>.size)
+            guard let p = seg.pointer(off, hdrSize) else {
+                runtime.badTasks &+= 1
+                return nil
+            }
+            let t = p.assumingMemoryBound(to: chi_task_t.self)
+            let size = UInt64(t.pointee.size)
+            guard size >= hdrSize, seg.pointer(off, size) != nil else {
+                t.pointee.rc = -CInt(CHI_EBADTASK)
+                runtime.finishTask(t, off: off, isInternal: false)
+                return nil
+            }
+            return t
         }
-        let t = p.assumingMemoryBound(to: chi_task_t.self)
-        let size = UInt64(t.pointee.size)
-        guard size >= hdrSize, seg.pointer(off, size) != nil else {
-            t.pointee.rc = -CInt(CHI_EBADTASK)
-            runtime.finishTask(t, off: off, isInternal: false)
-            return
-        }
-        let r = allocRecord(t, off: off)
-        route(r)
+        guard let t else { return }
+        allocRecord(t, off: off).with { route($0) }
     }
 
     /// Submits a task from module code running on this worker (a subtask).
     func submitInternal(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) {
-        let r = allocRecord(t, off: off)
-        r.isInternal = true
-        route(r)
+        allocRecord(t, off: off).with { r in
+            r.isInternal = true
+            route(r)
+        }
     }
 
     /// Resolves a task's pool, method and domain query, then queues it on a lane (or fans it
     /// out to replicas).
     func route(_ r: TaskRecord) {
-        let t = r.task
-        guard let poolRef = runtime.poolRef(t.pointee.pool_id) else {
+        let poolId = r.task.pointee.pool_id
+        guard let pool = rt.with({ $0.poolRef(poolId) }) else {
             fail(r, CInt(CHI_ENOPOOL))
             return
         }
-        unowned(unsafe) let pool = poolRef.o
+        pool.with { route(r, in: $0) }
+    }
+
+    private func route(_ r: TaskRecord, in pool: RuntimePool) {
+        let t = r.task
         guard let m = pool.module.method(t.pointee.method) else {
             fail(r, CInt(CHI_ENOMETHOD))
             return
@@ -47,7 +59,7 @@ extension Worker {
             fail(r, CInt(CHI_EBADTASK))
             return
         }
-        r.pool = pool
+        r.poolRef = Ref(pool)
         r.method = m
         pool.inflightAdd(id, 1)
         var q = t.pointee.dom_query
@@ -55,9 +67,9 @@ extension Worker {
             schedule(r, pool)
             q = t.pointee.dom_query
         }
-        switch DomainResolver.resolve(q, in: pool, node: runtime.nodeId) {
+        switch DomainResolver.resolve(q, in: pool, node: rt.with { $0.nodeId }) {
         case .one(let c):
-            dispatch(r, to: c.o)
+            c.with { dispatch(r, to: $0) }
         case .many(let cs, let iter):
             fanOut(r, cs, iter)
         case .failure(let code):
@@ -109,7 +121,7 @@ extension Worker {
             t.pointee.flags &= ~UInt32(CHI_TASK_PERIODIC | CHI_TASK_FIRE_AND_FORGET)
             t.pointee.dom_query = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS),
                                                    UInt64(cs[i].id))
-            let rep = allocRecord(t, off: off)
+            let rep = allocRecord(t, off: off).o
             rep.parent = r
             rep.pool = pool
             rep.method = r.method
@@ -122,15 +134,14 @@ extension Worker {
 
     /// Maps the task to a lane of container `c` and queues it there (or on the lane's worker).
     func dispatch(_ r: TaskRecord, to c: Container) {
-        if c.node != runtime.nodeId {
-            runtime.remote!.forward(r, to: c, from: self)
+        if c.node != rt.with({ $0.nodeId }) {
+            rt.with { $0.remote!.forward(r, to: c, from: self) }
             return
         }
-        r.container = c
+        r.containerRef = Ref(c)
         let t = r.task
-        unowned(unsafe) let module = c.pool.module
         var idx: Int
-        if let map = module.vtable.map_task_to_lane {
+        if let map = c.poolRef.with({ $0.module.vtable.map_task_to_lane }) {
             idx = Int(map(c.state, c.handle, t))
         } else {
             idx = c.lanes.isEmpty ? -1 : Int(UInt64(t.pointee.lane_hash) % UInt64(c.lanes.count))
@@ -142,45 +153,48 @@ extension Worker {
             }
             idx = 0
         }
-        unowned(unsafe) let lane = c.lanes[idx]
-        r.lane = lane
-        if lane.worker === self {
+        let lane = c.laneRef(idx)
+        r.laneRef = lane
+        let owner = lane.with { $0.workerRef }
+        if owner.is(self) {
             enqueueLocal(r)
         } else {
-            lane.worker.post(.enqueue, r)
+            owner.with { $0.post(.enqueue, r) }
         }
     }
 
     /// Runs a task's method on the current fiber.
     func execute(_ r: TaskRecord) {
+        guard let c = r.containerRef else { return }
+        c.with { c in c.poolRef.with { execute(r, in: c, of: $0) } }
+    }
+
+    private func execute(_ r: TaskRecord, in c: Container, of pool: RuntimePool) {
         let t = r.task
-        guard let cont = r.container else { return }
-        unowned(unsafe) let c = cont
-        unowned(unsafe) let pool = c.pool
-        unowned(unsafe) let module = pool.module
-        if pool.isDestroyed || runtime.isStopping {
+        let stopping = rt.with { $0.isStopping }
+        if pool.isDestroyed || stopping {
             complete(r, rc: -CInt(CHI_ESTOPPED))
             return
         }
         let start = chi_ticks()
-        r.fiber = currentFiber
+        r.fiberRef = currentFiberRef
         var rc: CInt
-        if let fm = module.handler(t.pointee.method) {
+        if let fm = pool.module.handler(t.pointee.method) {
             rc = 0
-            let seg = runtime.segment
-            let e = chi_ffi_call(fm, t, UnsafeMutableRawPointer(r.rctx), seg.base, UInt64(seg.size), &rc)
+            let (base, size) = rt.with { ($0.segment.base, UInt64($0.segment.size)) }
+            let e = chi_ffi_call(fm, t, UnsafeMutableRawPointer(r.rctx), base, size, &rc)
             if e < 0 { rc = e }
         } else {
-            rc = module.vtable.run?(c.state, t, r.rctx) ?? -CInt(CHI_ENOMETHOD)
+            rc = pool.module.vtable.run?(c.state, t, r.rctx) ?? -CInt(CHI_ENOMETHOD)
         }
-        r.fiber = nil
+        r.fiberRef = nil
         let end = chi_ticks()
         tasksRun &+= 1
         busyTicks &+= end &- start
-        r.lane?.busyTicks &+= end &- start
+        r.laneRef?.with { $0.busyTicks &+= end &- start }
         t.pointee.runs &+= 1
-        if r.isPeriodic && r.parent == nil {
-            if pool.isDestroyed || runtime.isStopping {
+        if r.isPeriodic && r.parentRef == nil {
+            if pool.isDestroyed || rt.with({ $0.isStopping }) {
                 complete(r, rc: -CInt(CHI_ESTOPPED))
             } else {
                 t.pointee.rc = rc
@@ -195,16 +209,16 @@ extension Worker {
     /// Fails a task before it reached a pool.
     private func fail(_ r: TaskRecord, _ code: CInt) {
         r.task.pointee.rc = -code
-        if let p = r.parent {
-            replicaDone(r, parent: p)
+        if let p = r.parentRef {
+            p.with { replicaDone(r, parent: $0) }
             return
         }
         if let inc = r.remote {
-            runtime.remote!.reply(r, inc)
+            rt.with { $0.remote!.reply(r, inc) }
             freeRecord(r)
             return
         }
-        runtime.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal)
+        rt.with { $0.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal) }
         freeRecord(r)
     }
 
@@ -215,21 +229,22 @@ extension Worker {
     }
 
     func complete(_ r: TaskRecord) {
-        if let pool = r.pool { pool.inflightAdd(id, -1) }
-        // (r.pool is unowned(unsafe): reading it costs no reference count.)
-        if let p = r.parent {
+        r.poolRef?.with { $0.inflightAdd(id, -1) }
+        if let p = r.parentRef {
             // The first failing replica's reason becomes the original task's.
-            if let msg = r.errorMessage, r.task.pointee.rc < 0, p.errorMessage == nil { p.errorMessage = msg }
-            replicaDone(r, parent: p)
+            if r.task.pointee.rc < 0, let msg = r.errorMessage {
+                p.with { if $0.errorMessage == nil { $0.errorMessage = msg } }
+            }
+            p.with { replicaDone(r, parent: $0) }
             return
         }
-        if let inc = r.remote {
-            runtime.remote!.reply(r, inc)
+        if r.remote != nil {
+            rt.with { $0.remote!.reply(r, r.remote!) }
             freeRecord(r)
             return
         }
-        if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
-        runtime.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal)
+        if r.task.pointee.rc < 0, let msg = r.errorMessage { runtime.attachMessage(msg, to: r.task) }
+        rt.with { $0.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal) }
         freeRecord(r)
     }
 

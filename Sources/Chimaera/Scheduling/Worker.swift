@@ -11,7 +11,9 @@ final class Worker: @unchecked Sendable {
 
     let id: Int
     let kind: Kind
-    unowned(unsafe) let runtime: Runtime
+    /// The runtime, unretained (see `Ref`): the task path borrows it with `rt.with`.
+    let rt: Ref<Runtime>
+    var runtime: Runtime { rt.o }
     let doorbell: UnsafeMutablePointer<chi_doorbell_t>
     let doorbellSeq: UnsafeMutablePointer<UInt32>
     let doorbellSleeping: UnsafeMutablePointer<UInt32>
@@ -30,7 +32,8 @@ final class Worker: @unchecked Sendable {
     private let inboxMemory: UnsafeMutableRawPointer
     /// The worker's own context while a fiber runs.
     let schedCtx = UnsafeMutablePointer<chi_fiber_ctx_t>.allocate(capacity: 1)
-    unowned(unsafe) var currentFiber: Fiber?
+    var currentFiberRef: Ref<Fiber>?
+    var currentFiber: Fiber? { currentFiberRef?.o }
     var cpu: Int32 = -1
     let spinNs: UInt64
 
@@ -60,6 +63,8 @@ final class Worker: @unchecked Sendable {
     var pollers: [Poller] = []
 
     static let inboxCapacity = 1 << 16
+    /// How long an idle worker spins before it starts yielding its CPU now and then.
+    static let yieldAfterNs: UInt64 = 2_000
     enum Message: UInt64 {
         case enqueue = 0, resume = 1, purge = 2, addPoller = 3, dropPollers = 4
         /// A record back from another node, outputs written: finish it.
@@ -76,7 +81,7 @@ final class Worker: @unchecked Sendable {
     {
         self.id = id
         self.kind = kind
-        self.runtime = runtime
+        rt = Ref(runtime)
         self.doorbell = doorbell
         let raw = UnsafeMutableRawPointer(doorbell)
         doorbellSeq = (raw + MemoryLayout<chi_doorbell_t>.offset(of: \.seq)!)
@@ -131,11 +136,13 @@ final class Worker: @unchecked Sendable {
         while chi_load32_relaxed(exiting) == 0 {
             if pollOnce() {
                 idleSince = 0
+                spins = 0
                 continue
             }
-            // Reading the clock costs more than a pass over empty queues: look every 16th.
+            // Reading the clock costs more than a pass over empty queues: look every 16th,
+            // so the short gaps between a synchronous client's tasks never read it.
             spins &+= 1
-            if idleSince != 0 && spins & 15 != 0 {
+            if spins & 15 != 0 {
                 chi_cpu_relax()
                 continue
             }
@@ -145,10 +152,13 @@ final class Worker: @unchecked Sendable {
             } else if now &- idleSince >= spinNs {
                 sleep(now: now)
                 idleSince = 0
-            } else {
+            } else if spins & 63 == 0 && now &- idleSince >= Self.yieldAfterNs {
                 // A client may be waiting for this CPU (it is not pinned away from ours):
-                // yield now and then so an idle spin never starves it.
-                if spins & 63 == 0 { sched_yield() } else { chi_cpu_relax() }
+                // yield now and then so an idle spin never starves it. Not in the first
+                // microseconds: a task arriving during the system call waits for it.
+                sched_yield()
+            } else {
+                chi_cpu_relax()
             }
         }
         chi_tls_set_worker(nil)
@@ -232,10 +242,9 @@ final class Worker: @unchecked Sendable {
             let p = UnsafeRawPointer(bitPattern: UInt(bits & ~7))!
             switch kind {
             case .enqueue:
-                unowned(unsafe) let r = Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue()
-                enqueueLocal(r)
+                Ref(Unmanaged<TaskRecord>.fromOpaque(p)).with { enqueueLocal($0) }
             case .resume:
-                ready.append(Ref(Unmanaged<Fiber>.fromOpaque(p).takeUnretainedValue()))
+                ready.append(Ref(Unmanaged<Fiber>.fromOpaque(p)))
             case .purge:
                 let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
                 purge(pool)
@@ -249,9 +258,10 @@ final class Worker: @unchecked Sendable {
                 complete(Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue())
             case .remoteSubmit:
                 let inc = Unmanaged<RemoteIncoming>.fromOpaque(p).takeRetainedValue()
-                let r = allocRecord(inc.task, off: inc.taskOff)
-                r.remote = inc
-                route(r)
+                allocRecord(inc.task, off: inc.taskOff).with { r in
+                    r.remote = inc
+                    route(r)
+                }
             case .recycle:
                 freeRecord(Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue())
             }
@@ -276,11 +286,12 @@ final class Worker: @unchecked Sendable {
 
     @inline(__always)
     func enqueueLocal(_ r: TaskRecord) {
-        unowned(unsafe) let lane = r.lane!
-        lane.push(r)
-        if !lane.isActive {
-            lane.isActive = true
-            activeLanes.append(Ref(lane))
+        r.laneRef!.with { lane in
+            lane.push(r)
+            if !lane.isActive {
+                lane.isActive = true
+                activeLanes.append(Ref(lane))
+            }
         }
     }
 
@@ -288,13 +299,18 @@ final class Worker: @unchecked Sendable {
         if activeLanes.isEmpty { return false }
         var i = 0
         while i < activeLanes.count {
-            unowned(unsafe) let lane = activeLanes[i].o
-            if let r = lane.pop() {
-                runOnFiber(r)
+            let ran = activeLanes[i].with { lane in
+                guard let r = lane.pop() else {
+                    lane.isActive = false
+                    return false
+                }
+                r.with { runOnFiber($0) }
                 lane.tasksRun &+= 1
+                return true
+            }
+            if ran {
                 i += 1
             } else {
-                lane.isActive = false
                 activeLanes.swapAt(i, activeLanes.count - 1)
                 activeLanes.removeLast()
             }
@@ -305,36 +321,36 @@ final class Worker: @unchecked Sendable {
     private func runReady() -> Bool {
         if ready.isEmpty { return false }
         swap(&ready, &readyNext)
-        for f in readyNext { resume(f.o) }
+        for f in readyNext { f.with { resume($0) } }
         readyNext.removeAll(keepingCapacity: true)
         return true
     }
 
     private func runOnFiber(_ r: TaskRecord) {
-        unowned(unsafe) let f: Fiber
         if let idle = idleFibers.popLast() {
-            f = idle.o
-        } else {
-            do {
-                let made = try Fiber(worker: self)
-                allFibers.append(made)
-                f = made
-            } catch {
-                r.task.pointee.rc = -error.code
-                complete(r)
-                return
+            idle.with { f in
+                f.record = Ref(r)
+                resume(f)
             }
+            return
         }
-        f.record = r
-        resume(f)
+        do {
+            let made = try Fiber(worker: self)
+            allFibers.append(made)
+            made.record = Ref(r)
+            resume(made)
+        } catch {
+            r.task.pointee.rc = -error.code
+            complete(r)
+        }
     }
 
     @inline(__always)
     private func resume(_ f: Fiber) {
-        currentFiber = f
+        currentFiberRef = Ref(f)
         f.finished = false
         chi_fiber_switch(schedCtx, f.ctx)
-        currentFiber = nil
+        currentFiberRef = nil
         if f.finished { idleFibers.append(Ref(f)) }
     }
 
@@ -350,7 +366,14 @@ final class Worker: @unchecked Sendable {
     /// Runs the pollers; true while any has operations in flight.
     private func runPollers() -> Bool {
         var busy = false
-        for p in pollers where p.fn(p.arg, UInt32(id)) > 0 { busy = true }
+        pollers.withUnsafeBufferPointer { ps in
+            for i in ps.indices {
+                // Borrowed: iterating the array directly retains it and each poller.
+                Ref(Unmanaged.passUnretained(ps[i])).with { p in
+                    if p.fn(p.arg, UInt32(id)) > 0 { busy = true }
+                }
+            }
+        }
         return busy
     }
 
@@ -377,9 +400,10 @@ final class Worker: @unchecked Sendable {
                 complete(r)
             case .remoteSubmit:
                 let inc = Unmanaged<RemoteIncoming>.fromOpaque(p).takeRetainedValue()
-                let r = allocRecord(inc.task, off: inc.taskOff)
-                r.remote = inc
-                complete(r, rc: -CInt(CHI_ESTOPPED))
+                allocRecord(inc.task, off: inc.taskOff).with { r in
+                    r.remote = inc
+                    complete(r, rc: -CInt(CHI_ESTOPPED))
+                }
             case .purge, .dropPollers:
                 let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
                 _ = chi_add32(pool.purgeAcks, 1)
@@ -397,8 +421,10 @@ final class Worker: @unchecked Sendable {
         }
         for lane in activeLanes {
             while let r = lane.o.pop() {
-                r.task.pointee.rc = -CInt(CHI_ESTOPPED)
-                complete(r)
+                r.with { r in
+                    r.task.pointee.rc = -CInt(CHI_ESTOPPED)
+                    complete(r)
+                }
             }
         }
         activeLanes.removeAll()
@@ -415,18 +441,20 @@ final class Worker: @unchecked Sendable {
 
     // MARK: Records
 
+    /// A record for task `t`, unretained: the worker's `allRecords` owns it.
     @inline(__always)
-    func allocRecord(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) -> TaskRecord {
+    func allocRecord(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) -> Ref<TaskRecord> {
         if let free = freeRecords.popLast() {
-            unowned(unsafe) let r = free.o
-            r.task = t
-            r.taskOff = off
-            return r
+            free.with { r in
+                r.task = t
+                r.taskOff = off
+            }
+            return free
         }
         let r = TaskRecord(task: t)
         allRecords.append(r)
         r.taskOff = off
-        return r
+        return Ref(r)
     }
 
     @inline(__always)
