@@ -5,6 +5,7 @@
  *                   physical node; Io write and read of 1 MiB to every container, data
  *                   checked; a depth-8 Md chain that crosses the nodes; 100,000 async Md to
  *                   containers on other nodes.
+ *   stop NODES      StopRuntime broadcast to every node.
  *   admin NODES     CreatePool, Flush (broadcast) and DestroyPool reach every node.
  *   each NODES      Md to every container once; prints "ok" or each failure; exit 1 if any.
  *   load NODES SEC  Async Md to every container for SEC seconds, 64 in flight; prints one
@@ -239,6 +240,19 @@ static void mode_admin(chi_client_t *c, uint32_t nodes) {
            (unsigned long long)pool, nodes);
 }
 
+/* StopRuntime broadcast to every node's admin container: the whole cluster stops. The
+ * task's own status does not matter (its node is stopping); the test watches the pids. */
+static void mode_stop(chi_client_t *c) {
+    chi_task_t *t = NULL;
+    chi_domain_query_t bcast = chi_dq_global_bcast();
+    int rc;
+    T_OK(chi_task_new(c, CHI_ADMIN_POOL_ID, CHI_ADMIN_STOP_RUNTIME,
+                      sizeof(chi_admin_stop_runtime_task_t), &bcast, &t));
+    T_OK(chi_task_submit(c, t));
+    rc = chi_task_wait(c, t, T_WAIT_NS);
+    printf("StopRuntime broadcast: %d (%s)\n", rc < 0 ? rc : t->rc, chi_strerror(rc < 0 ? rc : t->rc));
+}
+
 int main(int argc, char **argv) {
     chi_client_t *c;
     uint32_t nodes;
@@ -252,6 +266,9 @@ int main(int argc, char **argv) {
     c = t_attach();
     if (strcmp(argv[1], "all") == 0) {
         mode_all(c, nodes);
+    } else if (strcmp(argv[1], "stop") == 0) {
+        mode_stop(c);
+        t_exit(T_EXIT_PASS);
     } else if (strcmp(argv[1], "admin") == 0) {
         mode_admin(c, nodes);
     } else if (strcmp(argv[1], "each") == 0) {

@@ -269,6 +269,13 @@ def test_stop_all_stops_every_node(cluster3):
         assert wait_gone(d.pid, 10), f"node {d.nodeid} (pid {d.pid}) still runs:\n{out}"
 
 
+def test_stop_runtime_broadcast_reaches_every_node(cluster3, cluster_bin):
+    rc, out = client(cluster_bin, cluster3.node(1), "stop", "3", timeout=60)
+    assert rc == 0, out
+    for d in cluster3.nodes:
+        assert wait_gone(d.pid, 10), f"node {d.nodeid} (pid {d.pid}) still runs:\n{out}\n{d.log()}"
+
+
 def test_cluster_command_starts_and_stops_local_nodes(tmp_path):
     require_staged()
     ports = free_ports(3)
