@@ -52,7 +52,13 @@ package final class RemoteQueue: @unchecked Sendable {
     private var listener: Channel?
     private(set) var inbound: [ObjectIdentifier: Connection] = [:]
     private var ticker: RepeatedTask?
-    private var stopped = false
+    /// Set (1) when shutdown begins: nothing more is handed to the network thread.
+    private let stopFlag: UnsafeMutablePointer<UInt32> = {
+        let p = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+        p.initialize(to: 0)
+        return p
+    }()
+    private var stopped: Bool { chi_load32(stopFlag) != 0 }
     /// Requests from one connection running here at once before its reads pause.
     static let maxInflight: UInt64 = 4096
     static let retryNs: UInt64 = 1_000_000_000
@@ -133,7 +139,7 @@ package final class RemoteQueue: @unchecked Sendable {
     /// stopped; waits briefly for replies already queued to go out.
     package func shutdown() {
         if stopped { return }
-        stopped = true
+        chi_store32(stopFlag, 1)
         let done = loop.submit { [self] in
             ticker?.cancel()
             for p in peers { p.conn?.close() }
@@ -157,6 +163,10 @@ package final class RemoteQueue: @unchecked Sendable {
     /// Sends record `r` to container `c` on another node. Called on worker `w`; never blocks.
     func forward(_ r: TaskRecord, to c: Container, from w: Worker) {
         let t = r.task
+        if stopped {
+            w.complete(r, rc: -CInt(CHI_ESTOPPED))
+            return
+        }
         if t.pointee.flags & UInt32(CHI_TF_LOCAL) != 0 {
             r.errorMessage = "the task is marked CHI_TF_LOCAL but its container \(c.id) is on \(map.describe(c.node))"
             w.complete(r, rc: -CInt(CHI_ENOCONTAINER))
@@ -209,7 +219,7 @@ package final class RemoteQueue: @unchecked Sendable {
                 send(b, to: peer(conn.peerNode))
             }
             let left = chi_sub64(conn.inflight, 1) &- 1
-            if left == Self.maxInflight / 2 { loop.execute { conn.setReading(true) } }
+            if left == Self.maxInflight / 2 && !stopped { loop.execute { conn.setReading(true) } }
         } else {
             inc.onDone?(inc.task.pointee.rc, r.errorMessage)
         }
@@ -268,6 +278,7 @@ package final class RemoteQueue: @unchecked Sendable {
     /// What a send asked for: a drain or a connection, on the network thread.
     @inline(__always)
     private func after(_ res: Peer.SendResult, _ p: Peer) {
+        if stopped { return }
         switch res {
         case .drain: loop.execute { [self] in drainPeer(p) }
         case .connect: loop.execute { [self] in connect(p) }
@@ -284,6 +295,10 @@ package final class RemoteQueue: @unchecked Sendable {
         let host = p.host, ms = min(timeoutMs, 2000)
         Dialer.detached { [self] in
             let r = Dialer.dial(host: host.host, port: host.port, timeoutMs: ms)
+            if stopped {
+                if case .success(let fd) = r { close(fd) }
+                return
+            }
             loop.execute { [self] in
                 p.dialing = false
                 switch r {

@@ -58,6 +58,11 @@ final class Worker: @unchecked Sendable {
 
     /// Frames for other nodes were batched this pass (RemoteQueue.flush sends them).
     var remoteDirty = false
+    /// Until then the worker spins `remoteSpinNs` before sleeping: it has been sending or
+    /// serving tasks of other nodes, whose next one comes a network round trip later, longer
+    /// than the usual spin (an adaptive window: it widens only while remote traffic flows).
+    var remoteSpinUntil: UInt64 = 0
+    static let remoteSpinNs: UInt64 = 200_000
 
     /// Pollers of containers with lanes here (I/O modules reap completions through them).
     var pollers: [Poller] = []
@@ -149,7 +154,7 @@ final class Worker: @unchecked Sendable {
             let now = chi_now_ns()
             if idleSince == 0 {
                 idleSince = now
-            } else if now &- idleSince >= spinNs {
+            } else if now &- idleSince >= (now < remoteSpinUntil ? Self.remoteSpinNs : spinNs) {
                 sleep(now: now)
                 idleSince = 0
             } else if spins & 63 == 0 && now &- idleSince >= Self.yieldAfterNs {
@@ -174,7 +179,10 @@ final class Worker: @unchecked Sendable {
         if runLanes() { did = true }
         if !timers.isEmpty && fireTimers(chi_now_ns()) { did = true }
         if !pollers.isEmpty && runPollers() { did = true }
-        if remoteDirty { runtime.remote!.flush(self) }
+        if remoteDirty {
+            remoteSpinUntil = chi_now_ns() &+ 10_000_000
+            runtime.remote!.flush(self)
+        }
         return did
     }
 
@@ -258,6 +266,7 @@ final class Worker: @unchecked Sendable {
                 complete(Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue())
             case .remoteSubmit:
                 let inc = Unmanaged<RemoteIncoming>.fromOpaque(p).takeRetainedValue()
+                remoteSpinUntil = chi_now_ns() &+ 10_000_000
                 allocRecord(inc.task, off: inc.taskOff).with { r in
                     r.remote = inc
                     route(r)
