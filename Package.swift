@@ -41,7 +41,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ChimaeraTests",
-            dependencies: ["Chimaera", "CChimaera"]
+            dependencies: ["Chimaera", "CChimaera", .product(name: "NIOCore", package: "swift-nio")]
         ),
     ]
 )
