@@ -47,6 +47,20 @@ static inline void chi_cpu_relax(void) {
 #endif
 }
 
+/** Starts loading the line at p; never faults, so p may lie past the end of a mapping. */
+static inline void chi_prefetch(const void *p) { __builtin_prefetch(p, 0, 3); }
+/** Starts taking the line at p for writing (the line is fetched exclusive, so a later store
+ *  does not wait for the other copies to be invalidated). Never faults. */
+static inline void chi_prefetch_w(const void *p) {
+#if defined(__x86_64__) || defined(__i386__)
+    /* prefetchw is a no-op on x86 CPUs without it; __builtin_prefetch(p, 1) would emit a
+     * plain read prefetch unless the whole build targets PRFCHW. */
+    __asm__ __volatile__("prefetchw %0" : : "m"(*(const char *)p));
+#else
+    __builtin_prefetch(p, 1, 3);
+#endif
+}
+
 /* ---- Futexes (shared: they work across processes) -------------------------------------- */
 
 /** Sleeps while *addr == expected, for at most timeout_ns (< 0: forever). Returns 0 when woken

@@ -17,6 +17,12 @@ extension Worker {
                 runtime.badTasks &+= 1
                 return nil
             }
+            // The task's lines are the worker's serial misses: the header's first line
+            // (read here), its second (lane_hash in dispatch, then rc and done) and the first
+            // parameters (read and written by the method). Ask for all three at once; the
+            // second stays shared because the client polls its completion word there.
+            chi_prefetch(p + 64)
+            chi_prefetch_w(p + 128)
             let t = p.assumingMemoryBound(to: chi_task_t.self)
             let size = UInt64(t.pointee.size)
             guard size >= hdrSize, seg.pointer(off, size) != nil else {
