@@ -109,6 +109,9 @@ void chi_fiber_switch(chi_fiber_ctx_t *from, chi_fiber_ctx_t *to);
 /* ---- Thread-local state ----------------------------------------------------------------- */
 
 /** The current thread's worker (NULL outside runtime workers). */
+#define CHI_TASK_CACHE_CLASSES 8
+uint64_t chi_tls_cache_take(uint64_t owner, uint32_t cls);
+int chi_tls_cache_put(uint64_t owner, uint32_t cls, uint64_t off);
 void *chi_tls_worker(void);
 void chi_tls_set_worker(void *w);
 /** The per-thread error message behind chi_last_error(). */

@@ -99,7 +99,7 @@ package final class RuntimeClient: @unchecked Sendable {
         guard size >= MemoryLayout<chi_task_t>.size, size <= Int(UInt32.max) else {
             throw ChiError(EINVAL, "task size \(size) is smaller than the task header (\(MemoryLayout<chi_task_t>.size) bytes) or too large")
         }
-        guard let off = allocator.allocate(UInt64(size)), let p = segment.pointer(off, UInt64(size)) else {
+        guard let off = allocator.allocateTask(UInt64(size)), let p = segment.pointer(off, UInt64(size)) else {
             throw ChiError(ENOMEM, "shared memory exhausted allocating a task of \(size) bytes in segment \(segment.name)")
         }
         p.initializeMemory(as: UInt8.self, repeating: 0, count: size)
@@ -218,7 +218,7 @@ package final class RuntimeClient: @unchecked Sendable {
             throw ChiError(EBUSY, "task \(t.pointee.task_id) is still in flight")
         }
         _ = takeErrorMessage(t)
-        allocator.free(off)
+        allocator.freeTask(off)
     }
 
     /// Submits, waits, and returns the task's status.

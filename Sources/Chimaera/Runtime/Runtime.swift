@@ -143,6 +143,9 @@ package final class Runtime: @unchecked Sendable {
         // Requests from other nodes get their replies out first (at most a second), then the
         // network closes: what is still in flight to other nodes fails on the workers.
         if let rq = remote {
+            // Frames a worker batched in the pass that ran the stop (a broadcast StopRuntime's
+            // copies for the other nodes, say) go out at the end of that pass: let it end.
+            usleep(20_000)
             rq.quiesce(maxNs: 1_000_000_000)
             rq.shutdown()
             let deadline = chi_now_ns() + 500_000_000

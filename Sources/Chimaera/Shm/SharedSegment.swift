@@ -15,6 +15,13 @@ package final class SharedSegment: @unchecked Sendable {
     package let size: Int
     /// Whether this process created it (and so unlinks it).
     package let owner: Bool
+    /// This mapping's identity for per-thread caches of its blocks; never reused.
+    let mappingId: UInt64 = chi_add64(SharedSegment.mappingIds, 1) &+ 1
+    nonisolated(unsafe) private static let mappingIds: UnsafeMutablePointer<UInt64> = {
+        let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+        p.initialize(to: 0)
+        return p
+    }()
     private var unlinked = false
 
     /// The POSIX shm name of a segment.

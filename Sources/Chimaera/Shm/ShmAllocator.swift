@@ -20,9 +20,12 @@ package struct ShmAllocator: @unchecked Sendable {
     static let spanSize: UInt64 = 1 << spanShift
     static let indexBits: UInt64 = 40
     static let indexMask: UInt64 = (1 << indexBits) - 1
+    /// Identifies this allocator (this mapping of the segment) to the per-thread task cache.
+    private let cacheOwner: UInt64
 
     package init(segment: SharedSegment) {
         base = segment.base
+        cacheOwner = segment.mappingId
         hdr = (segment.base + Int(segment.header.pointee.alloc_off))
             .assumingMemoryBound(to: chi_alloc_header_t.self)
         let raw = UnsafeMutableRawPointer(hdr)
@@ -68,6 +71,31 @@ package struct ShmAllocator: @unchecked Sendable {
         let c = Self.sizeClass(size)
         if let off = pop(c) { return off }
         return refill(c)
+    }
+
+    /// Allocates a block for a task: first the calling thread's cached block of that class
+    /// (no atomic operation), else as `allocate` does.
+    @inline(__always)
+    package func allocateTask(_ size: UInt64) -> UInt64? {
+        guard size > 0, size <= heapSize else { return nil }
+        let c = Self.sizeClass(size)
+        let off = chi_tls_cache_take(cacheOwner, UInt32(c))
+        if off != 0 { return off }
+        if let off = pop(c) { return off }
+        return refill(c)
+    }
+
+    /// Frees a task's block into the calling thread's cache when its slot is empty, else as
+    /// `free` does.
+    @inline(__always)
+    package func freeTask(_ off: UInt64) {
+        guard off >= heapOff, off < heapOff + heapSize else { return }
+        let c = spans[Int((off - heapOff) >> Self.spanShift)]
+        if c < UInt8(CHI_TASK_CACHE_CLASSES), (off - heapOff) & ((UInt64(1) << (UInt64(c) + Self.minShift)) - 1) == 0,
+           chi_tls_cache_put(cacheOwner, UInt32(c), off) != 0 {
+            return
+        }
+        free(off)
     }
 
     /// Returns a block to its free list. Offsets that are not block starts are ignored and
