@@ -19,6 +19,15 @@
  * Preparing a few large requests takes the kernel little beside their transfer. The
  * poller also submits anything a failed submit left queued.
  *
+ * Large direct I/Os (BOUNCE_MIN to BOUNCE_CHUNK bytes) go through a per-worker bounce
+ * buffer of transparent huge pages: a client's shared-memory buffer is made of scattered 4 KiB
+ * pages, and a 1 MiB transfer of 256 separate pages exceeds a virtio disk's 254 segments per
+ * request, so the kernel sends it as a 1016 KiB request plus an 8 KiB one (measured:
+ * ~555 KiB mean requests against fio's ~760, and 85-92% of fio's sequential read bandwidth).
+ * From physically contiguous memory one transfer is one segment, and adjacent requests merge
+ * up to max_sectors_kb. The copy costs a memcpy per I/O on the worker; when every chunk is
+ * in use the I/O goes straight to the client's buffer as before.
+ *
  * O_DIRECT is used when the file system takes it and the buffer, offset and length meet its
  * alignment (statx STATX_DIOALIGN, else 4 KiB); anything else goes through a second,
  * buffered descriptor of the same file. The kernel keeps the two coherent: a direct read
@@ -30,6 +39,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -43,11 +53,22 @@
 #define BATCH_MIN (128u << 10)
 #define FD_DIRECT 0
 #define FD_BUFFERED 1
+/* Bounce buffers (see the top of the file): chunks of one huge-page region per worker. */
+#define BOUNCE_MIN (256u << 10)
+#define BOUNCE_CHUNK (1u << 20)
+#define BOUNCE_CHUNKS 32u
+#define HUGE_PAGE (2u << 20)
 
 typedef struct bdev_ring {
     struct io_uring ring;
     uint32_t inflight; /* SQEs prepared and not yet reaped */
     bool fixed_files;  /* the two descriptors are registered: slots FD_DIRECT, FD_BUFFERED */
+    unsigned char *bounce;     /* BOUNCE_CHUNKS chunks, huge-page aligned; NULL: none */
+    void *bounce_map;          /* the mapping (bounce is aligned inside it) */
+    size_t bounce_map_len;
+    bool bounce_tried;
+    uint32_t bounce_free[BOUNCE_CHUNKS]; /* a stack of free chunk indexes */
+    uint32_t bounce_nfree;
 } bdev_ring_t;
 
 struct bdev_fs {
@@ -136,6 +157,34 @@ static bdev_ring_t *ring_for(bdev_fs_t *fs, uint32_t worker) {
     return r;
 }
 
+/* A free bounce chunk of the calling worker's ring, mapped on first use; NULL when none. */
+static unsigned char *bounce_get(bdev_ring_t *r) {
+    if (r->bounce == NULL && !r->bounce_tried) {
+        r->bounce_tried = true;
+        size_t len = (size_t)BOUNCE_CHUNKS * BOUNCE_CHUNK + HUGE_PAGE;
+        void *m = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (m == MAP_FAILED) return NULL;
+        unsigned char *a =
+            (unsigned char *)(((uintptr_t)m + HUGE_PAGE - 1) & ~(uintptr_t)(HUGE_PAGE - 1));
+        /* Without huge pages the chunks would be as scattered as the client's buffer. */
+        if (madvise(a, (size_t)BOUNCE_CHUNKS * BOUNCE_CHUNK, MADV_HUGEPAGE) < 0) {
+            munmap(m, len);
+            return NULL;
+        }
+        r->bounce_map = m;
+        r->bounce_map_len = len;
+        r->bounce = a;
+        for (uint32_t i = 0; i < BOUNCE_CHUNKS; i++) r->bounce_free[i] = BOUNCE_CHUNKS - 1 - i;
+        r->bounce_nfree = BOUNCE_CHUNKS;
+    }
+    if (r->bounce == NULL || r->bounce_nfree == 0) return NULL;
+    return r->bounce + (size_t)r->bounce_free[--r->bounce_nfree] * BOUNCE_CHUNK;
+}
+
+static void bounce_put(bdev_ring_t *r, unsigned char *chunk) {
+    r->bounce_free[r->bounce_nfree++] = (uint32_t)((size_t)(chunk - r->bounce) / BOUNCE_CHUNK);
+}
+
 static struct io_uring_sqe *ring_sqe(bdev_ring_t *r) {
     struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
     if (sqe == NULL) {
@@ -181,12 +230,20 @@ static int fs_op(bdev_fs_t *fs, bdev_ring_t *r, chi_rctx_t *rctx, bool write, vo
         return n < 0 ? -errno : (int)n;
     }
     int fd = r->fixed_files ? slot : fs->fd[slot];
+    unsigned char *chunk = direct && len >= BOUNCE_MIN && len <= BOUNCE_CHUNK ? bounce_get(r) : NULL;
+    void *io_buf = chunk != NULL ? chunk : buf;
+    if (chunk != NULL && write) memcpy(chunk, buf, len);
     if (write)
-        io_uring_prep_write(sqe, fd, buf, len, off);
+        io_uring_prep_write(sqe, fd, io_buf, len, off);
     else
-        io_uring_prep_read(sqe, fd, buf, len, off);
+        io_uring_prep_read(sqe, fd, io_buf, len, off);
     sqe->rw_flags = rwf;
-    return ring_run(r, sqe, rctx, len < BATCH_MIN);
+    int res = ring_run(r, sqe, rctx, len < BATCH_MIN);
+    if (chunk != NULL) {
+        if (!write && res > 0) memcpy(buf, chunk, (size_t)res);
+        bounce_put(r, chunk);
+    }
+    return res;
 }
 
 int bdev_fs_io(bdev_t *b, chi_rctx_t *rctx, bool write, void *buf, uint64_t off,
@@ -259,6 +316,7 @@ static void fs_free(bdev_fs_t *fs, bool remove) {
         if (fs->rings[i] == NULL) continue;
         /* Exiting a ring with operations in flight waits for them in the kernel. */
         io_uring_queue_exit(&fs->rings[i]->ring);
+        if (fs->rings[i]->bounce_map != NULL) munmap(fs->rings[i]->bounce_map, fs->rings[i]->bounce_map_len);
         free(fs->rings[i]);
     }
     free(fs->rings);
