@@ -217,11 +217,21 @@ static int ring_run(bdev_ring_t *r, struct io_uring_sqe *sqe, chi_rctx_t *rctx, 
 /* One read or write of at most MAX_OP bytes. Returns bytes moved or -errno. */
 static int fs_op(bdev_fs_t *fs, bdev_ring_t *r, chi_rctx_t *rctx, bool write, void *buf,
                  uint64_t off, uint32_t len, uint32_t io_flags) {
-    bool direct = fs->fd[FD_DIRECT] >= 0 && ((uintptr_t)buf & (fs->mem_align - 1)) == 0 &&
-                  ((off | len) & (fs->off_align - 1)) == 0;
+    bool aligned = fs->fd[FD_DIRECT] >= 0 && ((off | len) & (fs->off_align - 1)) == 0;
+    bool direct = aligned && ((uintptr_t)buf & (fs->mem_align - 1)) == 0;
+    /* A bounce chunk is aligned whatever the client's buffer is: large I/Os from a buffer
+     * of any alignment still go direct. */
+    unsigned char *chunk = aligned && r != NULL && len >= BOUNCE_MIN && len <= BOUNCE_CHUNK ? bounce_get(r) : NULL;
+    if (chunk != NULL) direct = true;
     int slot = direct ? FD_DIRECT : FD_BUFFERED;
     int rwf = write && (io_flags & CHI_BDEV_WRITE_FLUSH) ? RWF_DSYNC : 0;
     struct io_uring_sqe *sqe = r != NULL ? ring_sqe(r) : NULL;
+    if (sqe == NULL && chunk != NULL) {
+        bounce_put(r, chunk);
+        chunk = NULL;
+        direct = aligned && ((uintptr_t)buf & (fs->mem_align - 1)) == 0;
+        slot = direct ? FD_DIRECT : FD_BUFFERED;
+    }
     if (sqe == NULL) {
         /* No ring on this thread: plain system calls, blocking the worker. */
         struct iovec iov = {buf, len};
@@ -230,7 +240,6 @@ static int fs_op(bdev_fs_t *fs, bdev_ring_t *r, chi_rctx_t *rctx, bool write, vo
         return n < 0 ? -errno : (int)n;
     }
     int fd = r->fixed_files ? slot : fs->fd[slot];
-    unsigned char *chunk = direct && len >= BOUNCE_MIN && len <= BOUNCE_CHUNK ? bounce_get(r) : NULL;
     void *io_buf = chunk != NULL ? chunk : buf;
     if (chunk != NULL && write) memcpy(chunk, buf, len);
     if (write)
