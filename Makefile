@@ -111,6 +111,8 @@ bench: deps all
 	$(STAGE)/bin/chimaera bench small-message
 	$(STAGE)/bin/chimaera bench idle
 	$(STAGE)/bin/chimaera bench python
+	$(STAGE)/bin/chimaera bench remote
+	$(STAGE)/bin/chimaera bench bdev
 
 clean:
 	rm -rf $(STAGE) $(SWIFT_BUILD)

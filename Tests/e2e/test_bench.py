@@ -49,3 +49,19 @@ def test_python_case_measures_the_ctypes_binding():
     fig = bench("python")
     assert fig["python_sync_rtt_ns_p50"] > 0
     assert fig["python_sync_rtt_ns_p50"] <= fig["python_sync_rtt_ns_p99"]
+
+
+def test_remote_case_runs_a_local_cluster_and_reports_every_key():
+    before = {p.name for p in Path("/dev/shm").glob("chimaera_bench_remote_*")}
+    fig = bench("remote", "--iters", "500", "--seconds", "0.3", timeout=600)
+    for key in ("remote_rtt_ns_p50", "remote_rtt_ns_p99", "baseline_tcp_pingpong_ns_p50",
+                "ratio_p50", "remote_async_tasks_per_s", "bcast_us_p50_n1", "bcast_us_p50_n2",
+                "bcast_us_p50_n3", "bcast_us_p50_n4"):
+        assert key in fig and fig[key] > 0, (key, fig)
+    assert fig["remote_rtt_ns_p50"] <= fig["remote_rtt_ns_p99"]
+    ratio = fig["remote_rtt_ns_p50"] / fig["baseline_tcp_pingpong_ns_p50"]
+    assert abs(fig["ratio_p50"] - ratio) < 0.01 * ratio + 0.01
+    # Broadcasting to more nodes never gets cheaper than to one.
+    assert fig["bcast_us_p50_n4"] >= fig["bcast_us_p50_n1"]
+    after = {p.name for p in Path("/dev/shm").glob("chimaera_bench_remote_*")}
+    assert after <= before, "the bench left runtimes or segments behind"
