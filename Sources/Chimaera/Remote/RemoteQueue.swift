@@ -50,7 +50,8 @@ package final class RemoteQueue: @unchecked Sendable {
     let loop: EventLoop
     private(set) var peers: [Peer] = []
     private var listener: Channel?
-    private(set) var inbound: [ObjectIdentifier: Connection] = [:]
+    /// Connections peers opened to this node (network thread only).
+    var inbound: [ObjectIdentifier: Connection] = [:]
     private var ticker: RepeatedTask?
     /// Set (1) when shutdown begins: nothing more is handed to the network thread.
     private let stopFlag: UnsafeMutablePointer<UInt32> = {
@@ -58,7 +59,7 @@ package final class RemoteQueue: @unchecked Sendable {
         p.initialize(to: 0)
         return p
     }()
-    private var stopped: Bool { chi_load32(stopFlag) != 0 }
+    var stopped: Bool { chi_load32(stopFlag) != 0 }
     /// Requests from one connection running here at once before its reads pause.
     static let maxInflight: UInt64 = 4096
     static let retryNs: UInt64 = 1_000_000_000
@@ -268,7 +269,7 @@ package final class RemoteQueue: @unchecked Sendable {
         dirty[w.id].removeAll(keepingCapacity: true)
     }
 
-    // MARK: Network thread
+    // MARK: Sending
 
     /// Sends a frame that needs no reply bookkeeping (replies, pings, catalogs). Any thread.
     func send(_ f: ByteBuffer, to p: Peer) {
@@ -277,7 +278,7 @@ package final class RemoteQueue: @unchecked Sendable {
 
     /// What a send asked for: a drain or a connection, on the network thread.
     @inline(__always)
-    private func after(_ res: Peer.SendResult, _ p: Peer) {
+    func after(_ res: Peer.SendResult, _ p: Peer) {
         if stopped { return }
         switch res {
         case .drain: loop.execute { [self] in drainPeer(p) }
@@ -286,401 +287,12 @@ package final class RemoteQueue: @unchecked Sendable {
         }
     }
 
-    /// Opens the connection to `p`: dial on a short-lived thread, then hand the socket to NIO
-    /// (keeping a duplicate descriptor for the workers' writes) and run the handshake.
-    private func connect(_ p: Peer) {
-        guard !stopped, !p.dialing, p.conn == nil else { return }
-        p.dialing = true
-        p.lock.withLock { if p.state != .up { p.state = .connecting } }
-        let host = p.host, ms = min(timeoutMs, 2000)
-        Dialer.detached { [self] in
-            let r = Dialer.dial(host: host.host, port: host.port, timeoutMs: ms)
-            if stopped {
-                if case .success(let fd) = r { close(fd) }
-                return
-            }
-            loop.execute { [self] in
-                p.dialing = false
-                switch r {
-                case .failure(let e):
-                    markDown(p, "cannot connect to \(host.host):\(host.port): \(e.message)")
-                case .success(let fd):
-                    if stopped {
-                        close(fd)
-                        return
-                    }
-                    let wfd = dup(fd)
-                    ClientBootstrap(group: loop)
-                        .channelInitializer { [self] channel in
-                            channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-                                try channel.pipeline.syncOperations.addHandler(
-                                    Connection(rq: self, role: .outbound(p), writeFd: wfd))
-                            }
-                        }
-                        .withConnectedSocket(fd)
-                        .whenFailure { [self] error in
-                            close(wfd)
-                            markDown(p, "cannot set up the connection to \(host.host):\(host.port): \(Self.describe(error))")
-                        }
-                }
-            }
-        }
-    }
-
-    /// The handshake with `p` finished: from now on workers write to it directly; what
-    /// queued meanwhile goes first, through NIO. Then ask for its catalog.
-    func peerUp(_ p: Peer, _ c: Connection) {
-        guard let channel = c.context?.channel else { return }
-        p.conn = c
-        p.lastHeardNs = chi_now_ns()
-        let queued = p.lock.withLock { () -> Bool in
-            p.dropConnectionLocked()
-            p.state = .up
-            p.writeFd = c.takeWriteFd()
-            p.channel = channel
-            p.nioWriting = !p.outbox.isEmpty
-            return p.nioWriting
-        }
-        Log.info("remote: connected to \(map.describe(p.id))")
-        if queued { drainPeer(p) }
-        var req = ByteBuffer.frame(.catalogRequest, capacity: 0)
-        req.endFrame()
-        send(req, to: p)
-    }
-
-    /// Marks `p` down and fails everything sent to it.
-    private func markDown(_ p: Peer, _ why: String) {
-        let (lost, wasUp) = p.lock.withLock { () -> ([Peer.Pending], Bool) in
-            let wasUp = p.state == .up
-            p.state = .down
-            p.downSince = chi_now_ns()
-            p.downReason = why
-            let l = Array(p.pending.values)
-            p.pending.removeAll()
-            p.outbox.removeAll()
-            p.dropConnectionLocked()
-            return (l, wasUp)
-        }
-        p.synced = true // nothing to wait for at start-up
-        // Logged when it changes, not on every retry.
-        if wasUp || why != p.lastLoggedReason {
-            p.lastLoggedReason = why
-            Log.warn("remote: \(map.describe(p.id)) is down: \(why)")
-        }
-        for e in lost { fail(e, "\(map.describe(p.id)): \(why)") }
-    }
-
-    private func fail(_ e: Peer.Pending, _ message: String) {
-        count(.failed)
-        e.record.errorMessage = message
-        e.record.task.pointee.rc = -CInt(CHI_ENODE)
-        finish(e.record, worker: e.worker)
-    }
-
-    func inboundOpened(_ c: Connection) { inbound[ObjectIdentifier(c)] = c }
-
-    /// A peer proved itself on the connection it opened here: it is alive, so if this node
-    /// has no connection to it, open one now rather than at the next retry.
-    func inboundAuthenticated(_ c: Connection) {
-        let p = peer(c.peerNode)
-        p.lastHeardNs = chi_now_ns()
-        let state = p.lock.withLock { p.state }
-        if state == .down || state == .idle || (state == .connecting && !p.dialing && p.conn == nil) { connect(p) }
-    }
-
-    /// A frame arrived from node `id`.
-    @inline(__always)
-    func heard(_ id: UInt32) { peer(id).lastHeardNs = chi_now_ns() }
-
-    /// An error as a short sentence (NIO's descriptions nest several layers deep).
-    static func describe(_ error: Error) -> String {
-        if let e = error as? NIOConnectionError {
-            if let f = e.connectionErrors.first { return describe(f.error) }
-            if let d = e.dnsAAAAError ?? e.dnsAError { return "cannot resolve the host: \(d)" }
-            return "no address to connect to"
-        }
-        if let io = error as? IOError { return String(cString: strerror(io.errnoCode)) }
-        if let ch = error as? ChannelError, case .connectTimeout = ch { return "connection timed out" }
-        return "\(error)"
-    }
-
-    func connectionClosed(_ c: Connection, reason: String) {
-        switch c.role {
-        case .outbound(let p):
-            c.closeWriteFd()
-            if p.conn === c || p.conn == nil {
-                p.conn = nil
-                markDown(p, reason)
-            }
-        case .inbound:
-            inbound[ObjectIdentifier(c)] = nil
-            if !c.isAuthenticated { count(.rejectedConnections) }
-        }
-    }
-
-    /// Hands the outbox of `p` to NIO, in order, and goes on until it is empty; then the
-    /// workers write directly again.
-    private func drainPeer(_ p: Peer) {
-        let (frames, channel) = p.lock.withLock { () -> ([ByteBuffer], Channel?) in
-            guard p.state == .up, let ch = p.channel else { return ([], nil) }
-            if p.outbox.isEmpty {
-                p.nioWriting = false
-                return ([], nil)
-            }
-            p.nioWriting = true
-            let f = p.outbox
-            p.outbox.removeAll(keepingCapacity: true)
-            return (f, ch)
-        }
-        guard let channel, let last = frames.last else { return }
-        for f in frames.dropLast() { channel.write(f, promise: nil) }
-        let done = loop.makePromise(of: Void.self)
-        channel.writeAndFlush(last, promise: done)
-        done.futureResult.whenComplete { [self] _ in drainPeer(p) }
-    }
-
-    /// Every tick: expire requests past their deadline, ping, declare silent peers dead
-    /// and retry down ones.
-    private func tick() {
-        let now = chi_now_ns()
-        for p in peers where p.id != map.selfId {
-            let expired = p.lock.withLock { () -> [Peer.Pending] in
-                var out: [Peer.Pending] = []
-                for (id, e) in p.pending where e.deadline <= now {
-                    out.append(e)
-                    p.pending[id] = nil
-                }
-                return out
-            }
-            for e in expired { fail(e, "\(map.describe(p.id)) did not answer within \(timeoutMs) ms") }
-            let state = p.lock.withLock { p.state }
-            if state == .up {
-                if now &- p.lastHeardNs > timeoutNs {
-                    p.conn?.close()
-                    p.conn = nil
-                    markDown(p, "silent for \(timeoutMs) ms")
-                } else if now &- p.lastPingNs >= heartbeatNs {
-                    p.lastPingNs = now
-                    var b = ByteBuffer.frame(.ping, capacity: 0)
-                    b.endFrame()
-                    send(b, to: p)
-                }
-            } else if state == .down && now &- p.downSince >= Self.retryNs {
-                connect(p)
-            }
-        }
-        for c in inbound.values where now &- c.lastHeardNs > 4 * timeoutNs { c.reject("silent") }
-    }
-
-    // MARK: Requests from other nodes
-
-    /// A request arrived: build the task in this node's segment and hand it to the worker of
-    /// its container. Problems that concern the task (no such pool, full segment) are
-    /// answered with a status; a body that does not parse closes the connection.
-    func handleRequest(_ body: inout ByteBuffer, from c: Connection) throws {
-        let h = try TaskCodec.readRequestHeader(&body)
-        func reject(_ rc: CInt, _ msg: String) {
-            send(TaskCodec.encodeReject(reqId: h.reqId, rc: -rc, message: "\(map.describe(map.selfId)): \(msg)"),
-                 to: peer(c.peerNode))
-        }
-        guard let pool = runtime.pool(h.poolId) else {
-            return reject(CInt(CHI_ENOPOOL), "no pool with id \(h.poolId)")
-        }
-        guard let m = pool.module.method(h.method) else {
-            return reject(CInt(CHI_ENOMETHOD), "module \(pool.module.name) has no method \(h.method)")
-        }
-        guard h.taskSize == m.pointee.task_size else {
-            return reject(CInt(CHI_EBADTASK), "method \(h.method) of \(pool.module.name) has a \(m.pointee.task_size)-byte task here, \(h.taskSize) there: module versions differ")
-        }
-        guard Int(h.container) < pool.containers.count, pool.containers[Int(h.container)].node == map.selfId else {
-            return reject(CInt(CHI_ENOCONTAINER), "container \(h.container) of pool \(pool.name) is not here")
-        }
-        let size = UInt64(m.pointee.task_size)
-        guard let off = runtime.allocator.allocate(size), let raw = runtime.segment.pointer(off, size) else {
-            return reject(ENOMEM, "no room in the segment for a task")
-        }
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
-        let bulks: [(field: Int, off: UInt64, size: UInt64)]
-        do {
-            bulks = try TaskCodec.decodeRequestFields(&body, into: raw, m, segment: runtime.segment,
-                                                      allocator: runtime.allocator)
-        } catch let e as ChiError {
-            runtime.allocator.free(off)
-            return reject(e.code, e.message)
-        } catch {
-            runtime.allocator.free(off)
-            throw error
-        }
-        let t = raw.assumingMemoryBound(to: chi_task_t.self)
-        t.pointee.size = UInt32(size)
-        t.pointee.method = h.method
-        t.pointee.pool_id = h.poolId
-        t.pointee.task_id = h.reqId
-        t.pointee.dom_query = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), UInt64(h.container))
-        t.pointee.prio = h.prio
-        t.pointee.flags = h.flags & ~UInt32(CHI_TASK_PERIODIC | CHI_TASK_FIRE_AND_FORGET)
-        t.pointee.lane_hash = h.laneHash
-        let inc = RemoteIncoming(conn: c, reqId: h.reqId, task: t, taskOff: off, bulks: bulks)
-        let n = chi_add64(c.inflight, 1) &+ 1
-        if n >= Self.maxInflight { c.setReading(false) }
-        submit(inc, container: pool.containers[Int(h.container)])
-    }
-
-    /// Hands a request to the worker that owns its container's first lane (any worker
-    /// routes it correctly; this one usually saves a hop).
-    func submit(_ inc: RemoteIncoming, container: Container) {
-        let w = container.lanes.first?.worker ?? runtime.workers[0]
-        w.post(.remoteSubmit, inc)
-    }
-
-    /// A reply arrived: write the outputs into the original task and let its worker finish it.
-    func handleReply(_ body: inout ByteBuffer, from c: Connection) throws {
-        let p = peer(c.peerNode)
-        let h = try TaskCodec.readReplyHeader(&body)
-        guard let e = p.lock.withLock({ p.pending.removeValue(forKey: h.reqId) }) else {
-            return // it timed out already
-        }
-        let r = e.record
-        var rc = CInt(h.rc)
-        if let m = r.method, !(rc < 0 && body.readableBytes == 0) {
-            do {
-                try TaskCodec.decodeReplyFields(&body, into: r.task, m, segment: runtime.segment)
-            } catch {
-                rc = -error.code
-                r.errorMessage = "reply from \(map.describe(p.id)): \(error.message)"
-            }
-        }
-        if rc < 0 && !h.message.isEmpty && r.errorMessage == nil { r.errorMessage = h.message }
-        r.task.pointee.rc = rc
-        finish(r, worker: e.worker)
-    }
-
-    /// Completes a record whose reply arrived. A plain task is finished here, on the network
-    /// thread, which saves waking its worker on the way back; copies of a broadcast and
-    /// periodic tasks go back to their worker, which owns their bookkeeping.
-    private func finish(_ r: TaskRecord, worker: Int) {
-        let w = runtime.workers[worker]
-        guard r.parent == nil, r.remote == nil, !r.isPeriodic, let pool = r.pool else {
-            w.post(.remoteDone, r)
-            return
-        }
-        pool.inflightAdd(pool.networkSlot, -1)
-        if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
-        runtime.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal)
-        w.post(.recycle, r)
-    }
-
-    // MARK: Catalog
-
-    /// The pools of this node (all but admin), for a peer that (re)joins.
-    func catalogFrame() -> ByteBuffer {
-        var b = ByteBuffer.frame(.catalog, capacity: 256)
-        let pools = runtime.livePools().filter { $0.id != Runtime.adminPoolId }
-        b.writeInteger(UInt32(pools.count))
-        for p in pools {
-            b.writeInteger(p.id)
-            b.writeInteger(UInt32(p.containersPerNode))
-            for s in [p.module.name, p.name] {
-                b.writeInteger(UInt16(s.utf8.count))
-                b.writeString(s)
-            }
-            b.writeInteger(UInt32(p.createParams.count))
-            b.writeBytes(p.createParams)
-        }
-        b.endFrame()
-        return b
-    }
-
     /// Catalog jobs still running (start-up waits for them).
     let catalogJobs: UnsafeMutablePointer<UInt32> = {
         let p = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
         p.initialize(to: 0)
         return p
     }()
-
-    /// Creates the pools a peer has and this node lacks, each through a CreatePool task on
-    /// the local admin container (module hooks run on workers, never on this thread).
-    func mergeCatalog(_ body: inout ByteBuffer, from c: Connection) throws {
-        let p = peer(c.peerNode)
-        let n: UInt32 = try body.readInt("pool count")
-        guard n <= 65536 else { throw FrameError.malformed("catalog of \(n) pools") }
-        for _ in 0..<n {
-            let id: UInt64 = try body.readInt("pool id")
-            let cpn: UInt32 = try body.readInt("containers per node")
-            var names: [String] = []
-            for what in ["module", "pool name"] {
-                let len: UInt16 = try body.readInt("\(what) length")
-                let s = try body.readExactly(Int(len), what)
-                names.append(String(decoding: s.readableBytesView, as: UTF8.self))
-            }
-            let plen: UInt32 = try body.readInt("parameter length")
-            let params = Array(try body.readExactly(Int(plen), "parameters").readableBytesView)
-            if runtime.pool(id) != nil { continue }
-            createFromCatalog(id: id, module: names[0], name: names[1], perNode: cpn, params: params, from: p.id)
-        }
-        p.synced = true
-    }
-
-    private func createFromCatalog(id: UInt64, module: String, name: String, perNode: UInt32,
-                                   params: [UInt8], from node: UInt32) {
-        let size = UInt64(MemoryLayout<chi_admin_create_pool_task_t>.size)
-        guard id > 0, id < UInt64(Runtime.maxPools),
-              module.utf8.count < Int(CHI_NAME_MAX), name.utf8.count < Int(CHI_NAME_MAX),
-              let off = runtime.allocator.allocate(size), let raw = runtime.segment.pointer(off, size)
-        else { return }
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
-        let t = raw.assumingMemoryBound(to: chi_admin_create_pool_task_t.self)
-        var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
-        if !params.isEmpty {
-            guard let poff = runtime.allocator.allocate(UInt64(params.count)),
-                  let pp = runtime.segment.pointer(poff, UInt64(params.count)) else {
-                runtime.allocator.free(off)
-                return
-            }
-            pp.copyMemory(from: params, byteCount: params.count)
-            t.pointee.params = chi_shm_ptr_t(segment: 0, reserved: 0, offset: poff)
-            t.pointee.params_size = UInt32(params.count)
-            bulks.append((4, poff, UInt64(params.count)))
-        }
-        withUnsafeMutableBytes(of: &t.pointee.module) { $0.copyBytes(from: module.utf8) }
-        withUnsafeMutableBytes(of: &t.pointee.name) { $0.copyBytes(from: name.utf8) }
-        t.pointee.containers_per_node = perNode
-        t.pointee.pool_id = id
-        t.pointee.hdr.size = UInt32(size)
-        t.pointee.hdr.method = UInt32(CHI_ADMIN_CREATE_POOL)
-        t.pointee.hdr.pool_id = Runtime.adminPoolId
-        t.pointee.hdr.dom_query = chi_dq_local_id(UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS), 0)
-        _ = chi_add32(catalogJobs, 1)
-        count(.catalogPools)
-        let desc = map.describe(node)
-        let inc = RemoteIncoming(conn: nil, reqId: 0, task: raw.assumingMemoryBound(to: chi_task_t.self),
-                                 taskOff: off, bulks: bulks) { [self] rc, msg in
-            if rc < 0 { Log.warn("remote: pool \"\(name)\" (id \(id)) from \(desc)'s catalog: \(msg ?? ChiError.describe(rc))") }
-            _ = chi_sub32(self.catalogJobs, 1)
-        }
-        guard let admin = runtime.pool(Runtime.adminPoolId)?.local.first else { return }
-        submit(inc, container: admin)
-    }
-
-    // MARK: Statistics
-
-    /// Each peer's state, for statistics and `chimaera cluster status`.
-    func peerStates() -> [(id: UInt32, host: String, state: String, pending: Int, reason: String)] {
-        peers.map { p in
-            if p.id == map.selfId { return (p.id, "\(p.host.host):\(p.host.port)", "self", 0, "") }
-            return p.lock.withLock {
-                let s: String
-                switch p.state {
-                case .idle: s = "idle"
-                case .connecting: s = "connecting"
-                case .up: s = "up"
-                case .down: s = "down"
-                }
-                return (p.id, "\(p.host.host):\(p.host.port)", s, p.pending.count, p.state == .down ? p.downReason : "")
-            }
-        }
-    }
 }
 
 extension Connection {

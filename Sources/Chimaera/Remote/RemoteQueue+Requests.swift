@@ -1,0 +1,210 @@
+import CChimaera
+import Glibc
+import NIOCore
+
+/// Requests from other nodes, replies to this node's requests, and the pool catalogs that
+/// let a node that (re)joins create the pools it lacks. Network thread, unless noted.
+extension RemoteQueue {
+    // MARK: Requests from other nodes
+
+    /// A request arrived: build the task in this node's segment and hand it to the worker of
+    /// its container. Problems that concern the task (no such pool, full segment) are
+    /// answered with a status; a body that does not parse closes the connection.
+    func handleRequest(_ body: inout ByteBuffer, from c: Connection) throws {
+        let h = try TaskCodec.readRequestHeader(&body)
+        func reject(_ rc: CInt, _ msg: String) {
+            send(TaskCodec.encodeReject(reqId: h.reqId, rc: -rc, message: "\(map.describe(map.selfId)): \(msg)"),
+                 to: peer(c.peerNode))
+        }
+        guard let pool = runtime.pool(h.poolId) else {
+            return reject(CInt(CHI_ENOPOOL), "no pool with id \(h.poolId)")
+        }
+        guard let m = pool.module.method(h.method) else {
+            return reject(CInt(CHI_ENOMETHOD), "module \(pool.module.name) has no method \(h.method)")
+        }
+        guard h.taskSize == m.pointee.task_size else {
+            return reject(CInt(CHI_EBADTASK), "method \(h.method) of \(pool.module.name) has a \(m.pointee.task_size)-byte task here, \(h.taskSize) there: module versions differ")
+        }
+        guard Int(h.container) < pool.containers.count, pool.containers[Int(h.container)].node == map.selfId else {
+            return reject(CInt(CHI_ENOCONTAINER), "container \(h.container) of pool \(pool.name) is not here")
+        }
+        let size = UInt64(m.pointee.task_size)
+        guard let off = runtime.allocator.allocate(size), let raw = runtime.segment.pointer(off, size) else {
+            return reject(ENOMEM, "no room in the segment for a task")
+        }
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
+        let bulks: [(field: Int, off: UInt64, size: UInt64)]
+        do {
+            bulks = try TaskCodec.decodeRequestFields(&body, into: raw, m, segment: runtime.segment,
+                                                      allocator: runtime.allocator)
+        } catch let e as ChiError {
+            runtime.allocator.free(off)
+            return reject(e.code, e.message)
+        } catch {
+            runtime.allocator.free(off)
+            throw error
+        }
+        let t = raw.assumingMemoryBound(to: chi_task_t.self)
+        t.pointee.size = UInt32(size)
+        t.pointee.method = h.method
+        t.pointee.pool_id = h.poolId
+        t.pointee.task_id = h.reqId
+        t.pointee.dom_query = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), UInt64(h.container))
+        t.pointee.prio = h.prio
+        t.pointee.flags = h.flags & ~UInt32(CHI_TASK_PERIODIC | CHI_TASK_FIRE_AND_FORGET)
+        t.pointee.lane_hash = h.laneHash
+        let inc = RemoteIncoming(conn: c, reqId: h.reqId, task: t, taskOff: off, bulks: bulks)
+        let n = chi_add64(c.inflight, 1) &+ 1
+        if n >= Self.maxInflight { c.setReading(false) }
+        submit(inc, container: pool.containers[Int(h.container)])
+    }
+
+    /// Hands a request to the worker that owns its container's first lane (any worker
+    /// routes it correctly; this one usually saves a hop).
+    func submit(_ inc: RemoteIncoming, container: Container) {
+        let w = container.lanes.first?.worker ?? runtime.workers[0]
+        w.post(.remoteSubmit, inc)
+    }
+
+    /// A reply arrived: write the outputs into the original task and let its worker finish it.
+    func handleReply(_ body: inout ByteBuffer, from c: Connection) throws {
+        let p = peer(c.peerNode)
+        let h = try TaskCodec.readReplyHeader(&body)
+        guard let e = p.lock.withLock({ p.pending.removeValue(forKey: h.reqId) }) else {
+            return // it timed out already
+        }
+        let r = e.record
+        var rc = CInt(h.rc)
+        if let m = r.method, !(rc < 0 && body.readableBytes == 0) {
+            do {
+                try TaskCodec.decodeReplyFields(&body, into: r.task, m, segment: runtime.segment)
+            } catch {
+                rc = -error.code
+                r.errorMessage = "reply from \(map.describe(p.id)): \(error.message)"
+            }
+        }
+        if rc < 0 && !h.message.isEmpty && r.errorMessage == nil { r.errorMessage = h.message }
+        r.task.pointee.rc = rc
+        finish(r, worker: e.worker)
+    }
+
+    /// Completes a record whose reply arrived. A plain task is finished here, on the network
+    /// thread, which saves waking its worker on the way back; copies of a broadcast and
+    /// periodic tasks go back to their worker, which owns their bookkeeping.
+    func finish(_ r: TaskRecord, worker: Int) {
+        let w = runtime.workers[worker]
+        guard r.parent == nil, r.remote == nil, !r.isPeriodic, let pool = r.pool else {
+            w.post(.remoteDone, r)
+            return
+        }
+        pool.inflightAdd(pool.networkSlot, -1)
+        if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
+        runtime.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal)
+        w.post(.recycle, r)
+    }
+
+    // MARK: Catalog
+
+    /// The pools of this node (all but admin), for a peer that (re)joins.
+    func catalogFrame() -> ByteBuffer {
+        var b = ByteBuffer.frame(.catalog, capacity: 256)
+        let pools = runtime.livePools().filter { $0.id != Runtime.adminPoolId }
+        b.writeInteger(UInt32(pools.count))
+        for p in pools {
+            b.writeInteger(p.id)
+            b.writeInteger(UInt32(p.containersPerNode))
+            for s in [p.module.name, p.name] {
+                b.writeInteger(UInt16(s.utf8.count))
+                b.writeString(s)
+            }
+            b.writeInteger(UInt32(p.createParams.count))
+            b.writeBytes(p.createParams)
+        }
+        b.endFrame()
+        return b
+    }
+
+
+    /// Creates the pools a peer has and this node lacks, each through a CreatePool task on
+    /// the local admin container (module hooks run on workers, never on this thread).
+    func mergeCatalog(_ body: inout ByteBuffer, from c: Connection) throws {
+        let p = peer(c.peerNode)
+        let n: UInt32 = try body.readInt("pool count")
+        guard n <= 65536 else { throw FrameError.malformed("catalog of \(n) pools") }
+        for _ in 0..<n {
+            let id: UInt64 = try body.readInt("pool id")
+            let cpn: UInt32 = try body.readInt("containers per node")
+            var names: [String] = []
+            for what in ["module", "pool name"] {
+                let len: UInt16 = try body.readInt("\(what) length")
+                let s = try body.readExactly(Int(len), what)
+                names.append(String(decoding: s.readableBytesView, as: UTF8.self))
+            }
+            let plen: UInt32 = try body.readInt("parameter length")
+            let params = Array(try body.readExactly(Int(plen), "parameters").readableBytesView)
+            if runtime.pool(id) != nil { continue }
+            createFromCatalog(id: id, module: names[0], name: names[1], perNode: cpn, params: params, from: p.id)
+        }
+        p.synced = true
+    }
+
+    func createFromCatalog(id: UInt64, module: String, name: String, perNode: UInt32,
+                                   params: [UInt8], from node: UInt32) {
+        let size = UInt64(MemoryLayout<chi_admin_create_pool_task_t>.size)
+        guard id > 0, id < UInt64(Runtime.maxPools),
+              module.utf8.count < Int(CHI_NAME_MAX), name.utf8.count < Int(CHI_NAME_MAX),
+              let off = runtime.allocator.allocate(size), let raw = runtime.segment.pointer(off, size)
+        else { return }
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
+        let t = raw.assumingMemoryBound(to: chi_admin_create_pool_task_t.self)
+        var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
+        if !params.isEmpty {
+            guard let poff = runtime.allocator.allocate(UInt64(params.count)),
+                  let pp = runtime.segment.pointer(poff, UInt64(params.count)) else {
+                runtime.allocator.free(off)
+                return
+            }
+            pp.copyMemory(from: params, byteCount: params.count)
+            t.pointee.params = chi_shm_ptr_t(segment: 0, reserved: 0, offset: poff)
+            t.pointee.params_size = UInt32(params.count)
+            bulks.append((4, poff, UInt64(params.count)))
+        }
+        withUnsafeMutableBytes(of: &t.pointee.module) { $0.copyBytes(from: module.utf8) }
+        withUnsafeMutableBytes(of: &t.pointee.name) { $0.copyBytes(from: name.utf8) }
+        t.pointee.containers_per_node = perNode
+        t.pointee.pool_id = id
+        t.pointee.hdr.size = UInt32(size)
+        t.pointee.hdr.method = UInt32(CHI_ADMIN_CREATE_POOL)
+        t.pointee.hdr.pool_id = Runtime.adminPoolId
+        t.pointee.hdr.dom_query = chi_dq_local_id(UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS), 0)
+        _ = chi_add32(catalogJobs, 1)
+        count(.catalogPools)
+        let desc = map.describe(node)
+        let inc = RemoteIncoming(conn: nil, reqId: 0, task: raw.assumingMemoryBound(to: chi_task_t.self),
+                                 taskOff: off, bulks: bulks) { [self] rc, msg in
+            if rc < 0 { Log.warn("remote: pool \"\(name)\" (id \(id)) from \(desc)'s catalog: \(msg ?? ChiError.describe(rc))") }
+            _ = chi_sub32(self.catalogJobs, 1)
+        }
+        guard let admin = runtime.pool(Runtime.adminPoolId)?.local.first else { return }
+        submit(inc, container: admin)
+    }
+
+    // MARK: Statistics
+
+    /// Each peer's state, for statistics and `chimaera cluster status`.
+    func peerStates() -> [(id: UInt32, host: String, state: String, pending: Int, reason: String)] {
+        peers.map { p in
+            if p.id == map.selfId { return (p.id, "\(p.host.host):\(p.host.port)", "self", 0, "") }
+            return p.lock.withLock {
+                let s: String
+                switch p.state {
+                case .idle: s = "idle"
+                case .connecting: s = "connecting"
+                case .up: s = "up"
+                case .down: s = "down"
+                }
+                return (p.id, "\(p.host.host):\(p.host.port)", s, p.pending.count, p.state == .down ? p.downReason : "")
+            }
+        }
+    }
+}
