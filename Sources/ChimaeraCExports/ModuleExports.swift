@@ -168,6 +168,19 @@ public func chiContainerAddPoller(_ c: OpaquePointer?,
     return 0
 }
 
+@c(chi_container_add_waiting_poller)
+public func chiContainerAddWaitingPoller(_ c: OpaquePointer?,
+                                         _ fn: (@convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt)?,
+                                         _ wait: (@convention(c) (UnsafeMutableRawPointer?, UInt32, UnsafeMutablePointer<UInt32>?, UInt32, UInt64) -> CInt)?,
+                                         _ arg: UnsafeMutableRawPointer?) -> CInt {
+    guard let c, let fn, let wait else {
+        setLastError("container, poll or wait function is NULL")
+        return -EINVAL
+    }
+    ModuleServices.addPoller(c, fn, arg, wait: wait)
+    return 0
+}
+
 @c(chi_rctx_worker)
 public func chiRctxWorker(_ r: OpaquePointer?) -> UInt32 {
     guard let r else { return UInt32.max }

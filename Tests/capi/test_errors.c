@@ -78,6 +78,7 @@ static void null_handles(void) {
     T_EINVAL(chi_rctx_resume(NULL));
     T_ASSERT(chi_container_worker_count(NULL) == 0, "chi_container_worker_count(NULL)");
     T_EINVAL(chi_container_add_poller(NULL, NULL, NULL));
+    T_EINVAL(chi_container_add_waiting_poller(NULL, NULL, NULL, NULL));
     {
         const chi_module_vtable_t *vt = NULL;
         T_EINVAL(chi_module_describe(NULL, &vt));

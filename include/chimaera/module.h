@@ -146,6 +146,18 @@ uint32_t chi_container_worker_count(const chi_container_t *c);
  *  Pollers are removed with the pool, before its destroy hooks run. Returns 0 or -errno. */
 int chi_container_add_poller(chi_container_t *c, int (*poll)(void *arg, uint32_t worker),
                              void *arg);
+/** A poller that can also sleep (ABI 1.1). When a worker's only work is this poller's
+ *  operations in flight, it stops polling after its spin window and calls
+ *  wait(arg, worker_id, doorbell, seq, timeout_ns) on its own thread instead. wait should
+ *  block until one of the operations completes, the 32-bit word at doorbell (shared memory,
+ *  a process-shared futex) no longer holds seq, or timeout_ns passes, whichever is first; it
+ *  may return early (spuriously) and returns 0 or -errno. With io_uring that is one
+ *  IORING_OP_FUTEX_WAIT on doorbell beside the I/O. Returns 0 or -errno. */
+int chi_container_add_waiting_poller(chi_container_t *c,
+                                     int (*poll)(void *arg, uint32_t worker),
+                                     int (*wait)(void *arg, uint32_t worker, uint32_t *doorbell,
+                                                 uint32_t seq, uint64_t timeout_ns),
+                                     void *arg);
 
 /* ---- Run context (call from run and monitor) ------------------------------------------ */
 

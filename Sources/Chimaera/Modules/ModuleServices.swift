@@ -35,9 +35,9 @@ package enum ModuleServices {
 
     package static func addPoller(_ c: OpaquePointer,
                                   _ fn: @escaping @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt,
-                                  _ arg: UnsafeMutableRawPointer?) {
+                                  _ arg: UnsafeMutableRawPointer?, wait: Poller.WaitFn? = nil) {
         let con = container(c)
-        con.pollers.append(Poller(fn: fn, arg: arg, pool: con.pool))
+        con.pollers.append(Poller(fn: fn, arg: arg, pool: con.pool, wait: wait))
     }
 
     package static func state(of r: OpaquePointer) -> UnsafeMutableRawPointer? {

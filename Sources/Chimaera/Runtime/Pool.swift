@@ -209,15 +209,20 @@ final class Lane: @unchecked Sendable {
 }
 
 /// A module's poller, run by each worker that owns a lane of its container.
-final class Poller: @unchecked Sendable {
+package final class Poller: @unchecked Sendable {
+    /// wait(arg, worker, doorbell, seq, timeout_ns): see chi_container_add_waiting_poller.
+    package typealias WaitFn = @convention(c) (UnsafeMutableRawPointer?, UInt32, UnsafeMutablePointer<UInt32>?, UInt32, UInt64) -> CInt
     let fn: @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt
     let arg: UnsafeMutableRawPointer?
+    /// Lets the worker sleep while only this poller's operations are in flight.
+    let wait: WaitFn?
     unowned(unsafe) let pool: RuntimePool
 
     init(fn: @escaping @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt,
-         arg: UnsafeMutableRawPointer?, pool: RuntimePool) {
+         arg: UnsafeMutableRawPointer?, pool: RuntimePool, wait: WaitFn? = nil) {
         self.fn = fn
         self.arg = arg
         self.pool = pool
+        self.wait = wait
     }
 }

@@ -28,6 +28,10 @@
  * up to max_sectors_kb. The copy costs a memcpy per I/O on the worker; when every chunk is
  * in use the I/O goes straight to the client's buffer as before.
  *
+ * While only I/O is in flight, the worker need not spin: it sleeps in fs_wait, in
+ * io_uring_enter, until a completion or its doorbell (an IORING_OP_FUTEX_WAIT on the
+ * doorbell word, kernel 6.7 and later). Without futex support in io_uring, it keeps polling.
+ *
  * O_DIRECT is used when the file system takes it and the buffer, offset and length meet its
  * alignment (statx STATX_DIOALIGN, else 4 KiB); anything else goes through a second,
  * buffered descriptor of the same file. The kernel keeps the two coherent: a direct read
@@ -69,7 +73,17 @@ typedef struct bdev_ring {
     bool bounce_tried;
     uint32_t bounce_free[BOUNCE_CHUNKS]; /* a stack of free chunk indexes */
     uint32_t bounce_nfree;
+    bool futex_ok;     /* the kernel takes IORING_OP_FUTEX_WAIT */
+    bool futex_armed;  /* a futex wait on the doorbell is queued */
 } bdev_ring_t;
+
+/* IORING_OP_FUTEX_WAIT (Linux 6.7): liburing 2.3's headers predate it. Its SQE, as
+ * liburing 2.5 prepares it: fd = futex2 flags, addr = the word, off = the expected value,
+ * addr3 = the wake mask. */
+#define OP_FUTEX_WAIT 51
+#define FUTEX2_SIZE_U32_FLAG 0x02u
+/* user_data of the futex wait's CQE: never a request's address. */
+#define FUTEX_TAG ((uint64_t)1)
 
 struct bdev_fs {
     int fd[2];            /* [FD_DIRECT] (or -1), [FD_BUFFERED] */
@@ -94,14 +108,24 @@ typedef struct bdev_req {
 static uint32_t ring_reap(bdev_ring_t *r) {
     struct io_uring_cqe *cqe;
     unsigned head, n = 0;
+    unsigned seen = 0;
     io_uring_for_each_cqe(&r->ring, head, cqe) {
+        seen++;
+        if (cqe->user_data == FUTEX_TAG) {
+            r->futex_armed = false;
+            /* -EAGAIN: the doorbell had moved on already. Anything else means this kernel's
+             * futex wait does not work as expected: stop sleeping in it, keep polling. */
+            if (cqe->res < 0 && cqe->res != -EAGAIN && cqe->res != -EINTR && cqe->res != -ECANCELED)
+                r->futex_ok = false;
+            continue;
+        }
         bdev_req_t *q = io_uring_cqe_get_data(cqe);
         q->res = cqe->res;
         q->done = 1;
         if (q->rctx != NULL) chi_rctx_resume(q->rctx);
         n++;
     }
-    io_uring_cq_advance(&r->ring, n);
+    io_uring_cq_advance(&r->ring, seen);
     r->inflight -= n;
     return n;
 }
@@ -123,6 +147,30 @@ static int fs_poll(void *arg, uint32_t worker) {
         io_uring_get_events(&r->ring);
     ring_reap(r);
     return (int)(r->inflight > INT32_MAX ? INT32_MAX : r->inflight);
+}
+
+/* The waiting half of the poller: sleeps in the kernel until an I/O of this worker's ring
+ * completes, the doorbell word leaves seq, or timeout_ns passes. */
+static int fs_wait(void *arg, uint32_t worker, uint32_t *doorbell, uint32_t seq,
+                   uint64_t timeout_ns) {
+    bdev_fs_t *fs = ((bdev_t *)arg)->fs;
+    if (worker >= fs->nrings || fs->rings[worker] == NULL) return 0;
+    bdev_ring_t *r = fs->rings[worker];
+    if (r->inflight == 0 || !r->futex_ok) return 0; /* nothing to wait for, or no way to be woken */
+    if (!r->futex_armed) {
+        struct io_uring_sqe *sqe = io_uring_get_sqe(&r->ring);
+        if (sqe == NULL) return 0;
+        io_uring_prep_rw(OP_FUTEX_WAIT, sqe, (int)FUTEX2_SIZE_U32_FLAG, doorbell, 0, seq);
+        sqe->addr3 = 0xffffffffull;
+        sqe->user_data = FUTEX_TAG;
+        r->futex_armed = true;
+    }
+    struct __kernel_timespec ts = {(long long)(timeout_ns / 1000000000u),
+                                   (long long)(timeout_ns % 1000000000u)};
+    struct io_uring_cqe *cqe;
+    io_uring_submit_and_wait_timeout(&r->ring, &cqe, 1, &ts, NULL);
+    ring_reap(r);
+    return 0;
 }
 
 /* Waits on the calling thread for q, for a task that cannot suspend. */
@@ -153,6 +201,11 @@ static bdev_ring_t *ring_for(bdev_fs_t *fs, uint32_t worker) {
     /* Fixed files spare the kernel a descriptor lookup and reference per operation.
      * A -1 entry (no O_DIRECT descriptor) is a sparse slot. */
     r->fixed_files = io_uring_register_files(&r->ring, fs->fd, 2) == 0;
+    struct io_uring_probe *probe = io_uring_get_probe_ring(&r->ring);
+    if (probe != NULL) {
+        r->futex_ok = io_uring_opcode_supported(probe, OP_FUTEX_WAIT);
+        io_uring_free_probe(probe);
+    }
     fs->rings[worker] = r;
     return r;
 }
@@ -367,7 +420,7 @@ int bdev_fs_open(bdev_t *b, const char *path) {
         if (fs->rings == NULL) rc = -ENOMEM;
     }
     b->fs = fs;
-    if (rc == 0) rc = chi_container_add_poller(b->c, fs_poll, b);
+    if (rc == 0) rc = chi_container_add_waiting_poller(b->c, fs_poll, fs_wait, b);
     if (rc < 0) {
         b->fs = NULL;
         fs_free(fs, created || fs->temporary);
