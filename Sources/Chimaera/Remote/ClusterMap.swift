@@ -11,6 +11,8 @@ package struct ClusterMap: Sendable {
     /// The number of nodes (1 without a host list).
     package var count: Int { max(1, hosts.count) }
     package var isMultiNode: Bool { hosts.count > 1 }
+    /// Every node but this one.
+    package var others: [UInt32] { (1...UInt32(count)).filter { $0 != selfId } }
     /// The node that assigns pool ids (creation is the one step that needs a single voice).
     static let leader: UInt32 = 1
 

@@ -39,7 +39,7 @@ extension Runtime {
             return id
         }
         let id = try createPool(module: module, name: name, containersPerNode: perNode, params: params)
-        let peers = (1...UInt32(cluster.count)).filter { $0 != nodeId }
+        let peers = cluster.others
         let results = adminOnNodes(peers, method: UInt32(CHI_ADMIN_CREATE_POOL),
                                    type: chi_admin_create_pool_task_t.self, bulk: params) { t, bulk in
             Self.fillCreate(t, module: module, name: name, perNode: perNode, bulk: bulk, id: id)
@@ -64,7 +64,7 @@ extension Runtime {
     func destroyPoolService(_ id: UInt64, record r: TaskRecord) throws(ChiError) {
         try destroyPool(id)
         guard cluster.isMultiNode, !actsLocally(r) else { return }
-        let peers = (1...UInt32(cluster.count)).filter { $0 != nodeId }
+        let peers = cluster.others
         let results = adminOnNodes(peers, method: UInt32(CHI_ADMIN_DESTROY_POOL),
                                    type: chi_admin_destroy_pool_task_t.self, bulk: nil) { t, _ in
             t.pointee.pool_id = id
@@ -76,7 +76,7 @@ extension Runtime {
     func registerModuleService(_ name: String, record r: TaskRecord) throws(ChiError) {
         try registerModule(name)
         guard cluster.isMultiNode, !actsLocally(r) else { return }
-        let peers = (1...UInt32(cluster.count)).filter { $0 != nodeId }
+        let peers = cluster.others
         let results = adminOnNodes(peers, method: UInt32(CHI_ADMIN_REGISTER_MODULE),
                                    type: chi_admin_register_module_task_t.self, bulk: nil) { t, _ in
             withUnsafeMutableBytes(of: &t.pointee.name) { $0.copyBytes(from: name.utf8.prefix(Int(CHI_NAME_MAX) - 1)) }

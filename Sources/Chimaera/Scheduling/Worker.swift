@@ -159,7 +159,7 @@ final class Worker: @unchecked Sendable {
                     if ioSince == 0 {
                         ioSince = now
                     } else if now &- ioSince >= max(spinNs, Self.ioSpinNs) {
-                        sleepInPoller(p, now: now)
+                        sleep(now: now, in: p)
                         ioSince = 0
                     }
                 } else {
@@ -219,8 +219,11 @@ final class Worker: @unchecked Sendable {
         return false
     }
 
-    /// Sleeps on the doorbell until rung or until the next timer is due.
-    private func sleep(now: UInt64) {
+    /// Sleeps until the doorbell rings or the next timer is due: on the doorbell's futex, or,
+    /// when poller `p` has operations in flight, in its wait hook, which also returns when one
+    /// completes (then at most 10 ms, so a lost wake-up costs little). The doorbell protocol:
+    /// announce the sleep, look for work once more, then block on the value seen before.
+    private func sleep(now: UInt64, in p: Poller? = nil) {
         let seq = chi_load32(doorbellSeq)
         chi_store32(doorbellSleeping, 1)
         chi_fence()
@@ -228,31 +231,15 @@ final class Worker: @unchecked Sendable {
             chi_store32(doorbellSleeping, 0)
             return
         }
-        var timeout: Int64 = -1
-        if let due = timers.earliest { timeout = due > now ? Int64(due - now) : 0 }
+        var timeout: UInt64? = p == nil ? nil : 10_000_000
+        if let due = timers.earliest { timeout = min(timeout ?? .max, due > now ? due - now : 0) }
         if timeout != 0 {
             sleeps &+= 1
-            _ = chi_futex_wait(doorbellSeq, seq, timeout)
-        }
-        chi_store32(doorbellSleeping, 0)
-    }
-
-    /// Sleeps in poller `p`'s wait hook until one of its operations completes, the doorbell
-    /// rings or the next timer is due (at most 10 ms, so a lost wake-up costs little).
-    private func sleepInPoller(_ p: Poller, now: UInt64) {
-        guard let wait = p.wait else { return }
-        let seq = chi_load32(doorbellSeq)
-        chi_store32(doorbellSleeping, 1)
-        chi_fence()
-        if hasWork || chi_load32_relaxed(exiting) != 0 {
-            chi_store32(doorbellSleeping, 0)
-            return
-        }
-        var timeout: UInt64 = 10_000_000
-        if let due = timers.earliest { timeout = min(timeout, due > now ? due - now : 0) }
-        if timeout > 0 {
-            sleeps &+= 1
-            _ = wait(p.arg, UInt32(id), doorbellSeq, seq, timeout)
+            if let wait = p?.wait {
+                _ = wait(p!.arg, UInt32(id), doorbellSeq, seq, timeout!)
+            } else {
+                _ = chi_futex_wait(doorbellSeq, seq, timeout.map { Int64($0) } ?? -1)
+            }
         }
         chi_store32(doorbellSleeping, 0)
     }
