@@ -39,8 +39,7 @@ extension Runtime {
             return id
         }
         let id = try createPool(module: module, name: name, containersPerNode: perNode, params: params)
-        let peers = cluster.others
-        let results = adminOnNodes(peers, method: UInt32(CHI_ADMIN_CREATE_POOL),
+        let results = adminOnNodes(cluster.others, method: UInt32(CHI_ADMIN_CREATE_POOL),
                                    type: chi_admin_create_pool_task_t.self, bulk: params) { t, bulk in
             Self.fillCreate(t, module: module, name: name, perNode: perNode, bulk: bulk, id: id)
         }
@@ -63,25 +62,28 @@ extension Runtime {
     /// DestroyPool: here, then on every other node (a node without it is fine).
     func destroyPoolService(_ id: UInt64, record r: TaskRecord) throws(ChiError) {
         try destroyPool(id)
-        guard cluster.isMultiNode, !actsLocally(r) else { return }
-        let peers = cluster.others
-        let results = adminOnNodes(peers, method: UInt32(CHI_ADMIN_DESTROY_POOL),
-                                   type: chi_admin_destroy_pool_task_t.self, bulk: nil) { t, _ in
+        try onOtherNodes(r, UInt32(CHI_ADMIN_DESTROY_POOL), chi_admin_destroy_pool_task_t.self,
+                         what: "DestroyPool \(id)", tolerate: [CInt(CHI_ENODE), CInt(CHI_ENOPOOL)]) { t in
             t.pointee.pool_id = id
         }
-        try Self.check(results, what: "DestroyPool \(id)", tolerate: [CInt(CHI_ENODE), CInt(CHI_ENOPOOL)])
     }
 
     /// RegisterModule: here, then on every other node that is up.
     func registerModuleService(_ name: String, record r: TaskRecord) throws(ChiError) {
         try registerModule(name)
-        guard cluster.isMultiNode, !actsLocally(r) else { return }
-        let peers = cluster.others
-        let results = adminOnNodes(peers, method: UInt32(CHI_ADMIN_REGISTER_MODULE),
-                                   type: chi_admin_register_module_task_t.self, bulk: nil) { t, _ in
+        try onOtherNodes(r, UInt32(CHI_ADMIN_REGISTER_MODULE), chi_admin_register_module_task_t.self,
+                         what: "RegisterModule \(name)", tolerate: [CInt(CHI_ENODE)]) { t in
             withUnsafeMutableBytes(of: &t.pointee.name) { $0.copyBytes(from: name.utf8.prefix(Int(CHI_NAME_MAX) - 1)) }
         }
-        try Self.check(results, what: "RegisterModule \(name)", tolerate: [CInt(CHI_ENODE)])
+    }
+
+    /// The second half of a cluster-wide admin call done here: the same method on every other
+    /// node, unless `r` is already one node's share. Fails with the first result not tolerated.
+    private func onOtherNodes<T>(_ r: TaskRecord, _ method: UInt32, _ type: T.Type, what: String,
+                                 tolerate: [CInt], fill: (UnsafeMutablePointer<T>) -> Void) throws(ChiError) {
+        guard cluster.isMultiNode, !actsLocally(r) else { return }
+        let results = adminOnNodes(cluster.others, method: method, type: type, bulk: nil) { t, _ in fill(t) }
+        try Self.check(results, what: what, tolerate: tolerate)
     }
 
     /// Fails with the first result whose code is not tolerated, naming its node.
