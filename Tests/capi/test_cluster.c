@@ -26,20 +26,7 @@ static chi_domain_query_t direct(uint32_t cid) {
 
 static int io(chi_client_t *c, uint64_t pool, uint32_t cid, chi_shm_ptr_t data, uint64_t size,
               uint32_t flags, uint32_t pattern, uint64_t *ret) {
-    chi_domain_query_t dq = direct(cid);
-    chi_task_t *t = NULL;
-    chi_sm_io_task_t *x;
-    int rc = T_OK(chi_task_new(c, pool, CHI_SM_IO, sizeof(chi_sm_io_task_t), &dq, &t));
-    x = (chi_sm_io_task_t *)t;
-    x->data = data;
-    x->size = size;
-    x->io_flags = flags;
-    x->pattern = pattern;
-    rc = chi_task_call(c, t, T_WAIT_NS);
-    if (rc == -ETIMEDOUT) t_failf(__FILE__, __LINE__, rc, "Io to container %u", cid);
-    *ret = x->ret;
-    T_OK(chi_task_del(c, t));
-    return rc;
+    return t_sm_io(c, pool, direct(cid), data, size, flags, pattern, ret);
 }
 
 static void mode_all(chi_client_t *c, uint32_t nodes) {

@@ -175,6 +175,28 @@ static inline int t_md(chi_client_t *c, uint64_t pool, chi_domain_query_t dq, ui
     return rc;
 }
 
+/* One Io (small_message) to dq with a bounded wait: returns the call's result, stores ret.
+ * The call's result must be the task's rc. */
+static inline int t_sm_io(chi_client_t *c, uint64_t pool, chi_domain_query_t dq,
+                          chi_shm_ptr_t data, uint64_t size, uint32_t flags, uint32_t pattern,
+                          uint64_t *ret) {
+    chi_task_t *t = NULL;
+    chi_sm_io_task_t *x;
+    int rc = T_OK(chi_task_new(c, pool, CHI_SM_IO, sizeof(chi_sm_io_task_t), &dq, &t));
+    x = (chi_sm_io_task_t *)t;
+    x->data = data;
+    x->size = size;
+    x->io_flags = flags;
+    x->pattern = pattern;
+    x->ret = UINT64_MAX;
+    rc = chi_task_call(c, t, T_WAIT_NS);
+    if (rc == -ETIMEDOUT) t_failf(__FILE__, __LINE__, rc, "Io of %llu B", (unsigned long long)size);
+    T_ASSERT(rc == t->rc, "call returned %d but task rc is %d", rc, t->rc);
+    *ret = x->ret;
+    T_OK(chi_task_del(c, t));
+    return rc;
+}
+
 /* One Md that must succeed with ret == want. */
 #define T_MD_EXPECT(c, pool, dq, depth, want)                                               \
     do {                                                                                    \

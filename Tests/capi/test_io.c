@@ -7,22 +7,8 @@
 
 static int io(chi_client_t *c, uint64_t pool, chi_shm_ptr_t data, uint64_t size,
               uint32_t flags, uint32_t pattern, uint64_t *ret) {
-    chi_domain_query_t dq = chi_dq_direct_hash(CHI_SUBDOMAIN_GLOBAL_CONTAINERS, pattern);
-    chi_task_t *t = NULL;
-    chi_sm_io_task_t *x;
-    int rc = T_OK(chi_task_new(c, pool, CHI_SM_IO, sizeof(chi_sm_io_task_t), &dq, &t));
-    x = (chi_sm_io_task_t *)t;
-    x->data = data;
-    x->size = size;
-    x->io_flags = flags;
-    x->pattern = pattern;
-    x->ret = UINT64_MAX;
-    rc = chi_task_call(c, t, T_WAIT_NS);
-    if (rc == -ETIMEDOUT) t_failf(__FILE__, __LINE__, rc, "Io of %llu B", (unsigned long long)size);
-    T_ASSERT(rc == t->rc, "call returned %d but task rc is %d", rc, t->rc);
-    *ret = x->ret;
-    T_OK(chi_task_del(c, t));
-    return rc;
+    return t_sm_io(c, pool, chi_dq_direct_hash(CHI_SUBDOMAIN_GLOBAL_CONTAINERS, pattern), data,
+                   size, flags, pattern, ret);
 }
 
 static void round_trip(chi_client_t *c, uint64_t pool, unsigned char *buf, chi_shm_ptr_t sp,
