@@ -53,6 +53,8 @@ final class Worker: @unchecked Sendable {
 
     // Statistics, written by this worker only.
     var tasksRun: UInt64 = 0
+    /// Busy time is measured on one task in this many per lane (a power of two).
+    static let busySampleEvery: UInt64 = 16
     var busyTicks: UInt64 = 0
     var sleeps: UInt64 = 0
 
@@ -330,6 +332,13 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func enqueueLocal(_ r: TaskRecord) {
         r.laneRef!.with { lane in
+            // Nothing else to run and not on a fiber: run it now rather than queue it and
+            // find it again later in the pass (a synchronous client waits for exactly this).
+            if activeLanes.isEmpty && ready.isEmpty && currentFiberRef == nil {
+                runOnFiber(r)
+                lane.tasksRun &+= 1
+                return
+            }
             lane.push(r)
             if !lane.isActive {
                 lane.isActive = true
