@@ -3,9 +3,10 @@
  * tasks in flight per thread.
  *
  *   chi_bench_client [--segment NAME] [--sync N] [--async N] [--threads 1,4] [--window W]
- *                    [--depth D]
+ *                    [--depth D] [--samples]
  *
- * Prints one JSON object line. Every wait has a finite timeout, so a stuck runtime ends the
+ * Prints one JSON object line; with --samples, then the synchronous samples on a second.
+ * A count of 0 skips that part. Every wait has a finite timeout, so a stuck runtime ends the
  * run with exit status 1 instead of hanging the bench. */
 #define _GNU_SOURCE
 #include <errno.h>
@@ -21,6 +22,8 @@
 #include "chimaera/chimaera.h"
 #include "chimaera/small_message.h"
 
+#include "bench_samples.h"
+
 #define WAIT_TIMEOUT_NS 10000000000ll
 #define SYNC_WARMUP 1000u
 #define MAX_THREAD_COUNTS 16
@@ -34,6 +37,7 @@ typedef struct bench_opts {
     uint32_t nthreads;
     uint32_t window;
     uint32_t depth;
+    int samples;
 } bench_opts_t;
 
 /* One async worker. err is filled by the worker itself because chi_last_error() is per
@@ -97,19 +101,6 @@ static void md_sync(chi_client_t *client, uint64_t pool_id, uint32_t depth) {
     }
     rc = chi_task_del(client, t);
     if (rc < 0) fail("chi_task_del", rc);
-}
-
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of a sorted array. */
-static uint64_t percentile(const uint64_t *v, size_t n, double q) {
-    size_t rank = (size_t)(q * (double)n + 0.999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    return v[rank - 1];
 }
 
 /* Records a worker's failure; returns -1 so callers can `return worker_fail(...)`. */
@@ -245,18 +236,21 @@ static void parse_args(bench_opts_t *o, int argc, char **argv) {
         if (strcmp(f, "--segment") == 0 && v)
             o->segment = v;
         else if (strcmp(f, "--sync") == 0)
-            o->sync_n = parse_u64(f, v, 1, 1000000000);
+            o->sync_n = parse_u64(f, v, 0, 1000000000);
         else if (strcmp(f, "--async") == 0)
-            o->async_n = parse_u64(f, v, 1, 1000000000000ull);
+            o->async_n = parse_u64(f, v, 0, 1000000000000ull);
         else if (strcmp(f, "--threads") == 0)
             parse_threads(o, v);
         else if (strcmp(f, "--window") == 0)
             o->window = (uint32_t)parse_u64(f, v, 1, 65536);
         else if (strcmp(f, "--depth") == 0)
             o->depth = (uint32_t)parse_u64(f, v, 0, UINT32_MAX);
-        else {
+        else if (strcmp(f, "--samples") == 0) {
+            o->samples = 1;
+            continue;
+        } else {
             fprintf(stderr, "usage: chi_bench_client [--segment NAME] [--sync N] [--async N]"
-                            " [--threads 1,4] [--window W] [--depth D]\n");
+                            " [--threads 1,4] [--window W] [--depth D] [--samples]\n");
             exit(2);
         }
         i++;
@@ -288,7 +282,7 @@ int main(int argc, char **argv) {
     if (rc < 0) fail("chi_pool_create", rc);
 
     for (uint32_t i = 0; i < SYNC_WARMUP; i++) md_sync(client, pool_id, o.depth);
-    uint64_t *rtt = malloc(o.sync_n * sizeof(*rtt));
+    uint64_t *rtt = malloc((o.sync_n ? o.sync_n : 1) * sizeof(*rtt));
     if (rtt == NULL) {
         fprintf(stderr, "chi_bench_client: out of memory for %" PRIu64 " samples\n", o.sync_n);
         return 1;
@@ -302,19 +296,25 @@ int main(int argc, char **argv) {
     qsort(rtt, o.sync_n, sizeof(*rtt), cmp_u64);
 
     double rate[MAX_THREAD_COUNTS];
-    for (uint32_t i = 0; i < o.nthreads; i++)
+    for (uint32_t i = 0; o.async_n > 0 && i < o.nthreads; i++)
         rate[i] = run_async(client, pool_id, &o, o.threads[i]);
 
     rc = chi_client_finalize(client);
     if (rc < 0) fail("chi_client_finalize", rc);
 
-    printf("{\"sync_rtt_ns_p50\":%" PRIu64 ",\"sync_rtt_ns_p99\":%" PRIu64
-           ",\"sync_rtt_ns_p999\":%" PRIu64,
-           percentile(rtt, o.sync_n, 0.50), percentile(rtt, o.sync_n, 0.99),
-           percentile(rtt, o.sync_n, 0.999));
-    for (uint32_t i = 0; i < o.nthreads; i++)
-        printf(",\"async_tasks_per_s_%" PRIu32 "t\":%.0f", o.threads[i], rate[i]);
+    const char *sep = "";
+    putchar('{');
+    if (o.sync_n > 0) {
+        printf("\"sync_rtt_ns_p50\":%" PRIu64 ",\"sync_rtt_ns_p99\":%" PRIu64
+               ",\"sync_rtt_ns_p999\":%" PRIu64,
+               percentile(rtt, o.sync_n, 0.50), percentile(rtt, o.sync_n, 0.99),
+               percentile(rtt, o.sync_n, 0.999));
+        sep = ",";
+    }
+    for (uint32_t i = 0; o.async_n > 0 && i < o.nthreads; i++, sep = ",")
+        printf("%s\"async_tasks_per_s_%" PRIu32 "t\":%.0f", sep, o.threads[i], rate[i]);
     printf("}\n");
+    if (o.samples && o.sync_n > 0) print_samples(rtt, o.sync_n);
     free(rtt);
     return 0;
 }

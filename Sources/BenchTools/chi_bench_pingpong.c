@@ -3,9 +3,9 @@
  * measure (1) a cache-line ping-pong round trip and (2) a single-producer single-consumer
  * ring of 64-bit values. No Chimaera calls.
  *
- *   chi_bench_pingpong [--iters N] [--msgs M] [--pin]
+ *   chi_bench_pingpong [--iters N] [--msgs M] [--no-ring] [--pin] [--samples]
  *
- * Prints one JSON object line. Every phase has a time budget so the whole run stays under
+ * Prints one JSON object line; with --samples, then the ping-pong's samples on a second. Every phase has a time budget so the whole run stays under
  * 10 s even on an oversubscribed VM; a phase cut short reports what it measured and says so
  * on stderr. */
 #define _GNU_SOURCE
@@ -24,6 +24,8 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "bench_samples.h"
 
 #if defined(__x86_64__) || defined(__i386__)
 #define cpu_relax() __builtin_ia32_pause()
@@ -148,20 +150,6 @@ static void child_main(struct shared *sh, int pin) {
     _exit(0);
 }
 
-static int cmp_u64(const void *a, const void *b) {
-    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
-    return (x > y) - (x < y);
-}
-
-/* Nearest-rank percentile of a sorted array: the smallest value with at least q of the
- * samples at or below it. */
-static uint64_t percentile(const uint64_t *v, size_t n, double q) {
-    size_t rank = (size_t)(q * (double)n + 0.999999);
-    if (rank < 1) rank = 1;
-    if (rank > n) rank = n;
-    return v[rank - 1];
-}
-
 /* One round trip: returns its time in ns. */
 static uint64_t trip(struct shared *sh, uint64_t i, uint32_t *spins) {
     uint64_t t0 = now_ns();
@@ -238,15 +226,21 @@ static uint64_t parse_count(const char *flag, const char *arg) {
 int main(int argc, char **argv) {
     size_t iters = 200000;
     uint64_t msgs = 20000000;
+    bool ring = true, samples_out = false;
     for (int i = 1; i < argc; i++) {
         if (strcmp(argv[i], "--iters") == 0)
             iters = (size_t)parse_count("--iters", i + 1 < argc ? argv[++i] : NULL);
         else if (strcmp(argv[i], "--msgs") == 0)
             msgs = parse_count("--msgs", i + 1 < argc ? argv[++i] : NULL);
+        else if (strcmp(argv[i], "--no-ring") == 0)
+            ring = false;
         else if (strcmp(argv[i], "--pin") == 0)
             g_pin = 1;
+        else if (strcmp(argv[i], "--samples") == 0)
+            samples_out = true;
         else {
-            fprintf(stderr, "usage: chi_bench_pingpong [--iters N] [--msgs M] [--pin]\n");
+            fprintf(stderr, "usage: chi_bench_pingpong [--iters N] [--msgs M] [--no-ring] [--pin]"
+                            " [--samples]\n");
             return 2;
         }
     }
@@ -270,7 +264,9 @@ int main(int argc, char **argv) {
     if (g_pin && pin_to(0) != 0) die("cannot pin to CPU 0");
 
     size_t n = run_pingpong(sh, samples, iters);
-    double ring_rate = run_ring(sh, msgs);
+    /* Without the ring phase the consumer sees total == 0 == tail at once and exits. */
+    if (!ring) atomic_store_explicit(&sh->total, 0, memory_order_release);
+    double ring_rate = ring ? run_ring(sh, msgs) : 0;
     int status;
     if (waitpid(g_child, &status, 0) != g_child) die("waitpid failed");
     g_child = -1;
@@ -281,9 +277,12 @@ int main(int argc, char **argv) {
 
     qsort(samples, n, sizeof(*samples), cmp_u64);
     printf("{\"baseline_pingpong_ns_p50\":%" PRIu64 ",\"baseline_pingpong_ns_p99\":%" PRIu64
-           ",\"baseline_pingpong_ns_p999\":%" PRIu64 ",\"baseline_ring_msgs_per_s\":%.0f}\n",
+           ",\"baseline_pingpong_ns_p999\":%" PRIu64,
            percentile(samples, n, 0.50), percentile(samples, n, 0.99),
-           percentile(samples, n, 0.999), ring_rate);
+           percentile(samples, n, 0.999));
+    if (ring) printf(",\"baseline_ring_msgs_per_s\":%.0f", ring_rate);
+    printf("}\n");
+    if (samples_out) print_samples(samples, n);
     free(samples);
     munmap(sh, sizeof(*sh));
     return 0;

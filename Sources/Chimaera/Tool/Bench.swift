@@ -40,11 +40,11 @@ enum Bench {
         var figures: [(String, Double)]
         switch which {
         case "small-message":
-            var args = ["--segment", daemon.segment]
-            if let sync { args += ["--sync", sync] }
-            if let async { args += ["--async", async] }
-            if let threads { args += ["--threads", threads] }
-            guard let f = smallMessage(clientArgs: args) else { return 1 }
+            guard let total = Int(sync ?? "100000"), total >= rounds else {
+                Tool.fail("bench small-message: --sync wants a count of at least \(rounds)")
+                return 2
+            }
+            guard let f = smallMessage(segment: daemon.segment, sync: total, async: async, threads: threads) else { return 1 }
             figures = f
         case "idle":
             guard let f = idle(daemon: daemon, seconds: seconds) else { return 1 }
@@ -106,44 +106,115 @@ enum Bench {
         return parts.joined(separator: "/") + "/libexec/chimaera"
     }
 
+    /// Rounds of the synchronous measurement. The VM moves its vCPUs now and then, which
+    /// changes the cost of a cache-line transfer several-fold; alternating the baseline and
+    /// the task path in short rounds lets both see the same placements.
+    static let rounds = 8
+
     /// Sync round trips and async throughput from a C client, beside a raw two-process
     /// shared-memory ping-pong and ring.
-    static func smallMessage(clientArgs: [String]) -> [(String, Double)]? {
-        let base = ChildProcess.run(libexec + "/chi_bench_pingpong", [])
-        guard base.status == 0 else {
-            Tool.fail("baseline failed (\(base.status)): \(base.output)")
-            return nil
-        }
-        let client = ChildProcess.run(libexec + "/chi_bench_client", clientArgs, timeoutMs: 600_000)
-        guard client.status == 0 else {
-            Tool.fail("bench client failed (\(client.status)): \(client.output)")
-            return nil
-        }
-        let b = ChildProcess.parseFlatJSON(base.output)
-        let c = ChildProcess.parseFlatJSON(client.output)
+    static func smallMessage(segment: String, sync: Int, async asyncCount: String?, threads: String?)
+        -> [(String, Double)]?
+    {
+        let asyncArgs = asyncCount.map { ["--async", $0] } ?? []
         var out: [(String, Double)] = []
-        for k in c.keys.sorted() { out.append((k, c[k]!)) }
-        for k in b.keys.sorted() { out.append((k, b[k]!)) }
-        if let s = c["sync_rtt_ns_p50"], let p = b["baseline_pingpong_ns_p50"], p > 0 {
-            out.append(("ratio_p50", (s / p * 100).rounded() / 100))
+        guard let (rtt, base) = interleaved(segment: segment, sync: sync, cpu: nil) else { return nil }
+        out += rtt.figures("sync_rtt_ns") + base.figures("baseline_pingpong_ns")
+        out.append(("ratio_p50", ratio(rtt, base)))
+        out.append(("rounds", Double(rounds)))
+        // Throughput: the client's async phase and the raw ring, once each.
+        let ring = ChildProcess.run(libexec + "/chi_bench_pingpong", ["--iters", "1000"])
+        let async = ChildProcess.run(libexec + "/chi_bench_client",
+                                     ["--segment", segment, "--sync", "0"] + asyncArgs
+                                         + (threads.map { ["--threads", $0] } ?? []),
+                                     timeoutMs: 600_000)
+        guard ring.status == 0, async.status == 0 else {
+            Tool.fail("throughput run failed: \(ring.status == 0 ? async.output : ring.output)")
+            return nil
         }
+        let r = ChildProcess.parseFlatJSON(ring.output), a = ChildProcess.parseFlatJSON(async.output)
+        for k in a.keys.sorted() { out.append((k, a[k]!)) }
+        if let v = r["baseline_ring_msgs_per_s"] { out.append(("baseline_ring_msgs_per_s", v)) }
         // The same with the client pinned to CPU 0 and the baseline's processes on CPUs 0 and
-        // 1 (where the low-latency worker sits): placement is fixed, so run-to-run spread is
-        // the task path's alone. Extra keys; the figures above are the unpinned ones.
-        if sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2 {
-            let pb = ChildProcess.run(libexec + "/chi_bench_pingpong", ["--pin"])
-            let pc = ChildProcess.run(libexec + "/chi_bench_client", clientArgs + ["--threads", "1"],
+        // 1 (where the low-latency worker sits). Extra keys; the figures above are unpinned.
+        if sysconf(Int32(_SC_NPROCESSORS_ONLN)) >= 2,
+           let (prtt, pbase) = interleaved(segment: segment, sync: sync, cpu: 0)
+        {
+            out.append(("sync_rtt_ns_p50_pinned", prtt.percentile(0.50)))
+            out.append(("sync_rtt_ns_p99_pinned", prtt.percentile(0.99)))
+            out.append(("baseline_pingpong_ns_p50_pinned", pbase.percentile(0.50)))
+            out.append(("ratio_p50_pinned", ratio(prtt, pbase)))
+            let pa = ChildProcess.run(libexec + "/chi_bench_client",
+                                      ["--segment", segment, "--sync", "0", "--threads", "1"] + asyncArgs,
                                       timeoutMs: 600_000, cpu: 0)
-            let b2 = ChildProcess.parseFlatJSON(pb.output), c2 = ChildProcess.parseFlatJSON(pc.output)
-            if pb.status == 0, pc.status == 0, let s = c2["sync_rtt_ns_p50"], let p = b2["baseline_pingpong_ns_p50"], p > 0 {
-                out.append(("sync_rtt_ns_p50_pinned", s))
-                if let v = c2["sync_rtt_ns_p99"] { out.append(("sync_rtt_ns_p99_pinned", v)) }
-                if let v = c2["async_tasks_per_s_1t"] { out.append(("async_tasks_per_s_1t_pinned", v)) }
-                out.append(("baseline_pingpong_ns_p50_pinned", p))
-                out.append(("ratio_p50_pinned", (s / p * 100).rounded() / 100))
+            if pa.status == 0, let v = ChildProcess.parseFlatJSON(pa.output)["async_tasks_per_s_1t"] {
+                out.append(("async_tasks_per_s_1t_pinned", v))
             }
         }
         return out
+    }
+
+    /// `rounds` alternations of the raw ping-pong and the client's synchronous calls (`sync`
+    /// in all), merged. With `cpu`, the client runs there and the ping-pong on CPUs 0 and 1.
+    static func interleaved(segment: String, sync: Int, cpu: Int32?) -> (Samples, Samples)? {
+        var rtt = Samples(), base = Samples()
+        let per = sync / rounds
+        for _ in 0..<rounds {
+            let b = ChildProcess.run(libexec + "/chi_bench_pingpong",
+                                     ["--iters", String(2 * per), "--no-ring", "--samples"] + (cpu == nil ? [] : ["--pin"]))
+            guard b.status == 0, base.add(b.output) else {
+                Tool.fail("baseline failed (\(b.status)): \(b.output.prefix(2000))")
+                return nil
+            }
+            let c = ChildProcess.run(libexec + "/chi_bench_client",
+                                     ["--segment", segment, "--sync", String(per), "--async", "0", "--samples"],
+                                     timeoutMs: 600_000, cpu: cpu)
+            guard c.status == 0, rtt.add(c.output) else {
+                Tool.fail("bench client failed (\(c.status)): \(c.output.prefix(2000))")
+                return nil
+            }
+        }
+        return (rtt, base)
+    }
+
+    static func ratio(_ a: Samples, _ b: Samples) -> Double {
+        let p = b.percentile(0.50)
+        return p > 0 ? (a.percentile(0.50) / p * 100).rounded() / 100 : 0
+    }
+
+    /// Latency samples merged from several runs (each prints "samples V:COUNT ..."), for
+    /// percentiles over all of them.
+    struct Samples {
+        private var counts: [UInt64: Int] = [:]
+        private(set) var n = 0
+
+        /// Adds the samples line of a run's output; false if it has none.
+        mutating func add(_ output: String) -> Bool {
+            guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("samples") }) else { return false }
+            for pair in line.split(separator: " ").dropFirst() {
+                let kv = pair.split(separator: ":")
+                guard kv.count == 2, let v = UInt64(kv[0]), let c = Int(kv[1]) else { return false }
+                counts[v, default: 0] += c
+                n += c
+            }
+            return n > 0
+        }
+
+        /// Nearest rank, as the C programs compute it.
+        func percentile(_ q: Double) -> Double {
+            let rank = max(1, min(n, Int((q * Double(n)).rounded(.up))))
+            var seen = 0
+            for v in counts.keys.sorted() {
+                seen += counts[v]!
+                if seen >= rank { return Double(v) }
+            }
+            return 0
+        }
+
+        func figures(_ prefix: String) -> [(String, Double)] {
+            [(prefix + "_p50", percentile(0.50)), (prefix + "_p99", percentile(0.99)),
+             (prefix + "_p999", percentile(0.999))]
+        }
     }
 
     /// CPU use of an idle runtime, the round trip of the first task after idleness, and the
