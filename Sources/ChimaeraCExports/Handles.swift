@@ -41,7 +41,15 @@ enum Handles {
         else {
             return chiTry { () throws(ChiError) -> CInt in _ = try client(h); return 0 }
         }
-        return u._withUnsafeGuaranteedRef { c in chiTry { () throws(ChiError) -> CInt in try body(c) } }
+        // Not chiTry: it lives in another module, so the body would stay a closure call.
+        return u._withUnsafeGuaranteedRef { c -> CInt in
+            do throws(ChiError) {
+                return try body(c)
+            } catch {
+                setLastError(error.message)
+                return error.negated
+            }
+        }
     }
 
     static func release(_ h: OpaquePointer?) throws(ChiError) -> RuntimeClient {
