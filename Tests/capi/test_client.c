@@ -74,6 +74,12 @@ static void in_flight(chi_client_t *c) {
     T_EQ_RC(chi_task_submit(c, t), -EBUSY);
     T_EQ_RC(chi_task_del(c, t), -EBUSY);
     T_EQ_RC(chi_task_wait(c, t, 0), -ETIMEDOUT);
+    /* A zero timeout polls: it must not spin the client's whole spin window (20 us by
+     * default, so 1000 polls would take 20 ms). */
+    t0 = t_now_ns();
+    for (int i = 0; i < 1000; i++) T_EQ_RC(chi_task_wait(c, t, 0), -ETIMEDOUT);
+    ms = (t_now_ns() - t0) / 1000000;
+    T_ASSERT(ms < 10, "1000 zero-timeout waits took %lld ms", (long long)ms);
     t0 = t_now_ns();
     T_EQ_RC(chi_task_wait(c, t, 5 * 1000000ll), -ETIMEDOUT);
     ms = (t_now_ns() - t0) / 1000000;

@@ -183,7 +183,9 @@ package final class RuntimeClient: @unchecked Sendable {
         // at once there, so the worker gets the CPU and the wake-up brings us back.
         let cpu = chi_current_cpu()
         let onWorkerCpu = cpu >= 0 && cpu < 32 && segment.header.pointee.pinned_cpus & (1 << UInt32(cpu)) != 0
-        let spinEnd = onWorkerCpu ? start : start &+ spinNs
+        // Never spin past the caller's timeout: a timeout of 0 polls once.
+        let spin = timeoutNs >= 0 ? min(spinNs, UInt64(timeoutNs)) : spinNs
+        let spinEnd = onWorkerCpu ? start : start &+ spin
         var i = 0
         while true {
             if chi_load32(done) == DoneWord.done { return }
@@ -196,7 +198,8 @@ package final class RuntimeClient: @unchecked Sendable {
             if timeoutNs >= 0 {
                 let elapsed = Int64(chi_now_ns() &- start)
                 if elapsed >= timeoutNs {
-                    throw ChiError(ETIMEDOUT, "task \(t.pointee.task_id) did not complete within \(timeoutNs / 1_000_000) ms")
+                    let within = timeoutNs >= 1_000_000 ? "\(timeoutNs / 1_000_000) ms" : "\(timeoutNs / 1_000) us"
+                    throw ChiError(ETIMEDOUT, "task \(t.pointee.task_id) did not complete within \(within)")
                 }
                 slice = min(slice, timeoutNs - elapsed)
             }
