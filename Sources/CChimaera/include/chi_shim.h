@@ -77,6 +77,11 @@ static inline uint64_t chi_now_ns(void) {
     return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
+/* Task header words both sides touch atomically. Swift's keypath offsets are not always
+ * folded to constants; these are. */
+static inline uint32_t *chi_task_done_ptr(chi_task_t *t) { return &t->done; }
+static inline uint64_t *chi_task_reserved_ptr(chi_task_t *t, int i) { return &t->reserved[i]; }
+
 /** A cheap monotonic tick counter (the TSC on x86-64); convert with a calibrated rate. */
 static inline uint64_t chi_ticks(void) {
 #if defined(__x86_64__)

@@ -220,7 +220,7 @@ package final class RuntimeClient: @unchecked Sendable {
         if t.pointee.flags & submittedFlag != 0 && chi_load32(t.donePtr) != DoneWord.done {
             throw ChiError(EBUSY, "task \(t.pointee.task_id) is still in flight")
         }
-        _ = takeErrorMessage(t)
+        if t.reservedPtr(2).pointee != 0 { _ = takeErrorMessage(t) }
         allocator.freeTask(off)
     }
 

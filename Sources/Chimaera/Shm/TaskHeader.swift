@@ -2,20 +2,14 @@ import CChimaera
 
 /// Field addresses of a task header, for atomic access to the words both sides touch.
 extension UnsafeMutablePointer where Pointee == chi_task_t {
-    private static var doneOffset: Int { MemoryLayout<chi_task_t>.offset(of: \.done)! }
-    private static var reservedOffset: Int { MemoryLayout<chi_task_t>.offset(of: \.reserved)! }
-
     /// The completion word.
     @inline(__always)
-    package var donePtr: UnsafeMutablePointer<UInt32> {
-        (UnsafeMutableRawPointer(self) + Self.doneOffset).assumingMemoryBound(to: UInt32.self)
-    }
+    package var donePtr: UnsafeMutablePointer<UInt32> { chi_task_done_ptr(self) }
 
     /// `reserved[i]`, the library's private words.
     @inline(__always)
     package func reservedPtr(_ i: Int) -> UnsafeMutablePointer<UInt64> {
-        (UnsafeMutableRawPointer(self) + Self.reservedOffset + 8 * i)
-            .assumingMemoryBound(to: UInt64.self)
+        chi_task_reserved_ptr(self, Int32(i))
     }
 }
 
