@@ -56,3 +56,22 @@ const char *chi_self_path(void) {
 }
 
 int chi_current_cpu(void) { return sched_getcpu(); }
+
+int chi_leave_cpus(uint32_t cpus) {
+    cpu_set_t mine, other;
+    if (pthread_getaffinity_np(pthread_self(), sizeof mine, &mine) != 0) return -1;
+    CPU_ZERO(&other);
+    int n = 0;
+    for (int i = 0; i < CPU_SETSIZE; i++) {
+        if (CPU_ISSET(i, &mine) && (i >= 32 || !(cpus & (1u << i)))) {
+            CPU_SET(i, &other);
+            n++;
+        }
+    }
+    if (n == 0) return -1;
+    /* Narrowing the mask moves the thread off its CPU at once; restoring it leaves the
+     * thread where it landed. */
+    if (pthread_setaffinity_np(pthread_self(), sizeof other, &other) != 0) return -1;
+    pthread_setaffinity_np(pthread_self(), sizeof mine, &mine);
+    return 0;
+}

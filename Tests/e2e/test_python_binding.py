@@ -6,6 +6,7 @@ The binding is imported from the source tree with CHIMAERA_LIB pointing at the s
 test_python_package.py installs it into a virtualenv."""
 
 import ctypes
+import json
 import errno
 import multiprocessing
 import os
@@ -424,3 +425,41 @@ def test_abi_major_mismatch_is_refused_naming_both_versions():
     assert "ABI 2.3" in e.value.message and "ABI 1.x" in e.value.message
     assert "/opt/libchimaera.so.2" in e.value.message
     assert chimaera.abi_version()[0] == chimaera.ABI_MAJOR
+
+
+@pytest.mark.skipif(len(os.sched_getaffinity(0)) < 2, reason="needs two CPUs")
+def test_a_waiting_client_moves_off_a_pinned_workers_cpu_and_keeps_its_mask(daemon, client, pool):
+    """A client that finds itself on a pinned worker's CPU moves to another CPU it may use,
+    rather than sleeping there on every call; its affinity mask is left as it was."""
+    rc, out = run([STAGE / "bin" / "chimaera", "status", "--segment", daemon.segment, "--json"])
+    assert rc == 0, out
+    pinned = {w["cpu"] for w in json.loads(out)["workers"] if w["cpu"] >= 0}
+    allowed = os.sched_getaffinity(0)
+    if not pinned or not (allowed - pinned):
+        pytest.skip("no pinned worker, or no other CPU for the client")
+    cpu = min(pinned & allowed)
+    sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
+    result = {}
+
+    def body():
+        # Start on the worker's CPU, then allow every CPU again: the thread stays where it is
+        # until something moves it (the kernel may, before the call: then try again).
+        for _ in range(50):
+            os.sched_setaffinity(0, {cpu})
+            os.sched_setaffinity(0, allowed)
+            result["before"] = sched_getcpu()
+            result["ret"] = pool.md(timeout=WAIT)
+            result["after"] = sched_getcpu()
+            result["mask"] = os.sched_getaffinity(0)
+            if result["before"] == cpu:
+                break
+
+    t = threading.Thread(target=body)
+    t.start()
+    t.join(60)
+    assert not t.is_alive()
+    if result["before"] != cpu:
+        pytest.skip("the kernel always moved the thread before the call")
+    assert result["ret"] == 1
+    assert result["after"] != cpu, result
+    assert result["mask"] == allowed

@@ -133,6 +133,9 @@ int chi_pin_thread(int cpu);
 int chi_unpin_thread(void);
 /** The CPU the calling thread runs on (-1 if unknown); no system call with rseq/vDSO. */
 int chi_current_cpu(void);
+/** Moves the calling thread to one of its allowed CPUs outside `cpus` (bit i: CPU i, 0-31),
+ *  leaving its affinity mask as it was. Returns 0, or -1 if it has no such CPU. */
+int chi_leave_cpus(uint32_t cpus);
 /** Returns the path of the shared object holding this code ("" if unknown). */
 const char *chi_self_path(void);
 

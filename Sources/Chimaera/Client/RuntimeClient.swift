@@ -170,7 +170,6 @@ package final class RuntimeClient: @unchecked Sendable {
     package func wait(_ t: UnsafeMutablePointer<chi_task_t>, timeoutNs: Int64) throws(ChiError) {
         _ = try offset(ofTask: t)
         let done = t.donePtr
-        if chi_load32(done) == DoneWord.done { return }
         if let rt = runtime, !ownsRuntime, let w = Worker.current, w.runtime === rt, let f = w.currentFiber {
             t.reservedPtr(1).pointee = UInt64(UInt(bitPattern: Unmanaged.passUnretained(f).toOpaque()))
             while chi_load32(done) != DoneWord.done {
@@ -178,11 +177,11 @@ package final class RuntimeClient: @unchecked Sendable {
             }
             return
         }
+        // Before the first look: a task that is already done may have been run by a worker
+        // that took this CPU from us, and the next call would share it again.
+        let onWorkerCpu = stuckOnWorkerCpu()
+        if chi_load32(done) == DoneWord.done { return }
         let start = chi_now_ns()
-        // Spinning on the CPU of a pinned worker would keep it from running the task: sleep
-        // at once there, so the worker gets the CPU and the wake-up brings us back.
-        let cpu = chi_current_cpu()
-        let onWorkerCpu = cpu >= 0 && cpu < 32 && segment.header.pointee.pinned_cpus & (1 << UInt32(cpu)) != 0
         // Never spin past the caller's timeout: a timeout of 0 polls once.
         let spin = timeoutNs >= 0 ? min(spinNs, UInt64(timeoutNs)) : spinNs
         let spinEnd = onWorkerCpu ? start : start &+ spin
@@ -212,6 +211,19 @@ package final class RuntimeClient: @unchecked Sendable {
                 throw ChiError(CInt(CHI_ENORUNTIME), "the runtime of segment \(segment.name) (pid \(daemonPid)) stopped before task \(t.pointee.task_id) completed")
             }
         }
+    }
+
+    /// Whether the calling thread runs on a pinned worker's CPU and cannot leave it.
+    ///
+    /// Spinning there would keep the worker from running the task, and sleeping there on
+    /// every call would cost ~10 us a call and could last: the kernel tends to wake a sleeper
+    /// where its waker runs. So the thread moves to another CPU it may use (its affinity mask
+    /// is left as it was); only a thread allowed nowhere else sleeps at once.
+    private func stuckOnWorkerCpu() -> Bool {
+        let cpu = chi_current_cpu()
+        let pinned = segment.header.pointee.pinned_cpus
+        guard cpu >= 0 && cpu < 32 && pinned & (1 << UInt32(cpu)) != 0 else { return false }
+        return chi_leave_cpus(pinned) != 0
     }
 
     /// Frees a task that is not in flight.
