@@ -213,16 +213,20 @@ package final class RuntimeClient: @unchecked Sendable {
         }
     }
 
-    /// Whether the calling thread runs on a pinned worker's CPU and cannot leave it.
+    /// Whether the calling thread runs on a pinned worker's CPU and should sleep at once.
     ///
-    /// Spinning there would keep the worker from running the task, and sleeping there on
-    /// every call would cost ~10 us a call and could last: the kernel tends to wake a sleeper
-    /// where its waker runs. So the thread moves to another CPU it may use (its affinity mask
-    /// is left as it was); only a thread allowed nowhere else sleeps at once.
+    /// Spinning there would keep the worker from running the task. Sleeping there on every
+    /// call costs ~10 us a call and can last while the worker is busy: the kernel tends to
+    /// wake a sleeper where its waker runs. So while the worker is awake the thread moves to
+    /// another CPU it may use (its affinity mask is left as it was). A sleeping worker is
+    /// only woken by this task: sharing its CPU once is cheaper than moving (the other CPU
+    /// may be halted too), and a thread allowed nowhere else has no choice.
     private func stuckOnWorkerCpu() -> Bool {
         let cpu = chi_current_cpu()
         let pinned = segment.header.pointee.pinned_cpus
         guard cpu >= 0 && cpu < 32 && pinned & (1 << UInt32(cpu)) != 0 else { return false }
+        let q = rings.count == 1 ? 0 : Int(Self.threadHash % UInt32(rings.count))
+        if chi_load32_relaxed(ringSleeping[q]) != 0 { return true }
         return chi_leave_cpus(pinned) != 0
     }
 
