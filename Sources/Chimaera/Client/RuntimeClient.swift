@@ -120,6 +120,10 @@ package final class RuntimeClient: @unchecked Sendable {
         return UInt32(truncatingIfNeeded: x ^ (x >> 17))
     }
 
+    /// The calling thread's ingress ring.
+    @inline(__always)
+    private var ringIndex: Int { rings.count == 1 ? 0 : Int(Self.threadHash % UInt32(rings.count)) }
+
     /// Hands a task to the runtime.
     @inline(__always)
     package func submit(_ t: UnsafeMutablePointer<chi_task_t>) throws(ChiError) {
@@ -134,7 +138,7 @@ package final class RuntimeClient: @unchecked Sendable {
             w.submitInternal(t, off: off)
             return
         }
-        let q = rings.count == 1 ? 0 : Int(Self.threadHash % UInt32(rings.count))
+        let q = ringIndex
         let ring = rings[q]
         if !ring.push(off) { try pushSlow(ring, off) }
         Worker.ring(seq: ringSeq[q], sleeping: ringSleeping[q])
@@ -225,8 +229,7 @@ package final class RuntimeClient: @unchecked Sendable {
         let cpu = chi_current_cpu()
         let pinned = segment.header.pointee.pinned_cpus
         guard cpu >= 0 && cpu < 32 && pinned & (1 << UInt32(cpu)) != 0 else { return false }
-        let q = rings.count == 1 ? 0 : Int(Self.threadHash % UInt32(rings.count))
-        if chi_load32_relaxed(ringSleeping[q]) != 0 { return true }
+        if chi_load32_relaxed(ringSleeping[ringIndex]) != 0 { return true }
         return chi_leave_cpus(pinned) != 0
     }
 
