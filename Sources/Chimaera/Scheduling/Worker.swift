@@ -332,13 +332,6 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func enqueueLocal(_ r: TaskRecord) {
         r.laneRef!.with { lane in
-            // Nothing else to run and not on a fiber: run it now rather than queue it and
-            // find it again later in the pass (a synchronous client waits for exactly this).
-            if activeLanes.isEmpty && ready.isEmpty && currentFiberRef == nil {
-                runOnFiber(r)
-                lane.tasksRun &+= 1
-                return
-            }
             lane.push(r)
             if !lane.isActive {
                 lane.isActive = true
