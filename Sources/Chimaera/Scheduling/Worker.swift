@@ -53,6 +53,8 @@ final class Worker: @unchecked Sendable {
 
     // Statistics, written by this worker only.
     var tasksRun: UInt64 = 0
+    /// Tasks a lane may run per pass on a worker without pollers (see runLanes).
+    static let laneBatch = 16
     /// Busy time is measured on one task in this many per lane (a power of two).
     static let busySampleEvery: UInt64 = 16
     var busyTicks: UInt64 = 0
@@ -342,16 +344,20 @@ final class Worker: @unchecked Sendable {
 
     private func runLanes() -> Bool {
         if activeLanes.isEmpty { return false }
+        // Tasks per lane per pass. With pollers, one, so that their completions are reaped
+        // between tasks; without, a batch saves a whole pass per task.
+        let batch = pollers.isEmpty ? Self.laneBatch : 1
         var i = 0
         while i < activeLanes.count {
             let ran = activeLanes[i].with { lane in
-                guard let r = lane.pop() else {
-                    lane.isActive = false
-                    return false
+                var n = 0
+                while n < batch, let r = lane.pop() {
+                    r.with { runOnFiber($0) }
+                    lane.tasksRun &+= 1
+                    n += 1
                 }
-                r.with { runOnFiber($0) }
-                lane.tasksRun &+= 1
-                return true
+                if n == 0 { lane.isActive = false }
+                return n > 0
             }
             if ran {
                 i += 1
