@@ -124,10 +124,7 @@ enum Bench {
         out.append(("rounds", Double(rounds)))
         // Throughput: the client's async phase and the raw ring, once each.
         let ring = ChildProcess.run(libexec + "/chi_bench_pingpong", ["--iters", "1000"])
-        let async = ChildProcess.run(libexec + "/chi_bench_client",
-                                     ["--segment", segment, "--sync", "0"] + asyncArgs
-                                         + (threads.map { ["--threads", $0] } ?? []),
-                                     timeoutMs: 600_000)
+        let async = client(segment, ["--sync", "0"] + asyncArgs + (threads.map { ["--threads", $0] } ?? []))
         guard ring.status == 0, async.status == 0 else {
             Tool.fail("throughput run failed: \(ring.status == 0 ? async.output : ring.output)")
             return nil
@@ -144,9 +141,7 @@ enum Bench {
             out.append(("sync_rtt_ns_p99_pinned", prtt.percentile(0.99)))
             out.append(("baseline_pingpong_ns_p50_pinned", pbase.percentile(0.50)))
             out.append(("ratio_p50_pinned", ratio(prtt, pbase)))
-            let pa = ChildProcess.run(libexec + "/chi_bench_client",
-                                      ["--segment", segment, "--sync", "0", "--threads", "1"] + asyncArgs,
-                                      timeoutMs: 600_000, cpu: 0)
+            let pa = client(segment, ["--sync", "0", "--threads", "1"] + asyncArgs, cpu: 0)
             if pa.status == 0, let v = ChildProcess.parseFlatJSON(pa.output)["async_tasks_per_s_1t"] {
                 out.append(("async_tasks_per_s_1t_pinned", v))
             }
@@ -166,15 +161,18 @@ enum Bench {
                 Tool.fail("baseline failed (\(b.status)): \(b.output.prefix(2000))")
                 return nil
             }
-            let c = ChildProcess.run(libexec + "/chi_bench_client",
-                                     ["--segment", segment, "--sync", String(per), "--async", "0", "--samples"],
-                                     timeoutMs: 600_000, cpu: cpu)
+            let c = client(segment, ["--sync", String(per), "--async", "0", "--samples"], cpu: cpu)
             guard c.status == 0, rtt.add(c.output) else {
                 Tool.fail("bench client failed (\(c.status)): \(c.output.prefix(2000))")
                 return nil
             }
         }
         return (rtt, base)
+    }
+
+    /// Runs chi_bench_client against `segment` (on `cpu` if given).
+    static func client(_ segment: String, _ args: [String], cpu: Int32? = nil) -> ChildProcess.Result {
+        ChildProcess.run(libexec + "/chi_bench_client", ["--segment", segment] + args, timeoutMs: 600_000, cpu: cpu)
     }
 
     static func ratio(_ a: Samples, _ b: Samples) -> Double {
@@ -188,16 +186,17 @@ enum Bench {
         private var counts: [UInt64: Int] = [:]
         private(set) var n = 0
 
-        /// Adds the samples line of a run's output; false if it has none.
+        /// Adds the samples line of a run's output; false if it has none or a malformed one.
         mutating func add(_ output: String) -> Bool {
             guard let line = output.split(separator: "\n").first(where: { $0.hasPrefix("samples") }) else { return false }
-            for pair in line.split(separator: " ").dropFirst() {
+            let pairs = line.split(separator: " ").dropFirst()
+            for pair in pairs {
                 let kv = pair.split(separator: ":")
                 guard kv.count == 2, let v = UInt64(kv[0]), let c = Int(kv[1]) else { return false }
                 counts[v, default: 0] += c
                 n += c
             }
-            return n > 0
+            return !pairs.isEmpty
         }
 
         /// Nearest rank, as the C programs compute it.
