@@ -60,8 +60,6 @@ final class Worker: @unchecked Sendable {
     var busyTicks: UInt64 = 0
     var sleeps: UInt64 = 0
 
-    /// A task already ran straight from enqueueLocal in this pass.
-    var inlinedThisPass = false
     /// The last pass did nothing but find operations in flight on pollers.
     var ioOnly = false
     /// The one busy poller of the last pass, when it can sleep (chi_container_add_waiting_poller).
@@ -202,7 +200,6 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func pollOnce() -> Bool {
         var did = false
-        inlinedThisPass = false
         if drainInbox() { did = true }
         if drainIngress() { did = true }
         if runReady() { did = true }
@@ -337,15 +334,6 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func enqueueLocal(_ r: TaskRecord) {
         r.laneRef!.with { lane in
-            // Idle, not on a fiber and no pollers: run it now rather than queue it for later in
-            // the pass (a synchronous client waits for exactly this). Once per pass; workers
-            // with pollers keep their pacing (see runLanes).
-            if !inlinedThisPass && pollers.isEmpty && activeLanes.isEmpty && ready.isEmpty && currentFiberRef == nil {
-                inlinedThisPass = true
-                runOnFiber(r)
-                lane.tasksRun &+= 1
-                return
-            }
             lane.push(r)
             if !lane.isActive {
                 lane.isActive = true
