@@ -1,7 +1,8 @@
 // Plain-function method handlers, called through libffi from a method's task-layout
 // descriptor: handler(rctx, field0, field1, ...) -> int32_t. IN scalars go by value; bulk
-// data as a bounds-checked pointer; everything else (IN blobs, OUT and INOUT fields) as a
-// pointer into the task.
+// data as a pointer the runtime checked (inside one buffer the submitter holds); everything
+// else (IN blobs, OUT and INOUT fields) as a pointer into the task, which is the runtime's
+// private copy, so nothing is read twice from memory a client can write.
 #include <errno.h>
 #include <ffi.h>
 #include <stdio.h>
@@ -100,8 +101,8 @@ static uint64_t read_count(const char *task, const chi_field_desc_t *f) {
     }
 }
 
-int chi_ffi_call(const chi_ffi_method_t *fm, chi_task_t *task, void *rctx, void *seg_base,
-                 uint64_t seg_size, int32_t *rc) {
+int chi_ffi_call(const chi_ffi_method_t *fm, chi_task_t *task, void *rctx,
+                 chi_bulk_resolve_fn resolve, int32_t *rc) {
     const chi_method_desc_t *m = fm->desc;
     char *t = (char *)task;
     void *ptrs[CHI_FFI_MAX_ARGS];
@@ -120,11 +121,8 @@ int chi_ffi_call(const chi_ffi_method_t *fm, chi_task_t *task, void *rctx, void 
             uint64_t n = read_count(t, &m->fields[f->bulk_size_field]);
             if (p.offset == 0 || n == 0) {
                 ptrs[i + 1] = NULL;
-            } else if (p.segment != 0 || n == UINT64_MAX || p.offset >= seg_size ||
-                       n > seg_size - p.offset) {
+            } else if (n == UINT64_MAX || (ptrs[i + 1] = resolve(rctx, p, n)) == NULL) {
                 return -EFAULT;
-            } else {
-                ptrs[i + 1] = (char *)seg_base + p.offset;
             }
         } else {
             ptrs[i + 1] = t + f->offset;

@@ -30,6 +30,7 @@ int chi_install_stop_signals(uint32_t *flag) {
     if (sigaction(SIGTERM, &sa, NULL) != 0) return -errno;
     if (sigaction(SIGINT, &sa, NULL) != 0) return -errno;
     signal(SIGPIPE, SIG_IGN);
+    signal(SIGXFSZ, SIG_IGN);
     return 0;
 }
 

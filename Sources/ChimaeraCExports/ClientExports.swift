@@ -102,3 +102,11 @@ public func chiTaskDel(_ h: OpaquePointer?, _ t: UnsafeMutablePointer<chi_task_t
         return 0
     }
 }
+
+@c(chi_task_cancel)
+public func chiTaskCancel(_ h: OpaquePointer?, _ t: UnsafeMutablePointer<chi_task_t>?) -> CInt {
+    Handles.withClient(h) { c throws(ChiError) -> CInt in
+        try c.cancel(try taskArg(t))
+        return 0
+    }
+}

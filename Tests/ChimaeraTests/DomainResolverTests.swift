@@ -35,7 +35,7 @@ func makePool(_ n: Int, tag: String) throws -> (Runtime, RuntimePool) {
     }
 
     func many(_ q: chi_domain_query_t, _ pool: RuntimePool) -> ([UInt32], UInt32)? {
-        if case .many(let cs, let iter) = DomainResolver.resolve(q, in: pool, node: 1) { return (cs.map(\.id), iter) }
+        if case .many(let cs, let iter) = DomainResolver.resolve(q, in: pool, node: 1) { return (cs.ids, iter) }
         return nil
     }
 

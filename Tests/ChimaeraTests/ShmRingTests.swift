@@ -4,10 +4,16 @@ import Testing
 
 @testable import Chimaera
 
+/// A ring in private memory (the ring code is the same wherever its memory is).
+func makeRing(depth: Int) -> ShmRing {
+    let p = UnsafeMutableRawPointer.allocate(byteCount: ShmRing.bytes(capacity: depth), alignment: 64)
+    ShmRing.format(at: p, capacity: depth, owner: 0)
+    return ShmRing(at: p)
+}
+
 @Suite struct ShmRingTests {
     @Test func fullRingRejectsPushWithoutLosingValues() throws {
-        let seg = try makeSegment("ringfull", depth: 64)
-        let ring = seg.ring(0)
+        let ring = makeRing(depth: 64)
         var pushed: [UInt64] = []
         var v: UInt64 = 100
         while ring.push(v) {
@@ -23,8 +29,7 @@ import Testing
     }
 
     @Test func fourProducersDeliverEveryValueOnceInProducerOrder() throws {
-        let seg = try makeSegment("ringmp", depth: 1024)
-        let ring = seg.ring(0)
+        let ring = makeRing(depth: 1024)
         let producers = 4, perProducer: UInt64 = 100_000
         struct Ctx { var ring: ShmRing; var id: UInt64; var n: UInt64 }
         let ctxs = UnsafeMutablePointer<Ctx>.allocate(capacity: producers)

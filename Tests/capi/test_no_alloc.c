@@ -1,6 +1,8 @@
 /* test_no_alloc: after warm-up, 10,000 synchronous Md calls make no heap allocation in the
- * daemon. The runner preloads preload/malloc_count.c into the daemon; the count lives in the
- * file named by $CHI_MALLOC_COUNT_FILE, which this test reads before and after. */
+ * daemon, for each kind of query: one container by id, a broadcast over a pool's 4
+ * containers (replicas and their folding), the containers of one physical node (choose-one
+ * and broadcast). The runner preloads preload/malloc_count.c into the daemon; the count
+ * lives in the file named by $CHI_MALLOC_COUNT_FILE, which this test reads before and after. */
 #include <fcntl.h>
 #include <sys/mman.h>
 
@@ -25,19 +27,33 @@ int main(void) {
     T_ASSERT(read_count(count) > 0, "the daemon counted no allocation at all: is the preload active?");
 
     T_OK(chi_client_init(NULL, &c));
-    chi_pool_create_opts_t o = {.size = sizeof o, .module = "small_message", .name = "noalloc"};
+    chi_pool_create_opts_t o = {.size = sizeof o, .module = "small_message", .name = "noalloc",
+                                .containers_per_node = 4};
     T_OK(chi_pool_create(c, &o, &pool));
-    chi_domain_query_t dq = chi_dq_direct_id(CHI_SUBDOMAIN_GLOBAL_CONTAINERS, 0);
-    for (int i = 0; i < 2000; i++) T_OK(chi_sm_md(c, pool, dq, 0, &ret));
-    uint64_t before = read_count(count);
-    for (int i = 0; i < 10000; i++) {
-        T_OK(chi_sm_md(c, pool, dq, 0, &ret));
-        T_ASSERT(ret == 1, "Md ret %d", ret);
+    struct {
+        const char *what;
+        chi_domain_query_t dq;
+        int32_t want;
+    } cases[] = {
+        {"direct id", chi_dq_direct_id(CHI_SUBDOMAIN_GLOBAL_CONTAINERS, 0), 1},
+        {"global broadcast", chi_dq_global_bcast(), 4},
+        {"physical node, choose one", chi_dq_direct_id(CHI_SUBDOMAIN_PHYSICAL_NODE, 1), 1},
+        {"physical node, broadcast",
+         chi_dq_make(CHI_DQ_DIRECT | CHI_DQ_ID | CHI_DQ_BCAST, CHI_SUBDOMAIN_PHYSICAL_NODE, 1, 1), 4},
+    };
+    for (size_t k = 0; k < sizeof cases / sizeof cases[0]; k++) {
+        for (int i = 0; i < 2000; i++) T_OK(chi_sm_md(c, pool, cases[k].dq, 0, &ret));
+        uint64_t before = read_count(count);
+        for (int i = 0; i < 10000; i++) {
+            T_OK(chi_sm_md(c, pool, cases[k].dq, 0, &ret));
+            T_ASSERT(ret == cases[k].want, "%s: Md ret %d, expected %d", cases[k].what, ret, cases[k].want);
+        }
+        uint64_t after = read_count(count);
+        printf("daemon heap allocations during 10000 sync Md (%s): %llu\n", cases[k].what,
+               (unsigned long long)(after - before));
+        T_ASSERT(after == before, "the daemon allocated %llu times during 10000 sync Md (%s)",
+                 (unsigned long long)(after - before), cases[k].what);
     }
-    uint64_t after = read_count(count);
-    printf("daemon heap allocations during 10000 sync Md: %llu\n", (unsigned long long)(after - before));
-    T_ASSERT(after == before, "the daemon allocated %llu times during 10000 sync Md",
-             (unsigned long long)(after - before));
     T_OK(chi_client_finalize(c));
     puts("test_no_alloc: ok");
     return T_EXIT_PASS;

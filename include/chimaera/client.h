@@ -55,9 +55,13 @@ int chi_client_segment(chi_client_t *client, char *buf, size_t cap);
 int chi_task_new(chi_client_t *client, uint64_t pool_id, uint32_t method, size_t task_size,
                  const chi_domain_query_t *dq, chi_task_t **out);
 
-/** Hands the task to the runtime. Non-blocking unless the runtime's queue is full, when it
- *  spins briefly; returns -EAGAIN if it stays full, -CHI_ENORUNTIME if the runtime is gone,
- *  -EBUSY if the task is already in flight. A fire-and-forget task must not be touched after. */
+/** Hands the task to the runtime. Non-blocking unless the runtime holds the client back
+ *  (its queue full: more than runtime.max_inflight_per_client tasks in flight), when it
+ *  waits; returns -EAGAIN if that lasts client.submit_timeout_ms (default 5 s),
+ *  -CHI_ENORUNTIME if the runtime is gone, -EBUSY if the task is already in flight,
+ *  -EINVAL for a deleted task. Inside a module method, a subtask nested deeper than
+ *  runtime.max_task_depth gives -CHI_ELIMIT. A fire-and-forget task must not be touched
+ *  after: the runtime frees it. */
 int chi_task_submit(chi_client_t *client, chi_task_t *task);
 
 /** Waits until the task completes: spins briefly, then sleeps on its completion word.
@@ -72,14 +76,26 @@ int chi_task_call(chi_client_t *client, chi_task_t *task, int64_t timeout_ns);
 /** Returns true once the task has completed. Never blocks. */
 bool chi_task_is_done(const chi_task_t *task);
 
-/** Frees a task. Returns -EBUSY (and frees nothing) while it is in flight. */
+/** Frees a task. Returns -EBUSY (and frees nothing) while it is in flight or, for a
+ *  fire-and-forget task, once submitted (the runtime frees it); -EINVAL for a task that was
+ *  already deleted. */
 int chi_task_del(chi_client_t *client, chi_task_t *task);
+
+/** Stops a periodic task (ABI 1.2): it completes with rc -ECANCELED after the run in
+ *  progress, if any; wait for it with chi_task_wait. Never blocks. Returns 0, or -EINVAL if
+ *  the task is not a periodic task of this client in flight. */
+int chi_task_cancel(chi_client_t *client, chi_task_t *task);
 
 /* ---- Buffers in shared memory ------------------------------------------------------- */
 
-/** Allocates size bytes (64-byte aligned) in shared memory, visible to the runtime. */
+/** Allocates size bytes (64-byte aligned) in shared memory, visible to the runtime. Blocks
+ *  of up to 32 KiB come from the client's own spans without a system call; larger ones cost
+ *  one round trip to the runtime. Returns -ENOMEM when the heap (or the client's quota,
+ *  runtime.max_client_memory) cannot hold it; a failed allocation changes nothing. A task's
+ *  bulk pointer must lie inside one such buffer, with its length. */
 int chi_buffer_alloc(chi_client_t *client, size_t size, void **out);
-/** Frees a buffer from chi_buffer_alloc. */
+/** Frees a buffer from chi_buffer_alloc. Returns -EINVAL, freeing nothing, for a pointer
+ *  that is not a live buffer of this client (a second free of the same buffer included). */
 int chi_buffer_free(chi_client_t *client, void *ptr);
 /** Converts a pointer into the segment to a process-independent pointer. */
 int chi_ptr_to_shm(chi_client_t *client, const void *ptr, chi_shm_ptr_t *out);

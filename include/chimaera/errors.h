@@ -22,7 +22,8 @@ extern "C" {
 #define CHI_ECONFIG      (CHI_EBASE + 8) /* bad configuration key or value */
 #define CHI_ESTOPPED     (CHI_EBASE + 9) /* the runtime or pool is shutting down */
 #define CHI_ENODE        (CHI_EBASE + 10) /* another node is unreachable or did not answer in time */
-#define CHI_ELAST        CHI_ENODE
+#define CHI_ELIMIT       (CHI_EBASE + 11) /* a runtime limit was reached (ABI 1.2); the message names its key */
+#define CHI_ELAST        CHI_ELIMIT
 
 /** Returns a static, never-NULL description of a code (positive or negative). */
 const char *chi_strerror(int code);

@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "chimaera/chimaera.h"
@@ -125,7 +126,8 @@ void chi_tls_set_error(const char *msg);
 
 /* ---- Process helpers -------------------------------------------------------------------- */
 
-/** Installs SIGTERM/SIGINT handlers that set *flag to 1 and futex-wake it. */
+/** Installs SIGTERM/SIGINT handlers that set *flag to 1 and futex-wake it, and ignores
+ *  SIGPIPE and SIGXFSZ (write errors come back as EPIPE and EFBIG instead). */
 int chi_install_stop_signals(uint32_t *flag);
 /** Pins the calling thread to one CPU. Returns 0 or -errno. */
 int chi_pin_thread(int cpu);
@@ -139,25 +141,52 @@ int chi_leave_cpus(uint32_t cpus);
 /** Returns the path of the shared object holding this code ("" if unknown). */
 const char *chi_self_path(void);
 
+/* ---- Unix sockets (registration) ------------------------------------------------------ */
+
+/** A non-blocking listening SOCK_SEQPACKET socket at path (mode 0600; a stale file is
+ *  replaced). Returns the fd or -errno. */
+int chi_unix_listen(const char *path, int backlog);
+/** Accepts a connection (non-blocking, close-on-exec). Returns the fd or -errno. */
+int chi_unix_accept(int lfd);
+/** Connects to path; sends and receives then time out after timeout_ms. Returns fd or -errno. */
+int chi_unix_connect(const char *path, int timeout_ms);
+/** The pid and uid of the process at the other end, as the kernel recorded them. */
+int chi_peer_cred(int fd, int32_t *pid, uint32_t *uid);
+/** send/recv of one message, retried on EINTR, never raising SIGPIPE. Return bytes or -errno. */
+ssize_t chi_sock_send(int fd, const void *buf, size_t len);
+ssize_t chi_sock_recv(int fd, void *buf, size_t len, int nonblock);
+/** epoll for readable fds (and hang-ups); eventfd for wake-ups. Return fds, counts or -errno.
+ *  chi_epoll_wait fills fds[i] and hangup[i] (EPOLLHUP or EPOLLERR) for up to max (<= 64). */
+int chi_epoll_create(void);
+int chi_epoll_add(int ep, int fd);
+int chi_epoll_del(int ep, int fd);
+int chi_epoll_wait(int ep, int32_t *fds, uint32_t *hangup, int max, int timeout_ms);
+int chi_eventfd(void);
+
 /* ---- Plain-function handlers (libffi) ---------------------------------------------------- */
 
 typedef struct chi_ffi_method chi_ffi_method_t;
+/** Resolves a bulk pointer of the task behind rctx: the address of [p, p + len) if it lies in
+ *  one buffer the task may name, else NULL. */
+typedef void *(*chi_bulk_resolve_fn)(void *rctx, chi_shm_ptr_t p, uint64_t len);
 /** Prepares the libffi call of m->handler from m's descriptors. Returns NULL if m has no
  *  handler, or on error with a message in err. */
 chi_ffi_method_t *chi_ffi_prepare(const chi_method_desc_t *m, char *err, size_t errlen);
 /** Calls the handler for `task`; stores its result in *rc. Returns 0, or -EFAULT (handler not
- *  called) when a bulk field does not lie inside the segment [seg_base, seg_base + seg_size). */
-int chi_ffi_call(const chi_ffi_method_t *fm, chi_task_t *task, void *rctx, void *seg_base,
-                 uint64_t seg_size, int32_t *rc);
+ *  called) when `resolve` refuses a bulk field. */
+int chi_ffi_call(const chi_ffi_method_t *fm, chi_task_t *task, void *rctx,
+                 chi_bulk_resolve_fn resolve, int32_t *rc);
 
 /* ---- Segment layout --------------------------------------------------------------------- */
 
 #define CHI_SEG_MAGIC 0x4348494D41455241ull /* "CHIMAERA" */
+#define CHI_SEG_LAYOUT 2u   /* bumped whenever anything below changes */
 #define CHI_SEG_READY 1u
 #define CHI_SEG_STOPPING 2u
 #define CHI_MAX_QUEUES 64u
-#define CHI_NCLASSES 32u
-#define CHI_SPAN_SHIFT 16u /* 64 KiB spans */
+#define CHI_SPAN_SHIFT 16u  /* the heap is handed out in 64 KiB spans */
+#define CHI_MIN_BLOCK_SHIFT 6u
+#define CHI_SLAB_CLASSES 10u /* slab blocks of 64 B .. 32 KiB; larger ones are extents */
 
 /** A worker's doorbell: a sequence word to futex-wait on, and whether the worker sleeps. */
 typedef struct chi_doorbell {
@@ -183,17 +212,8 @@ typedef struct chi_ring_cell {
     uint64_t value;
 } chi_ring_cell_t;
 
-/** The shared allocator's header. Free lists are tagged (tag << 40 | offset >> 6). */
-typedef struct chi_alloc_header {
-    uint64_t heap_off;
-    uint64_t heap_size;
-    uint64_t bump;               /* next unused byte, relative to heap_off */
-    uint64_t spans_off;          /* one byte per span: its size class */
-    uint64_t pad[4];
-    uint64_t free_heads[CHI_NCLASSES];
-} chi_alloc_header_t;
-
-/** The start of every segment. */
+/** The start of every segment. Written by the daemon only; clients read it. The heap's
+ *  ownership (which client holds which span) is kept in the daemon's private memory. */
 typedef struct chi_seg_header {
     uint64_t magic;
     uint32_t abi_major;
@@ -201,17 +221,91 @@ typedef struct chi_seg_header {
     uint64_t size;
     int32_t daemon_pid;
     uint32_t state;            /* CHI_SEG_* */
-    uint32_t nqueues;
-    uint32_t queue_depth;
+    uint32_t layout;           /* CHI_SEG_LAYOUT */
     uint32_t nworkers;
     uint32_t pinned_cpus;      /* bit i: a worker is pinned to CPU i (CPUs 0-31) */
-    uint64_t queues_off;       /* nqueues rings, each ring_stride bytes */
-    uint64_t ring_stride;
+    uint32_t span_shift;
     uint64_t doorbells_off;    /* nworkers doorbells */
-    uint64_t alloc_off;
-    uint64_t next_client;      /* atomic counter */
+    uint64_t heap_off;         /* spans start here */
+    uint64_t heap_size;
     uint64_t start_ns;
     char name[64];
+    char socket_path[108];     /* where clients register (a SOCK_SEQPACKET Unix socket) */
 } chi_seg_header_t;
+
+/* ---- A client's control area (runtime-owned spans; the client may write its rings) ----- */
+
+#define CHI_MSG_SLOTS 32u
+#define CHI_MSG_TEXT 1000u
+
+/** One error message the runtime left for a client's task: the task's reserved[2] holds
+ *  (gen << 8 | slot + 1); the text is valid while `gen` still matches. */
+typedef struct chi_msg_slot {
+    uint32_t gen;       /* odd while the runtime writes the slot */
+    uint32_t len;
+    uint64_t task_id;
+    char text[CHI_MSG_TEXT];
+    uint32_t pad[2];
+} chi_msg_slot_t;
+
+/** Made by the runtime when a client registers; the client finds it at area_off. */
+typedef struct chi_client_area {
+    uint64_t client_id;
+    uint32_t slot;
+    uint32_t nrings;           /* submission rings (one per low-latency worker) */
+    uint32_t ring_depth;
+    uint32_t returned_cap;
+    uint64_t ring_stride;
+    uint64_t rings_off;        /* segment offsets */
+    uint64_t returned_off;     /* fire-and-forget tasks the runtime hands back, to be freed */
+    uint64_t msgs_off;         /* CHI_MSG_SLOTS chi_msg_slot_t */
+    uint32_t ring_worker[CHI_MAX_QUEUES]; /* the worker that drains ring i (its doorbell) */
+} chi_client_area_t;
+
+/* A submission-ring value: a task offset (64-byte aligned), or one with a low tag. */
+#define CHI_RING_TAG_MASK 63ull
+#define CHI_RING_CANCEL 1ull  /* cancel the periodic task at (value & ~63) */
+
+/* ---- Registration (client <-> runtime, over the socket in chi_seg_header_t) ----------- */
+
+#define CHI_REG_MAGIC 0x43484952u /* "CHIR" */
+#define CHI_REG_MAX_OFFS 32u
+
+/* Requests. */
+#define CHI_REG_HELLO      1u /* register; the reply is a chi_reg_reply_t with the area */
+#define CHI_REG_SPANS      2u /* `count` spans for slab class `cls` of kind `kind` */
+#define CHI_REG_LARGE      3u /* one extent of at least `bytes` of kind `kind` */
+#define CHI_REG_FREE_SPANS 4u /* give back `count` slab spans at offs[] (no reply) */
+#define CHI_REG_FREE_LARGE 5u /* give back the extent at offs[0] (no reply) */
+
+/* What a client's memory is for (the runtime checks task and bulk pointers against it). */
+#define CHI_MEM_TASK   1u
+#define CHI_MEM_BUFFER 2u
+
+typedef struct chi_reg_msg {
+    uint32_t magic;
+    uint32_t type;
+    uint32_t abi_major;
+    uint32_t abi_minor;
+    uint32_t layout;
+    int32_t pid;
+    uint32_t kind;
+    uint32_t cls;
+    uint64_t count;
+    uint64_t bytes;
+    uint64_t offs[CHI_REG_MAX_OFFS];
+} chi_reg_msg_t;
+
+typedef struct chi_reg_reply {
+    uint32_t magic;
+    int32_t status;            /* 0 or -errno / -CHI_E* */
+    uint64_t client_id;
+    uint64_t area_off;
+    uint32_t slot;
+    uint32_t count;
+    uint64_t bytes;
+    uint64_t offs[CHI_REG_MAX_OFFS];
+    char message[256];
+} chi_reg_reply_t;
 
 #endif

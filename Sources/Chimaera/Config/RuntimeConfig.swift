@@ -45,6 +45,11 @@ package struct RuntimeConfig: Sendable, Equatable {
     package var clientSpinUs = 20
     /// The `cluster` section: the nodes this runtime works with.
     package var cluster = ClusterConfig()
+    /// The bounds on what clients may make the runtime spend (`runtime.max_*` and friends).
+    package var limits = RuntimeLimits()
+    /// `client.submit_timeout_ms`: how long chi_task_submit waits while the runtime holds
+    /// the client back (its ring full) before it returns -EAGAIN.
+    package var submitTimeoutMs = 5000
 
     /// The default configuration.
     package init() {}
@@ -122,6 +127,7 @@ package struct RuntimeConfig: Sendable, Equatable {
 
     private mutating func readRuntime(_ node: YAMLNode, _ r: ValueReader) throws(ConfigError) {
         var workersLine: Int?
+        var limitsLine: Int?
         for entry in try r.entries(of: node, path: "runtime") {
             let key = "runtime." + entry.key
             let v = entry.value
@@ -164,8 +170,14 @@ package struct RuntimeConfig: Sendable, Equatable {
             case "log_level":
                 logLevel = try r.choice(v, key)
             default:
-                throw r.unknownKey(key, line: entry.keyLine)
+                guard try limits.read(entry.key, v, key, r) else { throw r.unknownKey(key, line: entry.keyLine) }
+                limitsLine = entry.keyLine
             }
+        }
+        if let line = limitsLine, limits.maxTaskDepth >= limits.maxFibers {
+            throw ConfigError(
+                file: r.file, line: line,
+                message: "runtime.max_task_depth (\(limits.maxTaskDepth)) must be smaller than runtime.max_fibers (\(limits.maxFibers)): a chain of subtasks holds one fiber per level")
         }
         if let line = workersLine, lowLatencyWorkers + highLatencyWorkers < 1 {
             throw ConfigError(
@@ -181,6 +193,7 @@ package struct RuntimeConfig: Sendable, Equatable {
             switch entry.key {
             case "mode": clientMode = try r.choice(entry.value, key)
             case "spin_us": clientSpinUs = try r.integer(entry.value, key, in: Self.spinRange)
+            case "submit_timeout_ms": submitTimeoutMs = try r.integer(entry.value, key, in: 0...3_600_000)
             default: throw r.unknownKey(key, line: entry.keyLine)
             }
         }
@@ -342,7 +355,7 @@ extension RuntimeConfig {
 package typealias ConfigError = FileLineError
 
 /// Converts YAML nodes to values, producing errors that name the file, line and key.
-fileprivate struct ValueReader {
+struct ValueReader {
     let file: String
 
     /// The entries of a section; a null section (`runtime:` with nothing under it) has none.
@@ -449,7 +462,7 @@ private func isIdentifier(_ s: String) -> Bool {
 }
 
 /// `size` in the largest binary unit that divides it exactly, as `parseSize` reads it back.
-private func sizeText(_ size: Int) -> String {
+func sizeText(_ size: Int) -> String {
     for (shift, unit) in [(40, "T"), (30, "G"), (20, "M"), (10, "K")]
     where size != 0 && size % (1 << shift) == 0 {
         return "\(size >> shift)\(unit)"

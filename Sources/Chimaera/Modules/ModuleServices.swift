@@ -106,9 +106,12 @@ package enum ModuleServices {
         return i >= 0 && i < rec.replicas.count ? rec.replicas[i] : nil
     }
 
+    /// A bulk pointer of the task behind `r`, if `[p, p + size)` lies inside one buffer its
+    /// submitter holds (any live buffer for a subtask made by module code).
     package static func shmPointer(_ r: OpaquePointer, _ p: chi_shm_ptr_t, _ size: UInt64) -> UnsafeMutableRawPointer? {
-        guard p.segment == 0, let rt = runtime(of: r) else { return nil }
-        return rt.segment.pointer(p.offset, size)
+        let rec = TaskRecord.from(r)
+        guard let rt = rec.poolRef?.with({ $0.containers.first?.runtime }) else { return nil }
+        return rt.resolveBulk(p, size, owner: rec.bulkOwner)
     }
 
     /// Runs a runtime service for the task behind `r`; a failure's message travels back to

@@ -29,19 +29,19 @@ extension RemoteQueue {
             return reject(CInt(CHI_ENOCONTAINER), "container \(h.container) of pool \(pool.name) is not here")
         }
         let size = UInt64(m.pointee.task_size)
-        guard let off = runtime.allocator.allocate(size), let raw = runtime.segment.pointer(off, size) else {
-            return reject(ENOMEM, "no room in the segment for a task")
+        guard let block = runtime.sharedTasks.take(Int(size)) else {
+            return reject(CInt(CHI_EBADTASK), "a task of \(size) bytes exceeds runtime.max_task_size here")
         }
+        let raw = UnsafeMutableRawPointer(block.task)
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
         let bulks: [(field: Int, off: UInt64, size: UInt64)]
         do {
-            bulks = try TaskCodec.decodeRequestFields(&body, into: raw, m, segment: runtime.segment,
-                                                      allocator: runtime.allocator)
+            bulks = try TaskCodec.decodeRequestFields(&body, into: raw, m, segment: runtime.segment, slab: runtime.slab)
         } catch let e as ChiError {
-            runtime.allocator.free(off)
+            PrivateTaskPool.give(block)
             return reject(e.code, e.message)
         } catch {
-            runtime.allocator.free(off)
+            PrivateTaskPool.give(block)
             throw error
         }
         let t = raw.assumingMemoryBound(to: chi_task_t.self)
@@ -53,7 +53,7 @@ extension RemoteQueue {
         t.pointee.prio = h.prio
         t.pointee.flags = h.flags & ~UInt32(CHI_TASK_PERIODIC | CHI_TASK_FIRE_AND_FORGET)
         t.pointee.lane_hash = h.laneHash
-        let inc = RemoteIncoming(conn: c, reqId: h.reqId, task: t, taskOff: off, bulks: bulks)
+        let inc = RemoteIncoming(conn: c, reqId: h.reqId, block: block, bulks: bulks)
         let n = chi_add64(c.inflight, 1) &+ 1
         if n >= Self.maxInflight { c.setReading(false) }
         submit(inc, container: pool.containers[Int(h.container)])
@@ -77,7 +77,8 @@ extension RemoteQueue {
         var rc = CInt(h.rc)
         if let m = r.method, !(rc < 0 && body.readableBytes == 0) {
             do {
-                try TaskCodec.decodeReplyFields(&body, into: r.task, m, segment: runtime.segment)
+                let owner = r.bulkOwner
+                try TaskCodec.decodeReplyFields(&body, into: r.task, m) { runtime.resolveBulk($0, $1, owner: owner) }
             } catch {
                 rc = -error.code
                 r.errorMessage = "reply from \(map.describe(p.id)): \(error.message)"
@@ -98,8 +99,7 @@ extension RemoteQueue {
             return
         }
         pool.inflightAdd(pool.networkSlot, -1)
-        if let msg = r.errorMessage, r.task.pointee.rc < 0 { runtime.attachMessage(msg, to: r.task) }
-        runtime.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal)
+        runtime.finish(r, thread: runtime.workers.count)
         w.post(.recycle, r)
     }
 
@@ -150,21 +150,21 @@ extension RemoteQueue {
 
     func createFromCatalog(id: UInt64, module: String, name: String, perNode: UInt32,
                                    params: [UInt8], from node: UInt32) {
-        let size = UInt64(MemoryLayout<chi_admin_create_pool_task_t>.size)
+        let size = MemoryLayout<chi_admin_create_pool_task_t>.size
         guard id > 0, id < UInt64(Runtime.maxPools),
               module.utf8.count < Int(CHI_NAME_MAX), name.utf8.count < Int(CHI_NAME_MAX),
-              let off = runtime.allocator.allocate(size), let raw = runtime.segment.pointer(off, size)
+              let block = runtime.sharedTasks.take(size)
         else { return }
-        raw.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
+        let raw = UnsafeMutableRawPointer(block.task)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
         let t = raw.assumingMemoryBound(to: chi_admin_create_pool_task_t.self)
         var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
         if !params.isEmpty {
-            guard let poff = runtime.allocator.allocate(UInt64(params.count)),
-                  let pp = runtime.segment.pointer(poff, UInt64(params.count)) else {
-                runtime.allocator.free(off)
+            guard let poff = try? runtime.slab.allocate(UInt64(params.count), kind: UInt32(CHI_MEM_BUFFER)) else {
+                PrivateTaskPool.give(block)
                 return
             }
-            pp.copyMemory(from: params, byteCount: params.count)
+            (runtime.segment.base + Int(poff)).copyMemory(from: params, byteCount: params.count)
             t.pointee.params = chi_shm_ptr_t(segment: 0, reserved: 0, offset: poff)
             t.pointee.params_size = UInt32(params.count)
             bulks.append((4, poff, UInt64(params.count)))
@@ -180,8 +180,7 @@ extension RemoteQueue {
         _ = chi_add32(catalogJobs, 1)
         count(.catalogPools)
         let desc = map.describe(node)
-        let inc = RemoteIncoming(conn: nil, reqId: 0, task: raw.assumingMemoryBound(to: chi_task_t.self),
-                                 taskOff: off, bulks: bulks) { [self] rc, msg in
+        let inc = RemoteIncoming(conn: nil, reqId: 0, block: block, bulks: bulks) { [self] rc, msg in
             if rc < 0 { Log.warn("remote: pool \"\(name)\" (id \(id)) from \(desc)'s catalog: \(msg ?? ChiError.describe(rc))") }
             _ = chi_sub32(self.catalogJobs, 1)
         }

@@ -9,19 +9,20 @@ final class RemoteIncoming: @unchecked Sendable {
     /// The connection the request came on; nil for a job this node gave itself (catalog sync).
     let conn: Connection?
     let reqId: UInt64
-    let task: UnsafeMutablePointer<chi_task_t>
-    let taskOff: UInt64
+    /// The task, in the runtime's private memory (given back with the reply).
+    let block: PrivateTask
+    var task: UnsafeMutablePointer<chi_task_t> { block.task }
+    /// The runtime's buffers holding its bulk data, by field index.
     let bulks: [(field: Int, off: UInt64, size: UInt64)]
     /// For local jobs: called with the status on the worker.
     let onDone: (@Sendable (CInt, String?) -> Void)?
 
-    init(conn: Connection?, reqId: UInt64, task: UnsafeMutablePointer<chi_task_t>, taskOff: UInt64,
+    init(conn: Connection?, reqId: UInt64, block: PrivateTask,
          bulks: [(field: Int, off: UInt64, size: UInt64)], onDone: (@Sendable (CInt, String?) -> Void)? = nil)
     {
         self.conn = conn
         self.reqId = reqId
-        self.task = task
-        self.taskOff = taskOff
+        self.block = block
         self.bulks = bulks
         self.onDone = onDone
     }
@@ -181,7 +182,8 @@ package final class RemoteQueue: @unchecked Sendable {
         let reqId = chi_add64(p.nextReqId, 1) &+ 1
         let frame: ByteBuffer
         do {
-            frame = try TaskCodec.encodeRequest(t, m, container: c.id, reqId: reqId, segment: runtime.segment)
+            let owner = r.bulkOwner
+            frame = try TaskCodec.encodeRequest(t, m, container: c.id, reqId: reqId) { runtime.resolveBulk($0, $1, owner: owner) }
         } catch {
             r.errorMessage = error.message
             w.complete(r, rc: -error.code)
@@ -225,8 +227,8 @@ package final class RemoteQueue: @unchecked Sendable {
             inc.onDone?(inc.task.pointee.rc, r.errorMessage)
         }
         count(.served)
-        for x in inc.bulks { runtime.allocator.free(x.off) }
-        runtime.allocator.free(inc.taskOff)
+        for x in inc.bulks { try? runtime.slab.free(x.off, kind: UInt32(CHI_MEM_BUFFER)) }
+        PrivateTaskPool.give(inc.block)
     }
 
     // MARK: Batching on workers

@@ -56,8 +56,10 @@ enum TaskCodec {
     // MARK: Requests
 
     /// Encodes task `t` (method `m`) for container `container` of another node.
+    /// `resolve` checks a bulk pointer of the task (inside one buffer its submitter holds).
     static func encodeRequest(_ t: UnsafeMutablePointer<chi_task_t>, _ m: UnsafePointer<chi_method_desc_t>,
-                              container: UInt32, reqId: UInt64, segment: SharedSegment) throws(ChiError) -> ByteBuffer
+                              container: UInt32, reqId: UInt64,
+                              resolve: (chi_shm_ptr_t, UInt64) -> UnsafeMutableRawPointer?) throws(ChiError) -> ByteBuffer
     {
         let raw = UnsafeRawPointer(t)
         let fs = fields(m)
@@ -79,8 +81,8 @@ enum TaskCodec {
                 b.writeInteger(n)
                 if f.bulk_mode & UInt32(CHI_DT_WRITE) != 0 && n > 0 {
                     let ptr = (raw + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
-                    guard ptr.segment == 0, let p = segment.pointer(ptr.offset, n) else {
-                        throw ChiError(EFAULT, "bulk field \(String(cString: f.name)): [\(ptr.offset), +\(n)) is outside the segment")
+                    guard let p = resolve(ptr, n) else {
+                        throw ChiError(EFAULT, "bulk field \(String(cString: f.name)): [\(ptr.offset), +\(n)) is not inside one buffer the task's submitter holds")
                     }
                     b.writeBytes(UnsafeRawBufferPointer(start: p, count: Int(n)))
                 }
@@ -111,13 +113,14 @@ enum TaskCodec {
                       flags: try b.readInt("flags"), laneHash: try b.readInt("lane hash"))
     }
 
-    /// Fills a freshly allocated, zeroed task from the request's fields, allocating a buffer
-    /// in `segment` for each bulk field. Returns the buffers (offset, length) by field index.
-    /// Throws FrameError when the body does not match the descriptors; ChiError(ENOMEM) when
-    /// the segment is full. On any throw the buffers made so far are freed.
+    /// Fills a freshly allocated, zeroed task from the request's fields, allocating one of
+    /// the runtime's buffers (`slab`) in `segment` for each bulk field. Returns the buffers
+    /// (offset, length) by field index. Throws FrameError when the body does not match the
+    /// descriptors; ChiError(ENOMEM) when the segment is full. On any throw the buffers made
+    /// so far are freed.
     static func decodeRequestFields(_ b: inout ByteBuffer, into t: UnsafeMutableRawPointer,
                                     _ m: UnsafePointer<chi_method_desc_t>, segment: SharedSegment,
-                                    allocator: ShmAllocator) throws -> [(field: Int, off: UInt64, size: UInt64)]
+                                    slab: SlabAllocator) throws -> [(field: Int, off: UInt64, size: UInt64)]
     {
         let fs = fields(m)
         var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
@@ -133,7 +136,7 @@ enum TaskCodec {
                     guard n <= maxBulk else { throw FrameError.malformed("bulk of \(n) bytes") }
                     var ptr = chi_shm_ptr_t()
                     if n > 0 {
-                        guard let off = allocator.allocate(n), let p = segment.pointer(off, n) else {
+                        guard let off = try? slab.allocate(n, kind: UInt32(CHI_MEM_BUFFER)), let p = segment.pointer(off, n) else {
                             throw ChiError(ENOMEM, "no room in the segment for \(n) bytes of bulk data")
                         }
                         bulks.append((i, off, n))
@@ -155,7 +158,7 @@ enum TaskCodec {
                 throw FrameError.malformed("\(b.readableBytes) bytes left over after the fields")
             }
         } catch {
-            for x in bulks { allocator.free(x.off) }
+            for x in bulks { try? slab.free(x.off, kind: UInt32(CHI_MEM_BUFFER)) }
             throw error
         }
         return bulks
@@ -229,10 +232,11 @@ enum TaskCodec {
     }
 
     /// Writes a reply's outputs into the original task: OUT fields, and DT_EXPOSE bulk data
-    /// into the buffers the task's bulk fields point at (bounds-checked against the
-    /// segment and the field's length).
+    /// into the buffers the task's bulk fields point at (checked by `resolve`: inside one
+    /// buffer the task's submitter holds, and no longer than the field's length).
     static func decodeReplyFields(_ b: inout ByteBuffer, into t: UnsafeMutablePointer<chi_task_t>,
-                                  _ m: UnsafePointer<chi_method_desc_t>, segment: SharedSegment) throws(ChiError)
+                                  _ m: UnsafePointer<chi_method_desc_t>,
+                                  resolve: (chi_shm_ptr_t, UInt64) -> UnsafeMutableRawPointer?) throws(ChiError)
     {
         let raw = UnsafeMutableRawPointer(t)
         let fs = fields(m)
@@ -251,7 +255,7 @@ enum TaskCodec {
                 if n == 0 { continue }
                 let want = try bulkLength(raw, f, fs)
                 let ptr = (raw + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
-                guard n <= want, ptr.segment == 0, let p = segment.pointer(ptr.offset, n) else {
+                guard n <= want, let p = resolve(ptr, n) else {
                     throw ChiError(EFAULT, "bulk field \(String(cString: f.name)): \(n) bytes came back for a buffer of \(want)")
                 }
                 let s = try b.readExactly(Int(n), "bulk data")

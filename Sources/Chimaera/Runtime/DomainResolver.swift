@@ -10,7 +10,7 @@ import CChimaera
 enum DomainResolver {
     enum Resolution {
         case one(Ref<Container>)
-        case many([Container], UInt32)
+        case many(ContainerRange, UInt32)
         case failure(CInt)
     }
 
@@ -22,12 +22,23 @@ enum DomainResolver {
               sel.nonzeroBitCount == 1, iter.nonzeroBitCount <= 1
         else { return .failure(EINVAL) }
 
-        // Physical node: the containers living on node `sel`.
+        // Physical node: the containers living on node `sel` (numbered node by node, so a
+        // run of ids; found without allocating, since this runs for every such task).
         if q.sub_domain == UInt32(CHI_SUBDOMAIN_PHYSICAL_NODE) {
-            let onNode = pool.containers.filter { UInt64($0.node) == q.sel }
-            if onNode.isEmpty { return .failure(CInt(CHI_ENOCONTAINER)) }
-            if onNode.count == 1 { return .one(Ref(onNode[0])) }
-            return .many(onNode, iter == 0 ? UInt32(CHI_DQ_CHOOSE_ONE) : iter)
+            let all = pool.containers
+            guard let lo = all.firstIndex(where: { UInt64($0.node) == q.sel }) else {
+                return .failure(CInt(CHI_ENOCONTAINER))
+            }
+            var hi = lo + 1
+            while hi < all.count && UInt64(all[hi].node) == q.sel { hi += 1 }
+            let it = iter == 0 ? UInt32(CHI_DQ_CHOOSE_ONE) : iter
+            if all[hi...].contains(where: { UInt64($0.node) == q.sel }) {
+                // Not one run (containers moved): a copied list, the uncommon case.
+                let onNode = all.filter { UInt64($0.node) == q.sel }
+                return .many(ContainerRange(onNode, 0, onNode.count), it)
+            }
+            if hi - lo == 1 { return .one(Ref(all[lo])) }
+            return .many(ContainerRange(all, lo, hi), it)
         }
         let local = scope == UInt32(CHI_DQ_LOCAL)
             || q.sub_domain == UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS)
@@ -47,8 +58,29 @@ enum DomainResolver {
             guard q.sel < n else { return .failure(CInt(CHI_ENOCONTAINER)) }
             let end = q.count == 0 ? n : min(n, q.sel &+ q.count)
             if end <= q.sel { return .failure(CInt(CHI_ENOCONTAINER)) }
-            let range = Array(set[Int(q.sel)..<Int(end)])
-            return .many(range, iter == 0 ? UInt32(CHI_DQ_BCAST) : iter)
+            return .many(ContainerRange(set, Int(q.sel), Int(end)), iter == 0 ? UInt32(CHI_DQ_BCAST) : iter)
         }
     }
+}
+
+/// A run of a pool's containers, without copying them out of its array.
+struct ContainerRange {
+    let all: [Container]
+    let lo: Int
+    let hi: Int
+
+    init(_ all: [Container], _ lo: Int, _ hi: Int) {
+        self.all = all
+        self.lo = lo
+        self.hi = hi
+    }
+
+    var count: Int { hi - lo }
+
+    subscript(i: Int) -> Container { all[lo + i] }
+
+    /// The i-th container, unretained.
+    func ref(_ i: Int) -> Ref<Container> { all.withUnsafeBufferPointer { Ref(Unmanaged.passUnretained($0[lo + i])) } }
+
+    var ids: [UInt32] { (lo..<hi).map { all[$0].id } }
 }

@@ -155,7 +155,9 @@ final class Container: @unchecked Sendable {
 }
 
 /// A FIFO of tasks inside a container, owned by exactly one worker (only it touches the
-/// queue; others read the load counter).
+/// queue; others read the load counter). Subtasks (depth > 0) queue apart from clients'
+/// tasks and run first: finishing work already started frees fibers before new work takes
+/// them. Each of the two queues is strictly FIFO.
 final class Lane: @unchecked Sendable {
     let containerRef: Ref<Container>
     var container: Container { containerRef.o }
@@ -164,8 +166,8 @@ final class Lane: @unchecked Sendable {
     let prio: UInt32
     let workerRef: Ref<Worker>
     var worker: Worker { workerRef.o }
-    private var head: Ref<TaskRecord>?
-    private var tail: Ref<TaskRecord>?
+    private var top = RecordQueue()
+    private var nested = RecordQueue()
     /// Queued tasks, read racily by other workers for least-loaded mapping.
     let queued = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     var tasksRun: UInt64 = 0
@@ -184,17 +186,57 @@ final class Lane: @unchecked Sendable {
     var load: Int { Int(chi_load64_relaxed(queued)) }
 
     @inline(__always)
+    private func count(_ d: UInt64) { chi_store64_relaxed(queued, chi_load64_relaxed(queued) &+ d) }
+
+    @inline(__always)
     func push(_ r: TaskRecord) {
+        if r.depth == 0 { top.push(r) } else { nested.push(r) }
+        count(1)
+    }
+
+    /// Puts back a task that could not start, ahead of the others of its queue.
+    func pushFront(_ r: Ref<TaskRecord>) {
+        if r.with({ $0.depth }) == 0 { top.pushFront(r) } else { nested.pushFront(r) }
+        count(1)
+    }
+
+    /// The next task to run, unretained (its worker owns it): subtasks first.
+    @inline(__always)
+    func pop() -> Ref<TaskRecord>? {
+        guard let r = nested.pop() ?? top.pop() else { return nil }
+        count(0 &- 1)
+        return r
+    }
+
+    /// The oldest queued subtask, if any.
+    func popNested() -> Ref<TaskRecord>? {
+        guard let r = nested.pop() else { return nil }
+        count(0 &- 1)
+        return r
+    }
+}
+
+/// An intrusive FIFO of records (through `nextRef`).
+struct RecordQueue {
+    private var head: Ref<TaskRecord>?
+    private var tail: Ref<TaskRecord>?
+
+    @inline(__always)
+    mutating func push(_ r: TaskRecord) {
         r.nextRef = nil
         let ref = Ref(r)
         if let t = tail { t.with { $0.nextRef = ref } } else { head = ref }
         tail = ref
-        chi_store64_relaxed(queued, chi_load64_relaxed(queued) &+ 1)
     }
 
-    /// The oldest queued record, unretained (its worker owns it).
+    mutating func pushFront(_ r: Ref<TaskRecord>) {
+        r.with { $0.nextRef = head }
+        head = r
+        if tail == nil { tail = r }
+    }
+
     @inline(__always)
-    func pop() -> Ref<TaskRecord>? {
+    mutating func pop() -> Ref<TaskRecord>? {
         guard let h = head else { return nil }
         let next = h.with { r in
             let n = r.nextRef
@@ -203,7 +245,6 @@ final class Lane: @unchecked Sendable {
         }
         head = next
         if next == nil { tail = nil }
-        chi_store64_relaxed(queued, chi_load64_relaxed(queued) &- 1)
         return h
     }
 }

@@ -7,7 +7,16 @@ import Glibc
 package final class Runtime: @unchecked Sendable {
     package let config: RuntimeConfig
     package let segment: SharedSegment
-    let allocator: ShmAllocator
+    /// Who owns each span of the heap (private to the runtime).
+    let spans: SpanMap
+    /// The runtime's own buffers in the segment (bulk data of requests from other nodes,
+    /// buffers module code allocates).
+    let slab: SlabAllocator
+    /// Clients, their rings and their memory.
+    private(set) var registry: ClientRegistry!
+    /// Private tasks for threads that are not workers (the network thread, callers of the
+    /// internal client outside a worker).
+    let sharedTasks: PrivateTaskPool
     let loader: ModuleLoader
     private(set) var workers: [Worker] = []
     /// The nodes of the cluster and which one this is (a single node is node 1).
@@ -19,7 +28,6 @@ package final class Runtime: @unchecked Sendable {
     let startNs = chi_now_ns()
     /// 1 once a stop was requested; the main thread futex-waits on it.
     package let stopFlag = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
-    var badTasks: UInt64 = 0
 
     static let maxPools = 1 << 16
     static let adminPoolId = UInt64(CHI_ADMIN_POOL_ID)
@@ -33,6 +41,7 @@ package final class Runtime: @unchecked Sendable {
     private let laneCursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
     private var started = false
     private var stopped = false
+    private let anonymous: Bool
     /// The client handed to module code for subtasks (set by the C exports layer).
     package var internalClient: RuntimeClient?
 
@@ -46,12 +55,13 @@ package final class Runtime: @unchecked Sendable {
         let nLL = config.lowLatencyWorkers
         let nHL = config.highLatencyWorkers
         let nWorkers = max(1, nLL + nHL)
-        let nQueues = max(1, nLL > 0 ? nLL : nWorkers)
         segment = try SharedSegment.create(
-            name: segmentName, size: config.shmSize,
-            layout: .init(queues: nQueues, queueDepth: config.queueDepth, workers: nWorkers),
+            name: segmentName, size: config.shmSize, layout: .init(workers: nWorkers),
             anonymous: anonymous)
-        allocator = segment.allocator
+        self.anonymous = anonymous
+        spans = SpanMap(heapOff: segment.heapOff, heapSize: segment.heapSize)
+        slab = SlabAllocator(source: RuntimeSpans(spans), heapOff: segment.heapOff)
+        sharedTasks = PrivateTaskPool(maxTaskSize: config.limits.maxTaskSize + PrivateTask.prefix, owner: nil)
         loader = ModuleLoader(configPaths: config.modulePath)
         stopFlag.initialize(to: 0)
         poolSlots.initialize(repeating: 0, count: Self.maxPools)
@@ -66,9 +76,10 @@ package final class Runtime: @unchecked Sendable {
         for i in 0..<nWorkers {
             let kind: Worker.Kind = i < nLL || nLL + nHL == 0 ? .lowLatency : .highLatency
             workers.append(Worker(id: i, kind: kind, runtime: self, doorbell: segment.doorbell(i),
-                                  spinNs: spin))
+                                  spinNs: spin, spans: spans))
         }
-        for q in 0..<nQueues { workers[q % nWorkers].ingress.append(segment.ring(q)) }
+        registry = ClientRegistry(runtime: self, segment: segment, maxClients: config.limits.maxClients,
+                                  queueDepth: config.queueDepth, quota: UInt64(config.limits.maxClientMemory))
         if config.pinWorkers { planPinning() }
         placeSegment()
     }
@@ -107,6 +118,9 @@ package final class Runtime: @unchecked Sendable {
         for m in config.modules { _ = try loader.load(m) }
         _ = Clock.nsPerTick
         for w in workers { try w.start() }
+        // Clients register here; an embedded runtime (an unlinked segment) takes only its
+        // own process's clients, by a call.
+        try registry.start(socketPath: anonymous ? nil : SharedSegment.socketPath(segment.name))
         if cluster.isMultiNode {
             let rq = RemoteQueue(runtime: self, map: cluster, config: config.cluster)
             remote = rq
@@ -140,6 +154,7 @@ package final class Runtime: @unchecked Sendable {
         stopped = true
         requestStop()
         chi_store32(&segment.header.pointee.state, CHI_SEG_STOPPING)
+        registry.stop()
         // Requests from other nodes get their replies out first (at most a second), then the
         // network closes: what is still in flight to other nodes fails on the workers.
         if let rq = remote {
@@ -318,8 +333,8 @@ package final class Runtime: @unchecked Sendable {
         var n = 0
         for w in workers {
             n += w.inbox.count
-            for r in w.ingress { n += r.count }
         }
+        n += registry.queuedInRings()
         pthread_mutex_lock(&lock)
         for p in poolsByName.values {
             for c in p.containers { for l in c.lanes { n += l.load } }
@@ -341,29 +356,53 @@ package final class Runtime: @unchecked Sendable {
 
     // MARK: Completion
 
-    /// Leaves an error message for the client in shared memory (reserved[2]).
-    func attachMessage(_ msg: String, to t: UnsafeMutablePointer<chi_task_t>) {
-        let bytes = Array(msg.utf8.prefix(4000))
-        guard t.reservedPtr(2).pointee == 0,
-              let off = allocator.allocate(UInt64(bytes.count + 1)),
-              let p = segment.pointer(off, UInt64(bytes.count + 1)) else { return }
-        p.copyMemory(from: bytes, byteCount: bytes.count)
-        p.storeBytes(of: 0, toByteOffset: bytes.count, as: UInt8.self)
-        t.reservedPtr(2).pointee = off
+    /// Ends a task: copies a client task's results back into its shared memory and wakes its
+    /// waiter (or hands a fire-and-forget task back to its client to free); wakes the fiber
+    /// or thread waiting for an internal task. `thread` is the caller's worker id, or the
+    /// network thread's slot. Replies to other nodes are the caller's business.
+    @inline(__always)
+    func finish(_ r: TaskRecord, thread: Int) {
+        let t = r.task
+        if let sref = r.slotRef, let shm = r.shm {
+            sref.with { slot in
+                if t.pointee.flags & UInt32(CHI_TASK_FIRE_AND_FORGET) != 0 {
+                    if !(slot.returned?.push(r.shmOff) ?? false) { _ = chi_add64(slot.returnedDropped, 1) }
+                } else {
+                    let hdr = MemoryLayout<chi_task_t>.size
+                    if r.copyBack {
+                        let n = Int(t.pointee.size) - hdr
+                        if n > 0 { (UnsafeMutableRawPointer(shm) + hdr).copyMemory(from: UnsafeRawPointer(t) + hdr, byteCount: n) }
+                        shm.pointee.runs = t.pointee.runs
+                    }
+                    let rc = t.pointee.rc
+                    shm.pointee.rc = rc
+                    if rc < 0, let msg = r.errorMessage {
+                        shm.pointee.reserved.2 = slot.leaveMessage(msg, taskId: t.pointee.task_id)
+                    }
+                    if chi_xchg32(shm.donePtr, DoneWord.done) == DoneWord.sleeper {
+                        _ = chi_futex_wake(shm.donePtr, Int32.max)
+                    }
+                }
+                // After the last write to the client's memory: once every accepted task is
+                // counted, a client that went can be reclaimed.
+                slot.countCompleted(thread)
+            }
+            return
+        }
+        if let b = r.blockRef, !r.ownsBlock {
+            b.with { Runtime.finishPrivate($0, message: t.pointee.rc < 0 ? r.errorMessage : nil) }
+        }
     }
 
-    /// Marks a task done and wakes whoever waits: a sleeping client (futex) or a runtime
-    /// fiber. Fire-and-forget tasks are freed here.
-    @inline(__always)
-    func finishTask(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64, isInternal: Bool) {
-        let flags = t.pointee.flags
-        let waiter = t.reservedPtr(1).pointee
-        let old = chi_xchg32(t.donePtr, DoneWord.done)
-        if old == DoneWord.sleeper {
-            _ = chi_futex_wake(t.donePtr, Int32.max)
-        } else if old == DoneWord.fiber && isInternal, let p = UnsafeRawPointer(bitPattern: UInt(waiter)) {
-            // Borrowed, not retained: this runs on every completed subtask.
-            Ref(Unmanaged<Fiber>.fromOpaque(p)).with { f in
+    /// Completes an internal task: its message, its completion word, its waiter (fiber or
+    /// thread). A fire-and-forget one goes back to its pool.
+    static func finishPrivate(_ pt: PrivateTask, message: String?) {
+        if let message { pt.message = message }
+        let faf = pt.task.pointee.flags & UInt32(CHI_TASK_FIRE_AND_FORGET) != 0
+        // The waiter stored itself before announcing itself in the word: read it after.
+        let old = chi_xchg32(pt.state, DoneWord.done)
+        if old == DoneWord.fiber, let f = pt.waiter {
+            f.with { f in
                 f.workerRef.with { w in
                     if Unmanaged.passUnretained(w).toOpaque() == chi_tls_worker() {
                         w.ready.append(Ref(f))
@@ -372,7 +411,34 @@ package final class Runtime: @unchecked Sendable {
                     }
                 }
             }
+        } else if old == DoneWord.sleeper {
+            _ = chi_futex_wake(pt.state, Int32.max)
         }
-        if flags & UInt32(CHI_TASK_FIRE_AND_FORGET) != 0 { allocator.free(off) }
+        if faf { PrivateTaskPool.give(pt) }
     }
+
+    /// Shows a client the outcome of one run of its periodic task (status, runs, outputs).
+    func publishRun(_ r: TaskRecord) {
+        guard let shm = r.shm, r.copyBack else { return }
+        let t = r.task
+        let hdr = MemoryLayout<chi_task_t>.size
+        let n = Int(t.pointee.size) - hdr
+        if n > 0 { (UnsafeMutableRawPointer(shm) + hdr).copyMemory(from: UnsafeRawPointer(t) + hdr, byteCount: n) }
+        shm.pointee.rc = t.pointee.rc
+        chi_store32(&shm.pointee.runs, t.pointee.runs)
+    }
+
+    /// The address of bulk range `[p, p + len)` if it lies inside one buffer that `owner`
+    /// holds (0: code inside the runtime, any live buffer), else nil.
+    @inline(__always)
+    func resolveBulk(_ p: chi_shm_ptr_t, _ len: UInt64, owner: UInt16) -> UnsafeMutableRawPointer? {
+        guard p.segment == 0, spans.bulkOK(p.offset, len, owner: owner == 0 ? nil : owner) else { return nil }
+        return segment.base + Int(p.offset)
+    }
+}
+
+/// chi_ffi_call's bulk resolver: the check of the task behind the run context.
+let resolveBulkForFFI: chi_bulk_resolve_fn = { rctx, p, len in
+    guard let rctx else { return nil }
+    return ModuleServices.shmPointer(OpaquePointer(rctx), p, len)
 }

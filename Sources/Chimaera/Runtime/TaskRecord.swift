@@ -1,12 +1,38 @@
 import CChimaera
 
-/// The runtime's private state of one task in flight (the task itself lives in shared memory
-/// and is untrusted). Records are owned by workers and recycled through per-worker free
-/// lists, so the hot path allocates none.
+/// The runtime's private state of one task in flight. `task` always points at memory only
+/// the runtime writes: a client's task is copied (header and parameters) into the record's
+/// own buffer when it is accepted, checked there, run there, and its results copied back when
+/// it completes; nothing the runtime decides on is read from shared memory again. Records
+/// are owned by workers and recycled through per-worker free lists, so the hot path
+/// allocates none.
 final class TaskRecord {
-    /// The task, inside the segment.
+    /// The task the runtime works on (private: the record's inline copy, or a private task).
     var task: UnsafeMutablePointer<chi_task_t>
+    /// The client that submitted it (its slot), for a task from shared memory.
+    var slotRef: Ref<ClientSlot>?
+    /// The client's task in shared memory (client tasks only), and its offset.
+    var shm: UnsafeMutablePointer<chi_task_t>?
+    var shmOff: UInt64 = 0
+    /// Whether the parameters go back to the client on completion (false for a task
+    /// refused before its size was known to be sound).
+    var copyBack = true
+    /// The record's own buffer for a client task of up to `inlineBytes`.
+    let inline: UnsafeMutableRawPointer
+    static let inlineBytes = 256
+    /// A private task: an internal task (module code made it; its waiter state is there), or
+    /// the record's copy of a large client task, a replica, a request from another node.
+    var blockRef: Ref<PrivateTask>?
+    /// Whether the record owns `blockRef` (gives it back when recycled).
+    var ownsBlock = false
+    /// Whose buffers the task's bulk pointers may name: a client's owner id, the runtime's,
+    /// or 0 for code inside the runtime (any live buffer).
+    var bulkOwner: UInt16 = 0
+    /// How deep in a chain of subtasks this task is (0 for a client's task).
+    var depth: UInt32 = 0
     var taskOff: UInt64 = 0
+    /// Its index in its worker's `allRecords` (for trimming).
+    var index = 0
     // Pools, containers and lanes outlive every record (see RuntimePool.swift), and records
     // are owned by the worker that made them (Worker.allRecords): the links below are `Ref`s,
     // which the task path borrows with `with` at no reference-counting cost. The class-typed
@@ -16,15 +42,15 @@ final class TaskRecord {
     var laneRef: Ref<Lane>?
     /// Intrusive link for lane queues.
     var nextRef: Ref<TaskRecord>?
-    /// Submitted by module code inside the runtime (a subtask).
-    var isInternal = false
     /// The record of the task this one is a replica of (broadcast and iteration).
     var parentRef: Ref<TaskRecord>?
-    /// Replicas of a multi-container task; `pending` counts those not yet done.
+    /// Replicas of a multi-container task (private tasks this record owns); `pending` counts
+    /// those not yet done.
     var replicas: [UnsafeMutablePointer<chi_task_t>] = []
+    var replicaBlocks: [Ref<PrivateTask>] = []
     let pending = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     /// For repeat-until-success / iteration: the containers to try, and the current one.
-    var targets: [Container] = []
+    var targets: ContainerRange?
     var targetIndex = 0
     /// Next due time of a periodic task.
     var deadline: UInt64 = 0
@@ -43,19 +69,36 @@ final class TaskRecord {
 
     init(task: UnsafeMutablePointer<chi_task_t>) {
         self.task = task
+        inline = UnsafeMutableRawPointer.allocate(byteCount: Self.inlineBytes, alignment: 64)
         pending.initialize(to: 0)
         resumeState.initialize(to: 0)
+        replicas.reserveCapacity(4)
+        replicaBlocks.reserveCapacity(4)
     }
 
     deinit {
+        inline.deallocate()
         pending.deallocate()
         resumeState.deallocate()
     }
+
+    /// Submitted by module code inside the runtime (a subtask).
+    var isInternal: Bool { blockRef != nil && !ownsBlock }
+
+    /// The private task behind an internal task.
+    var internalTask: PrivateTask? { isInternal ? blockRef?.o : nil }
 
     /// The record behind a chi_rctx_t handle.
     @inline(__always)
     static func from(_ rctx: OpaquePointer) -> TaskRecord {
         Unmanaged<TaskRecord>.fromOpaque(UnsafeRawPointer(rctx)).takeUnretainedValue()
+    }
+
+    /// Gives back the replicas once they are folded into this task.
+    func dropReplicas() {
+        for b in replicaBlocks { PrivateTaskPool.give(b.o) }
+        replicaBlocks.removeAll(keepingCapacity: true)
+        replicas.removeAll(keepingCapacity: true)
     }
 
     /// Forgets everything so the record can be reused.
@@ -65,10 +108,22 @@ final class TaskRecord {
         containerRef = nil
         laneRef = nil
         nextRef = nil
-        isInternal = false
         parentRef = nil
+        if ownsBlock, let b = blockRef { PrivateTaskPool.give(b.o) }
+        blockRef = nil
+        ownsBlock = false
+        slotRef = nil
+        shm = nil
+        shmOff = 0
+        copyBack = true
+        bulkOwner = 0
+        depth = 0
+        if !replicaBlocks.isEmpty {
+            for b in replicaBlocks { PrivateTaskPool.give(b.o) }
+            replicaBlocks.removeAll(keepingCapacity: true)
+        }
         if !replicas.isEmpty { replicas.removeAll(keepingCapacity: true) }
-        if !targets.isEmpty { targets.removeAll(keepingCapacity: true) }
+        if targets != nil { targets = nil }
         targetIndex = 0
         deadline = 0
         method = nil

@@ -13,6 +13,10 @@ final class Fiber {
     var worker: Worker { workerRef.o }
     /// The task to run next, set by the worker before switching in.
     var record: Ref<TaskRecord>?
+    /// The task it runs (its subtasks are one level deeper).
+    var running: Ref<TaskRecord>?
+    /// Its index in the worker's `allFibers`.
+    var index = 0
     /// Set when the fiber finished its task and is free for another.
     var finished = true
 
@@ -34,7 +38,9 @@ final class Fiber {
             while true {
                 if let rec = record {
                     record = nil
+                    running = rec
                     rec.with { w.execute($0) }
+                    running = nil
                 }
                 finished = true
                 chi_fiber_switch(ctx, w.schedCtx)

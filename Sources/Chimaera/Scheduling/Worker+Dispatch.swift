@@ -7,39 +7,88 @@ import Glibc
 /// caller) or are borrowed from `Ref`s with `with`. Reading a class-typed field into a local,
 /// even an `unowned(unsafe)` one, costs an atomic retain/release pair (see `Ref`).
 extension Worker {
-    /// Takes a task offset from an ingress ring. The header is untrusted: its bounds, pool,
-    /// method and size are checked before anything else reads it.
-    func accept(_ off: UInt64) {
-        let t: UnsafeMutablePointer<chi_task_t>? = rt.with { runtime in
-            let seg = runtime.segment
-            let hdrSize = UInt64(MemoryLayout<chi_task_t>.size)
-            guard let p = seg.pointer(off, hdrSize) else {
-                runtime.badTasks &+= 1
-                return nil
-            }
-            // The task's lines are the worker's serial misses: the header's first line
-            // (read here), its second (lane_hash in dispatch, then rc and done) and the first
-            // parameters (read and written by the method). Ask for all three at once; the
-            // second stays shared because the client polls its completion word there.
-            chi_prefetch(p + 64)
-            chi_prefetch_w(p + 128)
-            let t = p.assumingMemoryBound(to: chi_task_t.self)
-            let size = UInt64(t.pointee.size)
-            guard size >= hdrSize, seg.pointer(off, size) != nil else {
-                t.pointee.rc = -CInt(CHI_EBADTASK)
-                runtime.finishTask(t, off: off, isInternal: false)
-                return nil
-            }
-            return t
+    static let headerSize = MemoryLayout<chi_task_t>.size
+
+    /// Takes an entry from a client's ring. The client's task is untrusted: its offset must
+    /// start a task block that client holds, its size is read once and checked against the
+    /// block and the limit, and then the whole task is copied into the record; nothing is
+    /// read from shared memory again until the results are copied back. An entry that is not
+    /// a task of that client is counted and dropped: nothing is written there.
+    @inline(__always)
+    func accept(_ v: UInt64, _ e: ClientRing) {
+        if v & CHI_RING_TAG_MASK != 0 {
+            tagged(v, e)
+            return
         }
-        guard let t else { return }
-        allocRecord(t, off: off).with { route($0) }
+        guard let limit = spans.taskLimit(v, owner: e.owner) else {
+            refuse(v, e)
+            return
+        }
+        let p = segBase + Int(v)
+        // The task's lines are the worker's serial misses: ask for all three at once.
+        chi_prefetch(p + 64)
+        chi_prefetch(p + 128)
+        let size = UInt64(p.load(as: UInt32.self))
+        chi_store64(e.accepted, chi_load64_relaxed(e.accepted) &+ 1)
+        allocRecord(p.assumingMemoryBound(to: chi_task_t.self), off: v).with { r in
+            r.slotRef = e.slot
+            r.shm = p.assumingMemoryBound(to: chi_task_t.self)
+            r.shmOff = v
+            r.bulkOwner = e.owner
+            let hdr = UInt64(Self.headerSize)
+            guard size >= hdr, size <= limit, size <= UInt64(limits.maxTaskSize) else {
+                r.inline.copyMemory(from: p, byteCount: Self.headerSize)
+                r.task = r.inline.assumingMemoryBound(to: chi_task_t.self)
+                r.copyBack = false
+                r.errorMessage = size > UInt64(limits.maxTaskSize) && size <= limit
+                    ? "task size \(size) exceeds runtime.max_task_size (\(limits.maxTaskSize))"
+                    : "task size \(size) is not between the header's \(hdr) bytes and its block's \(limit)"
+                fail(r, CInt(CHI_EBADTASK))
+                return
+            }
+            let dst: UnsafeMutableRawPointer
+            if size <= UInt64(TaskRecord.inlineBytes) {
+                dst = r.inline
+            } else {
+                let pt = privateTasks.take(Int(size))!
+                r.blockRef = Ref(pt)
+                r.ownsBlock = true
+                dst = UnsafeMutableRawPointer(pt.task)
+            }
+            dst.copyMemory(from: p, byteCount: Int(size))
+            let t = dst.assumingMemoryBound(to: chi_task_t.self)
+            t.pointee.size = UInt32(size)
+            t.pointee.flags &= UInt32(CHI_TASK_USER_FLAGS)
+            r.task = t
+            route(r)
+        }
     }
 
-    /// Submits a task from module code running on this worker (a subtask).
-    func submitInternal(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) {
-        allocRecord(t, off: off).with { r in
-            r.isInternal = true
+    /// A ring entry with a tag: a request about a task rather than a task.
+    private func tagged(_ v: UInt64, _ e: ClientRing) {
+        let off = v & ~CHI_RING_TAG_MASK
+        guard v & CHI_RING_TAG_MASK == CHI_RING_CANCEL, spans.taskLimit(off, owner: e.owner) != nil else {
+            refuse(v, e)
+            return
+        }
+        for w in runtime.workers { w.post(.cancel, CancelRequest(owner: e.owner, off: off)) }
+    }
+
+    private func refuse(_ v: UInt64, _ e: ClientRing) {
+        badTasks &+= 1
+        if badTasks <= 8 || badTasks & (badTasks - 1) == 0 {
+            let pid = e.slot.with { $0.pid }
+            Log.warn("worker \(id): client pid \(pid) queued offset \(v), which is not one of its tasks (\(spans.describe(v & ~CHI_RING_TAG_MASK))); dropped (\(badTasks) so far)")
+        }
+    }
+
+    /// Submits a task from module code (a subtask, in private memory).
+    func submitInternal(_ pt: PrivateTask, depth: UInt32) {
+        allocRecord(pt.task, off: 0).with { r in
+            r.blockRef = Ref(pt)
+            r.ownsBlock = false
+            r.depth = depth
+            r.task.pointee.flags &= UInt32(CHI_TASK_USER_FLAGS)
             route(r)
         }
     }
@@ -62,8 +111,23 @@ extension Worker {
             return
         }
         guard t.pointee.size >= m.pointee.task_size else {
+            r.errorMessage = "task size \(t.pointee.size) is smaller than method \(t.pointee.method)'s \(m.pointee.task_size) bytes (module \(pool.module.name))"
             fail(r, CInt(CHI_EBADTASK))
             return
+        }
+        if t.pointee.flags & UInt32(CHI_TASK_PERIODIC) != 0 {
+            let name = m.pointee.name.map { String(cString: $0) } ?? "\(t.pointee.method)"
+            guard m.pointee.flags & UInt32(CHI_MF_PERIODIC_OK) != 0 else {
+                r.errorMessage = "method \(name) of module \(pool.module.name) may not be periodic (no CHI_MF_PERIODIC_OK)"
+                fail(r, CInt(CHI_EBADTASK))
+                return
+            }
+            let period = t.pointee.period_ns
+            guard period >= limits.minPeriodNs, period <= limits.maxPeriodNs else {
+                r.errorMessage = "period \(period) ns is outside [runtime.min_period_us \(limits.minPeriodUs) us, runtime.max_period_s \(limits.maxPeriodS) s]"
+                fail(r, CInt(CHI_EBADTASK))
+                return
+            }
         }
         r.poolRef = Ref(pool)
         r.method = m
@@ -98,7 +162,7 @@ extension Worker {
         }
     }
 
-    private func fanOut(_ r: TaskRecord, _ cs: [Container], _ iter: UInt32) {
+    private func fanOut(_ r: TaskRecord, _ cs: ContainerRange, _ iter: UInt32) {
         let pool = r.pool!
         if iter & UInt32(CHI_DQ_CHOOSE_ONE) != 0 {
             let i = Int(chi_add64(pool.cursor, 1) % UInt64(cs.count))
@@ -110,32 +174,44 @@ extension Worker {
         let n = repeatUntilSuccess ? 1 : cs.count
         if repeatUntilSuccess { r.targets = cs }
         r.pending.pointee = UInt32(n)
-        var replicas: [TaskRecord] = []
-        replicas.reserveCapacity(n)
+        // Replicas are the runtime's own copies (private memory), folded into the original
+        // when all are done; each is dispatched once all exist, so none completes early.
+        var first: Ref<TaskRecord>?
+        var last: Ref<TaskRecord>?
         for i in 0..<n {
-            guard let off = runtime.allocator.allocate(UInt64(size)),
-                  let p = runtime.segment.pointer(off, UInt64(size))
-            else {
-                for rep in replicas { runtime.allocator.free(rep.taskOff); freeRecord(rep) }
-                r.replicas.removeAll()
-                complete(r, rc: -ENOMEM)
-                return
-            }
+            let pt = privateTasks.take(size)!
+            let p = UnsafeMutableRawPointer(pt.task)
             p.copyMemory(from: r.task, byteCount: size)
-            let t = p.assumingMemoryBound(to: chi_task_t.self)
+            let t = pt.task
             t.pointee.done = 0
             t.pointee.flags &= ~UInt32(CHI_TASK_PERIODIC | CHI_TASK_FIRE_AND_FORGET)
             t.pointee.dom_query = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS),
                                                    UInt64(cs[i].id))
-            let rep = allocRecord(t, off: off).o
-            rep.parent = r
-            rep.pool = pool
-            rep.method = r.method
-            pool.inflightAdd(id, 1)
             r.replicas.append(t)
-            replicas.append(rep)
+            r.replicaBlocks.append(Ref(pt))
+            let rep = allocRecord(t, off: 0)
+            rep.with { rep in
+                rep.parentRef = Ref(r)
+                rep.poolRef = r.poolRef
+                rep.method = r.method
+                rep.bulkOwner = r.bulkOwner
+                rep.depth = r.depth
+                rep.targetIndex = i
+                rep.nextRef = nil
+            }
+            pool.inflightAdd(id, 1)
+            if let l = last { l.with { $0.nextRef = rep } } else { first = rep }
+            last = rep
         }
-        for (i, rep) in replicas.enumerated() { dispatch(rep, to: cs[i]) }
+        var cur = first
+        while let rep = cur {
+            cur = rep.with { rep in
+                let next = rep.nextRef
+                rep.nextRef = nil
+                cs.ref(rep.targetIndex).with { dispatch(rep, to: $0) }
+                return next
+            }
+        }
     }
 
     /// Maps the task to a lane of container `c` and queues it there (or on the lane's worker).
@@ -191,8 +267,7 @@ extension Worker {
         var rc: CInt
         if let fm = pool.module.handler(t.pointee.method) {
             rc = 0
-            let (base, size) = rt.with { ($0.segment.base, UInt64($0.segment.size)) }
-            let e = chi_ffi_call(fm, t, UnsafeMutableRawPointer(r.rctx), base, size, &rc)
+            let e = chi_ffi_call(fm, t, UnsafeMutableRawPointer(r.rctx), resolveBulkForFFI, &rc)
             if e < 0 { rc = e }
         } else {
             rc = pool.module.vtable.run?(c.state, t, r.rctx) ?? -CInt(CHI_ENOMETHOD)
@@ -208,9 +283,14 @@ extension Worker {
         if r.isPeriodic && r.parentRef == nil {
             if pool.isDestroyed || rt.with({ $0.isStopping }) {
                 complete(r, rc: -CInt(CHI_ESTOPPED))
+            } else if takeCancel(r) {
+                complete(r, rc: -ECANCELED)
             } else {
                 t.pointee.rc = rc
-                r.deadline = chi_now_ns() &+ max(t.pointee.period_ns, 1000)
+                runtime.publishRun(r)
+                // The period was checked on accept; the sum saturates all the same.
+                let (due, over) = chi_now_ns().addingReportingOverflow(t.pointee.period_ns)
+                r.deadline = over ? UInt64.max : due
                 timers.insert(r)
             }
             return
@@ -230,7 +310,7 @@ extension Worker {
             freeRecord(r)
             return
         }
-        rt.with { $0.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal) }
+        rt.with { $0.finish(r, thread: id) }
         freeRecord(r)
     }
 
@@ -255,20 +335,18 @@ extension Worker {
             freeRecord(r)
             return
         }
-        if r.task.pointee.rc < 0, let msg = r.errorMessage { runtime.attachMessage(msg, to: r.task) }
-        rt.with { $0.finishTask(r.task, off: r.taskOff, isInternal: r.isInternal) }
+        rt.with { $0.finish(r, thread: id) }
         freeRecord(r)
     }
 
     /// One replica finished. Repeat-until-success moves on to the next container on failure;
     /// a broadcast aggregates through the module's kReplicaAgg hook once all are done.
     private func replicaDone(_ rep: TaskRecord, parent p: TaskRecord) {
-        let rt = runtime
-        if !p.targets.isEmpty {
+        if let targets = p.targets {
             let failed = rep.task.pointee.rc < 0
-            if failed && p.targetIndex + 1 < p.targets.count {
+            if failed && p.targetIndex + 1 < targets.count {
                 p.targetIndex += 1
-                let next = p.targets[p.targetIndex]
+                let next = targets[p.targetIndex]
                 rep.task.pointee.done = 0
                 rep.task.pointee.dom_query = chi_dq_direct_id(
                     UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), UInt64(next.id))
@@ -279,19 +357,15 @@ extension Worker {
             }
             copyOutputs(from: rep.task, to: p.task)
             p.task.pointee.rc = rep.task.pointee.rc
-            rt.allocator.free(rep.taskOff)
-            p.replicas.removeAll()
             freeRecord(rep)
+            p.dropReplicas()
             complete(p)
             return
         }
         freeRecord(rep)
         guard chi_sub32(p.pending, 1) == 1 else { return }
         aggregate(p)
-        for t in p.replicas {
-            if let off = rt.segment.offset(of: t) { rt.allocator.free(off) }
-        }
-        p.replicas.removeAll()
+        p.dropReplicas()
         complete(p)
     }
 

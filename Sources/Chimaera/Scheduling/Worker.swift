@@ -17,16 +17,16 @@ final class Worker: @unchecked Sendable {
     let doorbell: UnsafeMutablePointer<chi_doorbell_t>
     let doorbellSeq: UnsafeMutablePointer<UInt32>
     let doorbellSleeping: UnsafeMutablePointer<UInt32>
-    /// The shared-memory rings this worker drains (fixed once the runtime starts; a raw
-    /// buffer so the poll loop does not retain an array on every pass).
-    var ingress: [ShmRing] = [] {
+    /// The submission rings of attached clients this worker drains (changed only by attach
+    /// and detach messages; a raw buffer so the poll loop does not retain an array).
+    private var clientRings: [ClientRing] = [] {
         didSet {
-            ingressBuf.deallocate()
-            ingressBuf = .allocate(capacity: ingress.count)
-            _ = ingressBuf.initialize(from: ingress)
+            ringBuf.deallocate()
+            ringBuf = .allocate(capacity: clientRings.count)
+            _ = ringBuf.initialize(from: clientRings)
         }
     }
-    private(set) var ingressBuf = UnsafeMutableBufferPointer<ShmRing>.allocate(capacity: 0)
+    private(set) var ringBuf = UnsafeMutableBufferPointer<ClientRing>.allocate(capacity: 0)
     /// Messages from other workers: an object pointer with a kind in its low bits.
     let inbox: ShmRing
     private let inboxMemory: UnsafeMutableRawPointer
@@ -36,6 +36,13 @@ final class Worker: @unchecked Sendable {
     var currentFiber: Fiber? { currentFiberRef?.o }
     var cpu: Int32 = -1
     let spinNs: UInt64
+
+    /// Private tasks (subtasks, replicas, large copies) made and reused on this worker.
+    private(set) var privateTasks: PrivateTaskPool!
+    let limits: RuntimeLimits
+    let heapOff: UInt64
+    let spans: SpanMap
+    let segBase: UnsafeMutableRawPointer
 
     var activeLanes: [Ref<Lane>] = []
     var ready: [Ref<Fiber>] = []
@@ -48,6 +55,19 @@ final class Worker: @unchecked Sendable {
     var freeRecords: [Ref<TaskRecord>] = []
     var idleFibers: [Ref<Fiber>] = []
     var fiberCount: Int { allFibers.count }
+    /// Free records kept beyond what is in flight; more are freed (their memory returns).
+    static let recordCache = 4096
+    /// Since when a task has waited for a fiber (0: none waits), and the fiber switches seen
+    /// then: if none happen for `starvedNs`, every fiber waits on work that needs a fiber.
+    var starvedSince: UInt64 = 0
+    var switchesAtStarve: UInt64 = 0
+    var switches: UInt64 = 0
+    static let starvedNs: UInt64 = 200_000_000
+    /// Cancel requests for periodic tasks not found among the timers (they were running or
+    /// queued); matched when the task is rearmed. Bounded: the oldest go first.
+    var pendingCancels: [(owner: UInt16, off: UInt64)] = []
+    /// Entries refused from client rings: not a task of that client.
+    var badTasks: UInt64 = 0
     let exiting = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     var thread = pthread_t()
 
@@ -83,6 +103,8 @@ final class Worker: @unchecked Sendable {
     static let inboxCapacity = 1 << 16
     /// How long an idle worker spins before it starts yielding its CPU now and then.
     static let yieldAfterNs: UInt64 = 2_000
+    /// A message is an object pointer (16-byte aligned) with its kind in the low four bits.
+    static let messageMask: UInt64 = 15
     enum Message: UInt64 {
         case enqueue = 0, resume = 1, purge = 2, addPoller = 3, dropPollers = 4
         /// A record back from another node, outputs written: finish it.
@@ -92,14 +114,26 @@ final class Worker: @unchecked Sendable {
         /// A record the network thread finished: back to the free list (sent without waking
         /// the worker; it is picked up on the next pass).
         case recycle = 7
+        /// A client attached (its ClientSlot): drain the rings it gave this worker.
+        case attachClient = 8
+        /// A client went: stop draining its rings, cancel its timers, acknowledge.
+        case detachClient = 9
+        /// Cancel a client's periodic task (a retained CancelRequest).
+        case cancel = 10
+        /// A subtask from a thread that is not a worker (a PrivateTask): route it.
+        case internalSubmit = 11
     }
 
     init(id: Int, kind: Kind, runtime: Runtime, doorbell: UnsafeMutablePointer<chi_doorbell_t>,
-         spinNs: UInt64)
+         spinNs: UInt64, spans: SpanMap)
     {
         self.id = id
         self.kind = kind
         rt = Ref(runtime)
+        limits = runtime.config.limits
+        heapOff = runtime.segment.heapOff
+        segBase = runtime.segment.base
+        self.spans = spans
         self.doorbell = doorbell
         let raw = UnsafeMutableRawPointer(doorbell)
         doorbellSeq = (raw + MemoryLayout<chi_doorbell_t>.offset(of: \.seq)!)
@@ -114,6 +148,11 @@ final class Worker: @unchecked Sendable {
         exiting.initialize(to: 0)
         readyNext.reserveCapacity(64)
         ready.reserveCapacity(64)
+        activeLanes.reserveCapacity(64)
+        freeRecords.reserveCapacity(1024)
+        idleFibers.reserveCapacity(limits.fiberCache + 1)
+        privateTasks = PrivateTaskPool(maxTaskSize: limits.maxTaskSize + PrivateTask.prefix,
+                                       owner: Unmanaged.passUnretained(self).toOpaque())
     }
 
     /// The worker running on this thread, if any.
@@ -131,9 +170,11 @@ final class Worker: @unchecked Sendable {
             return nil
         }, arg)
         guard rc == 0 else { throw ChiError(rc, "cannot start worker \(id): \(Sys.errnoText(rc))") }
+        threadStarted = true
     }
 
-    func join() { pthread_join(thread, nil) }
+    func join() { if threadStarted { pthread_join(thread, nil) } }
+    private var threadStarted = false
 
     /// Pins the thread to `cpu` through libnuma, which also tells which memory node it is on.
     func pin(to cpu: Int32) {
@@ -219,7 +260,7 @@ final class Worker: @unchecked Sendable {
 
     private var hasWork: Bool {
         if !inbox.isEmpty || !ready.isEmpty || !activeLanes.isEmpty { return true }
-        for r in ingressBuf where !r.isEmpty { return true }
+        for r in ringBuf where !r.ring.isEmpty { return true }
         return false
     }
 
@@ -274,6 +315,7 @@ final class Worker: @unchecked Sendable {
     /// owners keep them alive); pools and pollers retained.
     func post(_ kind: Message, _ object: AnyObject) {
         let retained = kind == .purge || kind == .addPoller || kind == .dropPollers || kind == .remoteSubmit
+            || kind == .cancel
         let p = retained ? Unmanaged.passRetained(object).toOpaque() : Unmanaged.passUnretained(object).toOpaque()
         let bits = UInt64(UInt(bitPattern: p)) | kind.rawValue
         while !inbox.push(bits) { chi_cpu_relax() }
@@ -284,8 +326,8 @@ final class Worker: @unchecked Sendable {
         var did = false
         while let bits = inbox.popSingle() {
             did = true
-            let kind = Message(rawValue: bits & 7)!
-            let p = UnsafeRawPointer(bitPattern: UInt(bits & ~7))!
+            let kind = Message(rawValue: bits & Self.messageMask)!
+            let p = UnsafeRawPointer(bitPattern: UInt(bits & ~Self.messageMask))!
             switch kind {
             case .enqueue:
                 Ref(Unmanaged<TaskRecord>.fromOpaque(p)).with { enqueueLocal($0) }
@@ -305,28 +347,91 @@ final class Worker: @unchecked Sendable {
             case .remoteSubmit:
                 let inc = Unmanaged<RemoteIncoming>.fromOpaque(p).takeRetainedValue()
                 remoteSpinUntil = chi_now_ns() &+ 10_000_000
-                allocRecord(inc.task, off: inc.taskOff).with { r in
+                allocRecord(inc.task, off: 0).with { r in
                     r.remote = inc
+                    r.bulkOwner = SpanMap.runtimeOwner
                     route(r)
                 }
             case .recycle:
                 freeRecord(Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue())
+            case .attachClient:
+                attach(Unmanaged<ClientSlot>.fromOpaque(p).takeUnretainedValue())
+            case .detachClient:
+                detach(Unmanaged<ClientSlot>.fromOpaque(p).takeUnretainedValue())
+            case .cancel:
+                cancel(Unmanaged<CancelRequest>.fromOpaque(p).takeRetainedValue())
+            case .internalSubmit:
+                let pt = Unmanaged<PrivateTask>.fromOpaque(p).takeUnretainedValue()
+                submitInternal(pt, depth: pt.depth)
             }
         }
         return did
     }
 
+    /// Drains the client rings. A client with `max_inflight_per_client` tasks in flight is
+    /// left in its ring until some complete: it waits there (back-pressure), nothing is
+    /// refused. The count is re-summed only when a ring's budget runs out.
     private func drainIngress() -> Bool {
         var did = false
-        for ring in ingressBuf {
+        for i in ringBuf.indices {
+            if ringBuf[i].ring.isEmpty { continue }
+            if ringBuf[i].budget == 0 {
+                let inflight = ringBuf[i].slot.with { $0.inflight }
+                let room = Int64(limits.maxInflightPerClient) - inflight
+                if room <= 0 { continue }
+                ringBuf[i].budget = UInt64(room + Int64(ringBuf[i].shares) - 1) / UInt64(ringBuf[i].shares)
+            }
             var n = 0
-            while n < 256, let off = ring.popSingle() {
-                accept(off)
+            let e = ringBuf[i]
+            while n < 256 && UInt64(n) < e.budget, let v = e.ring.popSingle() {
+                accept(v, e)
                 n += 1
             }
+            ringBuf[i].budget -= UInt64(n)
             if n > 0 { did = true }
         }
         return did
+    }
+
+    /// Starts draining the rings `slot` gave this worker.
+    private func attach(_ slot: ClientSlot) {
+        let rings = slot.rings
+        let mine = slot.ringWorkers.filter { $0 == id }.count
+        for (q, w) in slot.ringWorkers.enumerated() where w == id {
+            clientRings.append(ClientRing(ring: rings[q], slot: Ref(slot), owner: slot.owner,
+                                          accepted: slot.accepted + 8 * q, shares: UInt64(rings.count / max(1, mine)),
+                                          budget: 0))
+        }
+    }
+
+    /// Forgets a client that went: its rings are no longer read (what is in them is
+    /// dropped with them), its periodic tasks stop. Tasks already accepted run to their end.
+    private func detach(_ slot: ClientSlot) {
+        clientRings.removeAll { $0.slot.is(slot) }
+        for r in timers.removeAll(where: { $0.slotRef?.is(slot) ?? false }) {
+            complete(r, rc: -CInt(CHI_ESTOPPED))
+        }
+        _ = chi_add32(slot.detachAcks, 1)
+    }
+
+    /// Cancels a client's periodic task: at once if it waits for its next run, else when it
+    /// is rearmed.
+    private func cancel(_ c: CancelRequest) {
+        let gone = timers.removeAll { $0.slotRef.map { $0.with { $0.owner } } == c.owner && $0.shmOff == c.off }
+        if gone.isEmpty {
+            if pendingCancels.count >= 64 { pendingCancels.removeFirst() }
+            pendingCancels.append((c.owner, c.off))
+            return
+        }
+        for r in gone { complete(r, rc: -ECANCELED) }
+    }
+
+    /// Whether a periodic task being rearmed was cancelled meanwhile (and forgets the request).
+    func takeCancel(_ r: TaskRecord) -> Bool {
+        guard !pendingCancels.isEmpty, let owner = r.slotRef?.with({ $0.owner }) else { return false }
+        guard let i = pendingCancels.firstIndex(where: { $0.owner == owner && $0.off == r.shmOff }) else { return false }
+        pendingCancels.remove(at: i)
+        return true
     }
 
     // MARK: Lanes, fibers, timers
@@ -348,16 +453,22 @@ final class Worker: @unchecked Sendable {
         // between tasks; without, a batch saves a whole pass per task.
         let batch = pollers.isEmpty ? Self.laneBatch : 1
         var i = 0
-        while i < activeLanes.count {
+        var starved = false
+        while i < activeLanes.count && !starved {
             let ran = activeLanes[i].with { lane in
                 var n = 0
                 while n < batch, let r = lane.pop() {
-                    r.with { runOnFiber($0) }
+                    if !r.with({ runOnFiber($0) }) {
+                        // No fiber to be had: the task waits at the head of its lane.
+                        lane.pushFront(r)
+                        starved = true
+                        break
+                    }
                     lane.tasksRun &+= 1
                     n += 1
                 }
-                if n == 0 { lane.isActive = false }
-                return n > 0
+                if n == 0 && !starved { lane.isActive = false }
+                return n > 0 || starved
             }
             if ran {
                 i += 1
@@ -366,7 +477,34 @@ final class Worker: @unchecked Sendable {
                 activeLanes.removeLast()
             }
         }
+        if starved {
+            let now = chi_now_ns()
+            if starvedSince == 0 || switches != switchesAtStarve {
+                starvedSince = now
+                switchesAtStarve = switches
+            } else if now &- starvedSince >= Self.starvedNs && ready.isEmpty {
+                breakStarvation()
+                starvedSince = 0
+            }
+        } else {
+            starvedSince = 0
+        }
         return true
+    }
+
+    /// Every fiber waits and nothing has moved for a while: the work they wait for needs a
+    /// fiber too (a chain of subtasks wider or deeper than the fibers). Fail one queued
+    /// subtask; its parent resumes with the error and the chain unwinds, freeing fibers.
+    private func breakStarvation() {
+        for l in activeLanes {
+            if let r = l.with({ $0.popNested() }) {
+                r.with { r in
+                    r.errorMessage = "no fiber for a subtask: all \(allFibers.count) fibers of worker \(id) (runtime.max_fibers) wait on work that needs one"
+                    complete(r, rc: -CInt(CHI_ELIMIT))
+                }
+                return
+            }
+        }
     }
 
     private func runReady() -> Bool {
@@ -377,32 +515,50 @@ final class Worker: @unchecked Sendable {
         return true
     }
 
-    private func runOnFiber(_ r: TaskRecord) {
+    /// Runs a task on an idle fiber or a new one. False, starting nothing, when the worker
+    /// already has `max_fibers` and none is idle.
+    private func runOnFiber(_ r: TaskRecord) -> Bool {
         if let idle = idleFibers.popLast() {
             idle.with { f in
                 f.record = Ref(r)
                 resume(f)
             }
-            return
+            return true
         }
+        if allFibers.count >= limits.maxFibers { return false }
         do {
             let made = try Fiber(worker: self)
+            made.index = allFibers.count
             allFibers.append(made)
             made.record = Ref(r)
             resume(made)
         } catch {
-            r.task.pointee.rc = -error.code
-            complete(r)
+            r.errorMessage = error.message
+            complete(r, rc: -error.code)
         }
+        return true
     }
 
     @inline(__always)
     private func resume(_ f: Fiber) {
         currentFiberRef = Ref(f)
         f.finished = false
+        switches &+= 1
         chi_fiber_switch(schedCtx, f.ctx)
         currentFiberRef = nil
-        if f.finished { idleFibers.append(Ref(f)) }
+        if f.finished {
+            if idleFibers.count < limits.fiberCache {
+                idleFibers.append(Ref(f))
+            } else {
+                // Beyond the cache a fiber's stack is unmapped: after a burst, memory and
+                // mappings go back to their idle level.
+                let last = allFibers.removeLast()
+                if last !== f {
+                    last.index = f.index
+                    allFibers[f.index] = last
+                }
+            }
+        }
     }
 
     private func fireTimers(_ now: UInt64) -> Bool {
@@ -447,17 +603,17 @@ final class Worker: @unchecked Sendable {
     func abandonAll() {
         // Messages that arrived after the loop ended: finish or refuse them.
         while let bits = inbox.popSingle() {
-            let p = UnsafeRawPointer(bitPattern: UInt(bits & ~7))!
-            switch Message(rawValue: bits & 7)! {
+            let p = UnsafeRawPointer(bitPattern: UInt(bits & ~Self.messageMask))!
+            switch Message(rawValue: bits & Self.messageMask)! {
             case .enqueue, .remoteDone:
                 let r = Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue()
-                if r.task.pointee.rc >= 0 || bits & 7 == Message.enqueue.rawValue {
+                if r.task.pointee.rc >= 0 || bits & Self.messageMask == Message.enqueue.rawValue {
                     r.task.pointee.rc = -CInt(CHI_ESTOPPED)
                 }
                 complete(r)
             case .remoteSubmit:
                 let inc = Unmanaged<RemoteIncoming>.fromOpaque(p).takeRetainedValue()
-                allocRecord(inc.task, off: inc.taskOff).with { r in
+                allocRecord(inc.task, off: 0).with { r in
                     r.remote = inc
                     complete(r, rc: -CInt(CHI_ESTOPPED))
                 }
@@ -470,6 +626,16 @@ final class Worker: @unchecked Sendable {
                 break
             case .recycle:
                 freeRecord(Unmanaged<TaskRecord>.fromOpaque(p).takeUnretainedValue())
+            case .attachClient:
+                attach(Unmanaged<ClientSlot>.fromOpaque(p).takeUnretainedValue())
+            case .detachClient:
+                detach(Unmanaged<ClientSlot>.fromOpaque(p).takeUnretainedValue())
+            case .cancel:
+                _ = Unmanaged<CancelRequest>.fromOpaque(p).takeRetainedValue()
+            case .internalSubmit:
+                let pt = Unmanaged<PrivateTask>.fromOpaque(p).takeUnretainedValue()
+                pt.task.pointee.rc = -CInt(CHI_ESTOPPED)
+                Runtime.finishPrivate(pt, message: nil)
             }
         }
         while let r = timers.popDue(UInt64.max) {
@@ -485,13 +651,13 @@ final class Worker: @unchecked Sendable {
             }
         }
         activeLanes.removeAll()
-        for ring in ingress {
-            while let off = ring.pop() {
-                guard let p = runtime.segment.pointer(off, UInt64(MemoryLayout<chi_task_t>.size))
-                else { continue }
-                let t = p.assumingMemoryBound(to: chi_task_t.self)
+        for e in clientRings {
+            while let v = e.ring.pop() {
+                guard v & CHI_RING_TAG_MASK == 0, spans.taskLimit(v, owner: e.owner) != nil else { continue }
+                let t = (segBase + Int(v)).assumingMemoryBound(to: chi_task_t.self)
+                guard t.pointee.flags & UInt32(CHI_TASK_FIRE_AND_FORGET) == 0 else { continue }
                 t.pointee.rc = -CInt(CHI_ESTOPPED)
-                runtime.finishTask(t, off: off, isInternal: false)
+                if chi_xchg32(t.donePtr, DoneWord.done) == DoneWord.sleeper { _ = chi_futex_wake(t.donePtr, Int32.max) }
             }
         }
     }
@@ -509,6 +675,7 @@ final class Worker: @unchecked Sendable {
             return free
         }
         let r = TaskRecord(task: t)
+        r.index = allRecords.count
         allRecords.append(r)
         r.taskOff = off
         return Ref(r)
@@ -517,6 +684,39 @@ final class Worker: @unchecked Sendable {
     @inline(__always)
     func freeRecord(_ r: TaskRecord) {
         r.reset()
-        freeRecords.append(Ref(r))
+        if freeRecords.count < Self.recordCache {
+            freeRecords.append(Ref(r))
+            return
+        }
+        // Beyond the cache records are freed: a burst's memory goes back.
+        let last = allRecords.removeLast()
+        if last !== r {
+            last.index = r.index
+            allRecords[r.index] = last
+        }
+    }
+}
+
+/// One client submission ring a worker drains.
+struct ClientRing {
+    let ring: ShmRing
+    let slot: Ref<ClientSlot>
+    let owner: UInt16
+    /// The slot's accepted-task counter for this ring (this worker writes it).
+    let accepted: UnsafeMutablePointer<UInt64>
+    /// The client's rings per ring of this worker (its share of the in-flight limit).
+    let shares: UInt64
+    /// Tasks this ring may still take before the client's in-flight count is summed again.
+    var budget: UInt64
+}
+
+/// A request to cancel a client's periodic task, sent to every worker.
+final class CancelRequest {
+    let owner: UInt16
+    let off: UInt64
+
+    init(owner: UInt16, off: UInt64) {
+        self.owner = owner
+        self.off = off
     }
 }

@@ -3,9 +3,10 @@ import Glibc
 
 /// One mapped shared-memory segment: `/dev/shm/chimaera_<name>`.
 ///
-/// The daemon creates it (mode 0600) and lays out the header, doorbells, ingress rings and
-/// the allocator; clients attach to it. Everything inside is addressed by offset from
-/// `base`, so the mapping address may differ between processes.
+/// The daemon creates it (mode 0600) and lays out the header, the workers' doorbells and the
+/// heap of spans; clients attach to it and register over the socket the header names, which
+/// gives each its own rings and spans. Everything inside is addressed by offset from `base`,
+/// so the mapping address may differ between processes.
 package final class SharedSegment: @unchecked Sendable {
     /// The segment's name (without the `chimaera_` prefix).
     package let name: String
@@ -28,11 +29,11 @@ package final class SharedSegment: @unchecked Sendable {
     package static func shmName(_ name: String) -> String { "/chimaera_\(name)" }
     /// The file that backs a segment.
     package static func filePath(_ name: String) -> String { "/dev/shm/chimaera_\(name)" }
+    /// The Unix socket where clients of a segment register.
+    package static func socketPath(_ name: String) -> String { "/dev/shm/chimaera_\(name).sock" }
 
     /// Layout parameters fixed at creation.
     package struct Layout {
-        package var queues: Int
-        package var queueDepth: Int
         package var workers: Int
     }
 
@@ -151,8 +152,8 @@ package final class SharedSegment: @unchecked Sendable {
                 usleep(10_000)
                 continue
             }
-            if h.pointee.abi_major != UInt32(CHI_ABI_MAJOR) {
-                throw ChiError(CInt(CHI_EABI), "segment \(path) was made by a runtime with ABI \(h.pointee.abi_major).\(h.pointee.abi_minor); this library is \(CHI_ABI_MAJOR).\(CHI_ABI_MINOR)")
+            if h.pointee.abi_major != UInt32(CHI_ABI_MAJOR) || h.pointee.layout != CHI_SEG_LAYOUT {
+                throw ChiError(CInt(CHI_EABI), "segment \(path) was made by a runtime with ABI \(h.pointee.abi_major).\(h.pointee.abi_minor) (layout \(h.pointee.layout)); this library is \(CHI_ABI_MAJOR).\(CHI_ABI_MINOR) (layout \(CHI_SEG_LAYOUT))")
             }
             if !Sys.processAlive(h.pointee.daemon_pid) {
                 throw ChiError(CInt(CHI_ENORUNTIME), "the runtime of segment \(path) (pid \(h.pointee.daemon_pid)) is not running; remove the stale segment with `chimaera stop --segment \(name)`")
@@ -180,42 +181,50 @@ package final class SharedSegment: @unchecked Sendable {
     private func format(_ layout: Layout) throws(ChiError) {
         func align(_ x: Int, _ a: Int) -> Int { (x + a - 1) & ~(a - 1) }
         let h = header
-        var off = align(MemoryLayout<chi_seg_header_t>.size, 4096)
-        let doorbells = off
-        off = align(off + layout.workers * MemoryLayout<chi_doorbell_t>.stride, 64)
-        let queues = off
-        let stride = align(ShmRing.bytes(capacity: layout.queueDepth), 64)
-        off += stride * layout.queues
-        let allocOff = align(off, 64)
-        off = allocOff + MemoryLayout<chi_alloc_header_t>.stride
-        guard off + (1 << 20) < size else {
-            throw ChiError(ENOMEM, "segment of \(size) bytes is too small for \(layout.queues) queues of \(layout.queueDepth)")
+        let doorbells = align(MemoryLayout<chi_seg_header_t>.size, 4096)
+        let span = 1 << Int(CHI_SPAN_SHIFT)
+        let heap = align(doorbells + layout.workers * MemoryLayout<chi_doorbell_t>.stride, span)
+        guard heap + 16 * span <= size else {
+            throw ChiError(ENOMEM, "segment of \(size) bytes is too small: it needs at least \((heap + 16 * span) >> 10) KiB")
         }
         h.pointee.size = UInt64(size)
         h.pointee.abi_major = UInt32(CHI_ABI_MAJOR)
         h.pointee.abi_minor = UInt32(CHI_ABI_MINOR)
+        h.pointee.layout = CHI_SEG_LAYOUT
         h.pointee.daemon_pid = getpid()
-        h.pointee.nqueues = UInt32(layout.queues)
-        h.pointee.queue_depth = UInt32(layout.queueDepth)
         h.pointee.nworkers = UInt32(layout.workers)
-        h.pointee.queues_off = UInt64(queues)
-        h.pointee.ring_stride = UInt64(stride)
+        h.pointee.span_shift = CHI_SPAN_SHIFT
         h.pointee.doorbells_off = UInt64(doorbells)
-        h.pointee.alloc_off = UInt64(allocOff)
-        h.pointee.next_client = 1
+        h.pointee.heap_off = UInt64(heap)
+        h.pointee.heap_size = UInt64((size - heap) & ~(span - 1))
         h.pointee.start_ns = chi_now_ns()
         withUnsafeMutableBytes(of: &h.pointee.name) { buf in
             let bytes = Array(name.utf8.prefix(buf.count - 1))
             buf.copyBytes(from: bytes)
             buf[bytes.count] = 0
         }
-        for q in 0..<layout.queues {
-            ShmRing.format(at: base + queues + q * stride, capacity: layout.queueDepth,
-                           owner: UInt32(q % layout.workers))
-        }
-        ShmAllocator.format(segment: self, headerOffset: allocOff, heapStart: off)
         h.pointee.magic = CHI_SEG_MAGIC
     }
+
+    /// Records where clients register (empty: nowhere, in-process clients only).
+    package func setSocketPath(_ path: String) {
+        withUnsafeMutableBytes(of: &header.pointee.socket_path) { buf in
+            buf.initializeMemory(as: UInt8.self, repeating: 0)
+            let bytes = Array(path.utf8.prefix(buf.count - 1))
+            buf.copyBytes(from: bytes)
+        }
+    }
+
+    /// Where clients register, from the header.
+    package var socketPath: String {
+        withUnsafeBytes(of: header.pointee.socket_path) { buf in
+            String(decoding: buf.prefix(while: { $0 != 0 }), as: UTF8.self)
+        }
+    }
+
+    /// The heap: where spans start, and its size.
+    package var heapOff: UInt64 { header.pointee.heap_off }
+    package var heapSize: UInt64 { header.pointee.heap_size }
 
     /// Marks the segment ready: clients may attach from now on.
     package func publishReady() { chi_store32(&header.pointee.state, CHI_SEG_READY) }
@@ -225,11 +234,6 @@ package final class SharedSegment: @unchecked Sendable {
         (base + Int(header.pointee.doorbells_off)).assumingMemoryBound(to: chi_doorbell_t.self) + i
     }
 
-    /// Ingress ring `i`.
-    package func ring(_ i: Int) -> ShmRing {
-        ShmRing(at: base + Int(header.pointee.queues_off) + i * Int(header.pointee.ring_stride))
-    }
-
-    /// The shared allocator.
-    package var allocator: ShmAllocator { ShmAllocator(segment: self) }
+    /// A ring formatted at segment offset `off`.
+    package func ring(at off: UInt64) -> ShmRing { ShmRing(at: base + Int(off)) }
 }

@@ -19,9 +19,11 @@ enum DoneWord {
     static let done: UInt32 = 1
     /// A client thread sleeps on the word (futex): the completer must wake it.
     static let sleeper: UInt32 = 2
-    /// A runtime fiber waits; reserved[1] holds it.
+    /// A runtime fiber waits (internal tasks: the private task holds it).
     static let fiber: UInt32 = 3
 }
 
 /// The library's flag on a task that was submitted and has not been deleted.
 let submittedFlag: UInt32 = 0x8000_0000
+/// The library's flag on a task submitted fire-and-forget: the runtime frees it.
+let fafFlag: UInt32 = 0x4000_0000

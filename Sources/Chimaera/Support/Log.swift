@@ -27,6 +27,7 @@ package enum Log {
         _ = line.withCString { Glibc.write(2, $0, strlen($0)) }
     }
 
+    package static func debug(_ m: @autoclosure () -> String) { write(.debug, m()) }
     package static func info(_ m: @autoclosure () -> String) { write(.info, m()) }
     package static func warn(_ m: @autoclosure () -> String) { write(.warn, m()) }
     package static func error(_ m: @autoclosure () -> String) { write(.error, m()) }

@@ -174,15 +174,24 @@ package enum Tool {
         let rt: Runtime
         do {
             rt = try Runtime(config: config, segmentName: name)
-            rt.internalClient = RuntimeClient(segment: rt.segment, runtime: rt, ownsRuntime: false,
-                                       spinNs: UInt64(config.clientSpinUs) * 1000)
-            try rt.start()
         } catch {
             fail(error.message)
             report(error.message)
             return 1
         }
+        // A daemon takes write errors as errors: a file past `ulimit -f` (SIGXFSZ) or a peer
+        // that went (SIGPIPE) must not kill it.
         _ = chi_install_stop_signals(rt.stopFlag)
+        do {
+            rt.internalClient = RuntimeClient(internalFor: rt, spinNs: UInt64(config.clientSpinUs) * 1000)
+            try rt.start()
+        } catch {
+            // A start that fails leaves nothing behind: its segment and socket go.
+            rt.shutdown()
+            fail(error.message)
+            report(error.message)
+            return 1
+        }
         if let pidFile {
             let fd = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
             if fd >= 0 {

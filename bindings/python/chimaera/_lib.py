@@ -40,6 +40,7 @@ FUNCTIONS = [
     ("chi_task_call", [c_void_p, c_void_p, c_int64], c_int, True),
     ("chi_task_is_done", [c_void_p], c_bool, False),
     ("chi_task_del", [c_void_p, c_void_p], c_int, True),
+    ("chi_task_cancel", [c_void_p, c_void_p], c_int, True),
     ("chi_buffer_alloc", [c_void_p, c_size_t, POINTER(c_void_p)], c_int, True),
     ("chi_buffer_free", [c_void_p, c_void_p], c_int, True),
     ("chi_ptr_to_shm", [c_void_p, c_void_p, POINTER(ChiShmPtr)], c_int, True),

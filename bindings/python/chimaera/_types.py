@@ -9,7 +9,7 @@ from ctypes import (POINTER, Structure, c_char_p, c_int32, c_uint16, c_uint32, c
 
 # ---- version.h ---------------------------------------------------------------------------
 ABI_MAJOR = 1
-ABI_MINOR = 1
+ABI_MINOR = 2
 
 
 def abi_pack(major, minor):

@@ -19,6 +19,7 @@ ENOCONTAINER = EBASE + 7
 ECONFIG = EBASE + 8
 ESTOPPED = EBASE + 9
 ENODE = EBASE + 10
+ELIMIT = EBASE + 11
 
 # Used only when libchimaera.so could not be loaded, so chi_strerror is not available.
 _FALLBACK_NAMES = {
@@ -32,6 +33,7 @@ _FALLBACK_NAMES = {
     ECONFIG: "bad configuration",
     ESTOPPED: "runtime or pool stopped",
     ENODE: "another node is unreachable",
+    ELIMIT: "a runtime limit was reached",
 }
 
 

@@ -27,9 +27,9 @@ class Future:
 
     The task's shared memory is freed by close() (or `with`, or garbage collection); a task
     still in flight then is handed to the client, which frees it once it completes. A
-    periodic task (call_async(period_ms=...)) completes only when its pool is destroyed or
-    the runtime stops; `runs` counts its runs meanwhile, and result() then raises its rc
-    (-ESTOPPED). Not guaranteed: close() racing a wait() in another thread.
+    periodic task (call_async(period_ms=...)) completes only when it is cancelled (cancel(),
+    then result() raises -ECANCELED), its pool is destroyed or the runtime stops (-ESTOPPED);
+    `runs` counts its runs meanwhile. Not guaranteed: close() racing a wait() in another thread.
     """
 
     def __init__(self, client, method, addr, periodic):
@@ -96,6 +96,11 @@ class Future:
             raise errors.make_error(rc, msg, self._client._lib.chi_strerror(rc).decode(),
                                     f"{self._method.module}.{self._method.name}")
         return Result(self._method.name, rc, runs, values)
+
+    def cancel(self):
+        """Stops a periodic task: it completes with -ECANCELED (result() raises that)."""
+        self._live()
+        self._client._lib.chi_task_cancel(self._client._h, self._addr)
 
     @property
     def runs(self):
