@@ -15,7 +15,9 @@
 #define MAX_CLIENTS 4
 #define QUOTA (16 * H_MiB)
 #define FLOOD_THREADS 4
+#ifndef FLOOD_PER_THREAD
 #define FLOOD_PER_THREAD 150000
+#endif
 #define FLOOD_NS (90 * T_SEC_NS)
 
 /* chi_client_init with a 2 s connect timeout; retries -CHI_ELIMIT for up to `retry_ms` (a
