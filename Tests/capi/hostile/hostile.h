@@ -34,9 +34,12 @@ int chi_task_cancel(chi_client_t *c, chi_task_t *t) __attribute__((weak));
 static void h_verdict(const char *verdict, const char *fmt, ...)
     __attribute__((format(printf, 2, 3), noreturn));
 static void h_verdict(const char *verdict, const char *fmt, ...) {
+    /* Held until exit: when threads fail at once, one verdict is printed whole. */
+    static pthread_mutex_t once = PTHREAD_MUTEX_INITIALIZER;
     char last[512];
     va_list ap;
     snprintf(last, sizeof last, "%s", chi_last_error());
+    pthread_mutex_lock(&once);
     fflush(stdout);
     fprintf(stderr, "hostile: %s: %s: ", verdict, t_prog);
     va_start(ap, fmt);
