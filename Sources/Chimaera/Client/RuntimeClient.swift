@@ -272,7 +272,9 @@ package final class RuntimeClient: @unchecked Sendable {
             let limit = UInt32(rt.config.limits.maxTaskDepth)
             guard depth <= limit else {
                 t.pointee.flags &= ~(submittedFlag | fafFlag)
-                throw ChiError(CInt(CHI_ELIMIT), "subtasks nest deeper than runtime.max_task_depth (\(limit))")
+                let msg = "subtasks nest deeper than runtime.max_task_depth (\(limit))"
+                w.currentFiber?.running?.with { if $0.errorMessage == nil { $0.errorMessage = msg } }
+                throw ChiError(CInt(CHI_ELIMIT), msg)
             }
             w.submitInternal(pt, depth: depth)
         } else {
@@ -381,6 +383,10 @@ package final class RuntimeClient: @unchecked Sendable {
             pt.waiter = Ref(f)
             while chi_load32(pt.state) != DoneWord.done {
                 if chi_cas32(pt.state, DoneWord.pending, DoneWord.fiber) { f.suspend() }
+            }
+            // A subtask's failure explains its parent's, unless the parent has its own.
+            if pt.task.pointee.rc < 0, let m = pt.message, let rec = f.running {
+                rec.with { if $0.errorMessage == nil { $0.errorMessage = m } }
             }
             return
         }

@@ -3,6 +3,11 @@ import CChimaera
 /// A task's execution context: its own stack, so a method can wait for a subtask by
 /// switching back to its worker instead of blocking the thread. A fiber never leaves the
 /// worker that made it (Swift's exclusivity tracking and C thread-locals are per thread).
+///
+/// Fiber objects are kept for the worker's life (at most `runtime.max_fibers` of them); what
+/// an idle one beyond the cache gives back is its stack, unmapped (`park`) and mapped again
+/// when the fiber is next needed (`unpark`). The object cannot be freed anyway: its stack's
+/// entry frame holds a reference to it that never ends.
 final class Fiber {
     static let stackSize = 256 * 1024
 
@@ -22,15 +27,22 @@ final class Fiber {
 
     init(worker: Worker) throws(ChiError) {
         workerRef = Ref(worker)
+        try unpark()
+    }
+
+    /// Whether the fiber has a stack.
+    var hasStack: Bool { stack.base != nil }
+
+    /// Maps a stack and makes the fiber start afresh on it.
+    func unpark() throws(ChiError) {
         let rc = chi_fiber_stack_alloc(&stack, Self.stackSize)
         guard rc == 0 else { throw ChiError(-rc, "cannot map a fiber stack: \(Sys.errnoText(-rc))") }
         chi_fiber_init(ctx, &stack, fiberEntry, Unmanaged.passUnretained(self).toOpaque())
+        finished = true
     }
 
-    deinit {
-        chi_fiber_stack_free(&stack)
-        ctx.deallocate()
-    }
+    /// Unmaps the stack of a fiber that finished its task (it is not running).
+    func park() { chi_fiber_stack_free(&stack) }
 
     /// The fiber's body: run a task, hand control back, repeat. Never returns.
     fileprivate func main() -> Never {

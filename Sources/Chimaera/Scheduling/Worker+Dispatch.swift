@@ -264,6 +264,10 @@ extension Worker {
         let sampled = r.laneRef?.with { $0.tasksRun & (Self.busySampleEvery - 1) == 0 } ?? true
         let start = sampled ? chi_ticks() : 0
         r.fiberRef = currentFiberRef
+        let top = r.depth == 0
+        noteStart(r.depth)
+        if top { topRunning += 1 }
+        defer { if top { topRunning -= 1 } }
         var rc: CInt
         if let fm = pool.module.handler(t.pointee.method) {
             rc = 0

@@ -54,7 +54,17 @@ final class Worker: @unchecked Sendable {
     private var allFibers: [Fiber] = []
     var freeRecords: [Ref<TaskRecord>] = []
     var idleFibers: [Ref<Fiber>] = []
-    var fiberCount: Int { allFibers.count }
+    /// Fibers without a stack (given back beyond the cache), reused before new ones.
+    var parkedFibers: [Ref<Fiber>] = []
+    /// Fibers with a stack.
+    var fiberCount: Int { allFibers.count - parkedFibers.count }
+    /// Clients' tasks (depth 0) running on this worker's fibers, and how deep the subtasks
+    /// seen lately went: a client task starts only while every chain running could still
+    /// grow that deep with the fibers left (see `admitsTopLevel`).
+    var topRunning = 0
+    var depthEstimate: UInt32 = 8
+    var depthWindowMax: UInt32 = 0
+    var depthWindowStarts = 0
     /// Free records kept beyond what is in flight; more are freed (their memory returns).
     static let recordCache = 4096
     /// Since when a task has waited for a fiber (0: none waits), and the fiber switches seen
@@ -62,7 +72,9 @@ final class Worker: @unchecked Sendable {
     var starvedSince: UInt64 = 0
     var switchesAtStarve: UInt64 = 0
     var switches: UInt64 = 0
-    static let starvedNs: UInt64 = 200_000_000
+    static let starvedNs: UInt64 = 100_000_000
+    /// Idle fibers a sleeping worker keeps mapped.
+    static let idleFibersAsleep = 1
     /// Cancel requests for periodic tasks not found among the timers (they were running or
     /// queued); matched when the task is rearmed. Bounded: the oldest go first.
     var pendingCancels: [(owner: UInt16, off: UInt64)] = []
@@ -276,6 +288,12 @@ final class Worker: @unchecked Sendable {
             chi_store32(doorbellSleeping, 0)
             return
         }
+        // Going idle: the stacks cached for bursts go back (a few stay for the next task), so
+        // an idle runtime's memory and mappings are what they were before the burst.
+        while idleFibers.count > Self.idleFibersAsleep, let f = idleFibers.popLast() {
+            f.with { $0.park() }
+            parkedFibers.append(f)
+        }
         var timeout: UInt64? = p == nil ? nil : 10_000_000
         if let due = timers.earliest { timeout = min(timeout ?? .max, due > now ? due - now : 0) }
         if timeout != 0 {
@@ -457,7 +475,16 @@ final class Worker: @unchecked Sendable {
         while i < activeLanes.count && !starved {
             let ran = activeLanes[i].with { lane in
                 var n = 0
+                var held = false
                 while n < batch, let r = lane.pop() {
+                    let depth = r.with { $0.depth }
+                    if depth == 0 && !admitsTopLevel() {
+                        // Chains already running may need every fiber left: new client
+                        // tasks wait (in their lane) until some finish.
+                        lane.pushFront(r)
+                        held = true
+                        break
+                    }
                     if !r.with({ runOnFiber($0) }) {
                         // No fiber to be had: the task waits at the head of its lane.
                         lane.pushFront(r)
@@ -467,8 +494,8 @@ final class Worker: @unchecked Sendable {
                     lane.tasksRun &+= 1
                     n += 1
                 }
-                if n == 0 && !starved { lane.isActive = false }
-                return n > 0 || starved
+                if n == 0 && !starved && !held { lane.isActive = false }
+                return n > 0 || starved || held
             }
             if ran {
                 i += 1
@@ -493,18 +520,20 @@ final class Worker: @unchecked Sendable {
     }
 
     /// Every fiber waits and nothing has moved for a while: the work they wait for needs a
-    /// fiber too (a chain of subtasks wider or deeper than the fibers). Fail one queued
-    /// subtask; its parent resumes with the error and the chain unwinds, freeing fibers.
+    /// fiber too (chains of subtasks wider or deeper than the fibers). Fail the subtasks that
+    /// wait for a fiber; their parents resume with the error and the chains unwind.
     private func breakStarvation() {
+        var failed = 0
         for l in activeLanes {
-            if let r = l.with({ $0.popNested() }) {
+            while let r = l.with({ $0.popNested() }) {
                 r.with { r in
                     r.errorMessage = "no fiber for a subtask: all \(allFibers.count) fibers of worker \(id) (runtime.max_fibers) wait on work that needs one"
                     complete(r, rc: -CInt(CHI_ELIMIT))
                 }
-                return
+                failed += 1
             }
         }
+        Log.warn("worker \(id): every fiber waited on subtasks that had none; \(failed) subtasks failed with CHI_ELIMIT (raise runtime.max_fibers, or nest less)")
     }
 
     private func runReady() -> Bool {
@@ -525,18 +554,50 @@ final class Worker: @unchecked Sendable {
             }
             return true
         }
-        if allFibers.count >= limits.maxFibers { return false }
-        do {
-            let made = try Fiber(worker: self)
-            made.index = allFibers.count
-            allFibers.append(made)
-            made.record = Ref(r)
-            resume(made)
+        let f: Fiber
+        do throws(ChiError) {
+            if let parked = parkedFibers.last {
+                f = parked.o
+                try f.unpark()
+                parkedFibers.removeLast()
+            } else {
+                if allFibers.count >= limits.maxFibers { return false }
+                f = try Fiber(worker: self)
+                f.index = allFibers.count
+                allFibers.append(f)
+            }
         } catch {
             r.errorMessage = error.message
             complete(r, rc: -error.code)
+            return true
         }
+        f.record = Ref(r)
+        resume(f)
         return true
+    }
+
+    /// Whether a client's task may start now: with `topRunning + 1` chains each as deep as
+    /// the deepest subtasks seen lately, every chain could still get its fibers. Subtasks
+    /// always may (they finish work already started).
+    @inline(__always)
+    func admitsTopLevel() -> Bool {
+        (topRunning + 1) * (Int(depthEstimate) + 1) <= limits.maxFibers
+    }
+
+    /// Notes the depth of a task that starts; the estimate follows the deepest of the last
+    /// 1024 client tasks' worth of starts.
+    @inline(__always)
+    func noteStart(_ depth: UInt32) {
+        if depth > depthEstimate { depthEstimate = depth }
+        if depth > depthWindowMax { depthWindowMax = depth }
+        if depth == 0 {
+            depthWindowStarts &+= 1
+            if depthWindowStarts >= 1024 {
+                depthEstimate = depthWindowMax
+                depthWindowMax = 0
+                depthWindowStarts = 0
+            }
+        }
     }
 
     @inline(__always)
@@ -552,11 +613,8 @@ final class Worker: @unchecked Sendable {
             } else {
                 // Beyond the cache a fiber's stack is unmapped: after a burst, memory and
                 // mappings go back to their idle level.
-                let last = allFibers.removeLast()
-                if last !== f {
-                    last.index = f.index
-                    allFibers[f.index] = last
-                }
+                f.park()
+                parkedFibers.append(Ref(f))
             }
         }
     }
