@@ -153,11 +153,18 @@ package final class RuntimeClient: @unchecked Sendable {
             return 0
         }
         let off = try offset(ofTask: t)
-        guard t.pointee.reserved.0 & SlabAllocator.liveMask == SlabAllocator.liveMagic else {
+        let live = t.pointee.reserved.0
+        guard live & SlabAllocator.liveMask == SlabAllocator.liveMagic else {
             throw ChiError(EINVAL, "task \(t) is not a live task (deleted already?)")
+        }
+        guard (live >> 8) & 0xFF_FFFF == liveTag else {
+            throw ChiError(EINVAL, "task \(t) belongs to another client")
         }
         return off
     }
+
+    /// This client's mark in its tasks' live word (beside the size class).
+    private var liveTag: UInt64 { clientId & 0xFF_FFFF }
 
     /// Allocates and zeroes a task, filling its header.
     @inline(__always)
@@ -189,7 +196,7 @@ package final class RuntimeClient: @unchecked Sendable {
         t.pointee.task_id = clientId << 40 | (chi_add64_relaxed(counter, 1) & ((1 << 40) - 1))
         t.pointee.dom_query = query ?? chi_dq_local_hash(0)
         t.pointee.lane_hash = Self.threadHash
-        t.pointee.reserved.0 = SlabAllocator.liveMagic | cls
+        t.pointee.reserved.0 = SlabAllocator.liveMagic | liveTag << 8 | cls
         return t
     }
 

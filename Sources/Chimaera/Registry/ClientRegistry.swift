@@ -18,6 +18,7 @@ final class ClientRegistry: @unchecked Sendable {
     private let lock = Mutex()
     private var nextClientId: UInt64 = 1
     private let queueDepth: Int
+    private let maxClients: Int
     private let quota: UInt64
     private(set) var socketPath: String?
     private var listenFd: Int32 = -1
@@ -40,7 +41,10 @@ final class ClientRegistry: @unchecked Sendable {
         runtimeRef = Ref(runtime)
         self.segment = segment
         spans = runtime.spans
-        slots = (0..<maxClients).map { ClientSlot(index: $0, workers: runtime.workers.count) }
+        // Clients that left hold their slot until their tasks end: the limit counts the live
+        // ones, and the slots beyond it carry those being reclaimed.
+        self.maxClients = maxClients
+        slots = (0..<(maxClients + maxClients / 4 + 4)).map { ClientSlot(index: $0, workers: runtime.workers.count) }
         self.queueDepth = queueDepth
         self.quota = quota
         stopFlag.initialize(to: 0)
@@ -206,9 +210,12 @@ final class ClientRegistry: @unchecked Sendable {
         guard m.abi_major == UInt32(CHI_ABI_MAJOR), m.layout == CHI_SEG_LAYOUT else {
             return (Self.refusal(CInt(CHI_EABI), "this runtime speaks ABI \(CHI_ABI_MAJOR).\(CHI_ABI_MINOR) (segment layout \(CHI_SEG_LAYOUT)); the client library is \(m.abi_major).\(m.abi_minor) (layout \(m.layout))"), nil)
         }
-        guard let slot = slots.first(where: { $0.state == .free }) else {
+        let live = slots.reduce(0) { $0 + ($1.state == .live ? 1 : 0) }
+        guard live < maxClients, let slot = slots.first(where: { $0.state == .free }) else {
             refusedConnections &+= 1
-            return (Self.refusal(CInt(CHI_ELIMIT), "the runtime already has \(slots.count) clients attached (runtime.max_clients)"), nil)
+            let why = live >= maxClients ? "the runtime already has \(live) clients attached (runtime.max_clients)"
+                : "\(slots.count - live) clients that left are still being reclaimed (their tasks have not finished)"
+            return (Self.refusal(CInt(CHI_ELIMIT), why), nil)
         }
         let rt = runtime
         let ll = rt.workers.filter { $0.kind == .lowLatency }.map(\.id)
@@ -402,8 +409,11 @@ final class ClientRegistry: @unchecked Sendable {
         }
     }
 
-    /// Tasks waiting in live clients' rings (a racy snapshot).
-    func queuedInRings() -> Int {
-        lock.withLock { slots.filter { $0.state == .live }.reduce(0) { n, s in s.rings.reduce(n) { $0 + $1.count } } }
+    /// Where each live client's rings are now (for flush).
+    func ringPositions() -> [(ring: ShmRing, at: UInt64, slot: ClientSlot?)] {
+        lock.withLock {
+            slots.filter { $0.state == .live }.flatMap { s in s.rings.map { (ring: $0, at: $0.enqueuePosition, slot: Optional(s)) } }
+        }
     }
+
 }

@@ -88,6 +88,9 @@ final class ClientSlot: @unchecked Sendable {
         state = .free
     }
 
+    /// Whether the slot serves a client (read without the registry's lock: a hint).
+    var isLive: Bool { state == .live }
+
     var acceptedTotal: UInt64 {
         var n: UInt64 = 0
         for i in 0..<Int(CHI_MAX_QUEUES) { n &+= chi_load64(accepted + 8 * i) }

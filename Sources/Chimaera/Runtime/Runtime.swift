@@ -320,27 +320,31 @@ package final class Runtime: @unchecked Sendable {
         }
     }
 
-    /// Waits (yielding the fiber) until no task is queued anywhere, at most 10 s.
+    /// Waits (yielding the fiber) until every task queued before the call has started, at
+    /// most 10 s: first the client rings and worker inboxes must move past where they were,
+    /// then the lanes must have run what they held by then. Tasks queued later (a steady
+    /// stream of them included) are not waited for.
     package func flush() {
-        let deadline = chi_now_ns() + 10_000_000_000
-        while chi_now_ns() < deadline {
-            if queuedEverywhere() == 0 { return }
-            yieldCurrent()
+        let deadline = chi_now_ns() &+ 10_000_000_000
+        let queues = registry.ringPositions() + workers.map { (ring: $0.inbox, at: $0.inbox.enqueuePosition, slot: ClientSlot?.none) }
+        func drained() -> Bool {
+            queues.allSatisfy { q in
+                if let s = q.slot, !s.isLive { return true }
+                return Int64(bitPattern: q.ring.dequeuePosition &- q.at) >= 0
+            }
         }
-    }
-
-    private func queuedEverywhere() -> Int {
-        var n = 0
-        for w in workers {
-            n += w.inbox.count
-        }
-        n += registry.queuedInRings()
+        // A sleeping worker may hold messages posted without a wake (records going home).
+        for w in workers { w.wake() }
+        while !drained() && chi_now_ns() < deadline { yieldCurrent() }
         pthread_mutex_lock(&lock)
+        var lanes: [(Lane, UInt64)] = []
         for p in poolsByName.values {
-            for c in p.containers { for l in c.lanes { n += l.load } }
+            for c in p.local { for l in c.lanes { lanes.append((l, l.tasksRun &+ UInt64(l.load))) } }
         }
         pthread_mutex_unlock(&lock)
-        return n
+        while !lanes.allSatisfy({ Int64(bitPattern: $0.0.tasksRun &- $0.1) >= 0 }) && chi_now_ns() < deadline {
+            yieldCurrent()
+        }
     }
 
     /// Lets other work run: on a fiber, requeue it behind the worker's other work; on a plain

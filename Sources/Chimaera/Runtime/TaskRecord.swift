@@ -31,7 +31,9 @@ final class TaskRecord {
     /// How deep in a chain of subtasks this task is (0 for a client's task).
     var depth: UInt32 = 0
     var taskOff: UInt64 = 0
-    /// Its index in its worker's `allRecords` (for trimming).
+    /// The worker that made it (and owns it: records go back there) and its index in that
+    /// worker's `allRecords`.
+    var owner = 0
     var index = 0
     // Pools, containers and lanes outlive every record (see RuntimePool.swift), and records
     // are owned by the worker that made them (Worker.allRecords): the links below are `Ref`s,

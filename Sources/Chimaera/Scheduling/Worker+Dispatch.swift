@@ -285,7 +285,9 @@ extension Worker {
         }
         t.pointee.runs &+= 1
         if r.isPeriodic && r.parentRef == nil {
-            if pool.isDestroyed || rt.with({ $0.isStopping }) {
+            // A client that went while this run was under way cancelled nothing it could see:
+            // its periodic tasks end here instead of running for ever.
+            if pool.isDestroyed || rt.with({ $0.isStopping }) || !(r.slotRef?.with { $0.isLive } ?? true) {
                 complete(r, rc: -CInt(CHI_ESTOPPED))
             } else if takeCancel(r) {
                 complete(r, rc: -ECANCELED)

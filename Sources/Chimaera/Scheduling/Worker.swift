@@ -733,14 +733,20 @@ final class Worker: @unchecked Sendable {
             return free
         }
         let r = TaskRecord(task: t)
+        r.owner = id
         r.index = allRecords.count
         allRecords.append(r)
         r.taskOff = off
         return Ref(r)
     }
 
+    /// Recycles a record; one made by another worker goes back to it (without waking it).
     @inline(__always)
     func freeRecord(_ r: TaskRecord) {
+        if r.owner != id {
+            runtime.workers[r.owner].post(.recycle, r)
+            return
+        }
         r.reset()
         if freeRecords.count < Self.recordCache {
             freeRecords.append(Ref(r))

@@ -115,6 +115,11 @@ package struct ShmRing: @unchecked Sendable {
         return chi_load64(seqPtr(pos)) != pos &+ 1
     }
 
+    /// How many values were ever pushed, and popped (racy snapshots): a value pushed before
+    /// `enqueuePosition` read p has been popped once `dequeuePosition` reaches p.
+    package var enqueuePosition: UInt64 { chi_load64_relaxed(enq) }
+    package var dequeuePosition: UInt64 { chi_load64_relaxed(deq) }
+
     /// Values queued (a racy snapshot).
     package var count: Int {
         Int(truncatingIfNeeded: chi_load64_relaxed(enq) &- chi_load64_relaxed(deq))

@@ -102,7 +102,8 @@ package final class SlabAllocator: @unchecked Sendable {
 
     // MARK: Tasks
 
-    /// The header word that marks a live task block and records its class (reserved[0]).
+    /// The header word that marks a live task block (reserved[0]): this magic, the owning
+    /// client's tag (bits 8-31) and the block's size class (bits 0-7).
     static let liveMagic: UInt64 = 0x4C49_5645_0000_0000 // "LIVE"
     static let liveMask: UInt64 = 0xFFFF_FFFF_0000_0000
 
