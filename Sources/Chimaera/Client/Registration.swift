@@ -69,7 +69,8 @@ final class SocketChannel: RegistrationChannel, @unchecked Sendable {
             var r = chi_reg_reply_t()
             let n = withUnsafeMutableBytes(of: &r) { chi_sock_recv(fd, $0.baseAddress, $0.count, 0) }
             if n == 0 { throw ChiError(CInt(CHI_ENORUNTIME), "\(what) is gone (it closed the registration socket)") }
-            if n == -Int(EAGAIN) { throw ChiError(ETIMEDOUT, "\(what) did not answer a memory request within \(Self.timeoutMs) ms") }
+            if n == -Int(EAGAIN) { throw ChiError(ETIMEDOUT, "\(what) did not answer within \(Self.timeoutMs) ms") }
+            if n < 0 { throw ChiError(CInt(CHI_ENORUNTIME), "\(what) dropped the registration socket: \(Sys.errnoText(CInt(-n)))") }
             guard n == MemoryLayout<chi_reg_reply_t>.size, r.magic == CHI_REG_MAGIC else {
                 throw ChiError(CInt(CHI_ENORUNTIME), "\(what) sent a malformed reply (\(n) bytes)")
             }

@@ -9,7 +9,8 @@ import Glibc
 ///
 /// One thread serves the socket (epoll); an idle registry sleeps and costs no CPU. Bounds:
 /// `runtime.max_clients` slots, 64 connections that have not said hello (each closed after
-/// 2 s), one request message at a time per client (fixed size; anything else ends it).
+/// 2 s; when 64 wait, the oldest is closed to let a newcomer in), one request message at a
+/// time per client (fixed size; anything else ends it).
 final class ClientRegistry: @unchecked Sendable {
     let spans: SpanMap
     let slots: [ClientSlot]
@@ -139,10 +140,12 @@ final class ClientRegistry: @unchecked Sendable {
             let fd = chi_unix_accept(listenFd)
             if fd < 0 { return }
             lock.withLock {
-                if pending.count >= Self.maxPending {
+                // Full: the connection that has waited longest goes, not the newcomer (a client
+                // says hello at once; silent connections must not lock real ones out).
+                if pending.count >= Self.maxPending, let oldest = pending.min(by: { $0.value < $1.value }) {
+                    pending.removeValue(forKey: oldest.key)
                     refusedConnections &+= 1
-                    close(fd)
-                    return
+                    drop(oldest.key)
                 }
                 pending[fd] = chi_now_ns() &+ Self.helloTimeoutNs
                 add(fd)

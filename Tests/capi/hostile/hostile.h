@@ -283,9 +283,10 @@ static inline void h_begin(const char *prog, unsigned seconds) {
 /* Flags for h_end. */
 #define H_IDLE_FIBERS 1 /* also wait for fibers and mappings to come back near idle */
 
-/* Idle fibers kept per worker after a burst (runtime.fiber_cache's default), each with a
+/* Idle fibers a worker may still hold mapped once it is back at rest (a sleeping worker
+ * keeps one; a worker that has not slept yet keeps up to runtime.fiber_cache), each with a
  * stack mapping and a guard page: what "back near idle" allows above the baseline. */
-#define H_FIBER_CACHE 64
+#define H_FIBER_CACHE 4
 
 /* Ends a case: through fresh clients, waits (bounded) until heap_used is back to the baseline
  * (and, with H_IDLE_FIBERS, fibers and mappings are near idle), then runs one Md. */
