@@ -45,20 +45,28 @@ enum DomainResolver {
         guard local || q.sub_domain == UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS) else {
             return .failure(EINVAL)
         }
-        let set = local ? pool.local : pool.containers
-        let n = UInt64(set.count)
+        // One container: borrowed from the pool's array (no retain of the array or of the
+        // container; this is every task's path).
+        @inline(__always)
+        func one(_ i: Int) -> Resolution {
+            let r = local ? pool.local.withUnsafeBufferPointer { Ref(Unmanaged.passUnretained($0[i])) }
+                : pool.containers.withUnsafeBufferPointer { Ref(Unmanaged.passUnretained($0[i])) }
+            return .one(r)
+        }
+        let n = UInt64(local ? pool.local.count : pool.containers.count)
         if n == 0 { return .failure(CInt(CHI_ENOCONTAINER)) }
 
         switch sel {
         case UInt32(CHI_DQ_ID):
-            return q.sel < n ? .one(Ref(set[Int(q.sel)])) : .failure(CInt(CHI_ENOCONTAINER))
+            return q.sel < n ? one(Int(q.sel)) : .failure(CInt(CHI_ENOCONTAINER))
         case UInt32(CHI_DQ_HASH):
-            return .one(Ref(set[Int(q.sel % n)]))
+            return one(Int(q.sel % n))
         default:
             guard q.sel < n else { return .failure(CInt(CHI_ENOCONTAINER)) }
             let end = q.count == 0 ? n : min(n, q.sel &+ q.count)
             if end <= q.sel { return .failure(CInt(CHI_ENOCONTAINER)) }
-            return .many(ContainerRange(set, Int(q.sel), Int(end)), iter == 0 ? UInt32(CHI_DQ_BCAST) : iter)
+            return .many(ContainerRange(local ? pool.local : pool.containers, Int(q.sel), Int(end)),
+                         iter == 0 ? UInt32(CHI_DQ_BCAST) : iter)
         }
     }
 }

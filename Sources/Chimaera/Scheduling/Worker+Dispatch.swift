@@ -24,10 +24,10 @@ extension Worker {
             refuse(v, e)
             return
         }
+        // drainIngress prefetched the task's three lines (the parameters' line for writing:
+        // the method's outputs are copied back there; the second stays shared, the client
+        // polls its completion word there).
         let p = segBase + Int(v)
-        // The task's lines are the worker's serial misses: ask for all three at once.
-        chi_prefetch(p + 64)
-        chi_prefetch(p + 128)
         let size = UInt64(p.load(as: UInt32.self))
         chi_store64(e.accepted, chi_load64_relaxed(e.accepted) &+ 1)
         allocRecord(p.assumingMemoryBound(to: chi_task_t.self), off: v).with { r in

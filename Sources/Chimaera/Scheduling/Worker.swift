@@ -73,6 +73,8 @@ final class Worker: @unchecked Sendable {
     var switchesAtStarve: UInt64 = 0
     var switches: UInt64 = 0
     static let starvedNs: UInt64 = 100_000_000
+    /// Ring entries taken (and their tasks prefetched) before the first is accepted.
+    static let acceptBatch = 8
     /// Idle fibers a sleeping worker keeps mapped.
     static let idleFibersAsleep = 1
     /// Cancel requests for periodic tasks not found among the timers (they were running or
@@ -401,9 +403,23 @@ final class Worker: @unchecked Sendable {
             }
             var n = 0
             let e = ringBuf[i]
-            while n < 256 && UInt64(n) < e.budget, let v = e.ring.popSingle() {
-                accept(v, e)
-                n += 1
+            // In batches: every task of a batch is asked for (prefetched) before the first is
+            // copied, so the copies do not wait for their lines one after another.
+            withUnsafeTemporaryAllocation(of: UInt64.self, capacity: Self.acceptBatch) { batch in
+                while n < 256 && UInt64(n) < e.budget {
+                    var k = 0
+                    while k < Self.acceptBatch && UInt64(n + k) < e.budget, let v = e.ring.popSingle() {
+                        let p = segBase + Int(truncatingIfNeeded: v & ~CHI_RING_TAG_MASK)
+                        chi_prefetch(p)
+                        chi_prefetch(p + 64)
+                        chi_prefetch_w(p + 128)
+                        batch[k] = v
+                        k += 1
+                    }
+                    for j in 0..<k { accept(batch[j], e) }
+                    n += k
+                    if k < Self.acceptBatch { break }
+                }
             }
             ringBuf[i].budget -= UInt64(n)
             if n > 0 { did = true }
