@@ -29,9 +29,13 @@ int chi_install_stop_signals(uint32_t *flag) {
     sigemptyset(&sa.sa_mask);
     if (sigaction(SIGTERM, &sa, NULL) != 0) return -errno;
     if (sigaction(SIGINT, &sa, NULL) != 0) return -errno;
+    chi_ignore_write_signals();
+    return 0;
+}
+
+void chi_ignore_write_signals(void) {
     signal(SIGPIPE, SIG_IGN);
     signal(SIGXFSZ, SIG_IGN);
-    return 0;
 }
 
 int chi_pin_thread(int cpu) {

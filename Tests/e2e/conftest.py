@@ -38,6 +38,11 @@ def shm_path(segment):
     return Path("/dev/shm") / f"chimaera_{segment}"
 
 
+def sock_path(segment):
+    """Where clients of the segment register (the runtime removes it when it stops)."""
+    return Path("/dev/shm") / f"chimaera_{segment}.sock"
+
+
 def pid_alive(pid):
     """True while pid runs (a zombie counts as gone)."""
     try:
@@ -210,10 +215,11 @@ class Daemon:
                 except ProcessLookupError:
                     pass
                 wait_gone(pid, 5)
-        try:
-            shm_path(self.segment).unlink()
-        except FileNotFoundError:
-            pass
+        for p in (shm_path(self.segment), sock_path(self.segment)):
+            try:
+                p.unlink()
+            except FileNotFoundError:
+                pass
 
 
 class Daemons:

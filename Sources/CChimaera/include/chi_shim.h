@@ -129,6 +129,9 @@ void chi_tls_set_error(const char *msg);
 /** Installs SIGTERM/SIGINT handlers that set *flag to 1 and futex-wake it, and ignores
  *  SIGPIPE and SIGXFSZ (write errors come back as EPIPE and EFBIG instead). */
 int chi_install_stop_signals(uint32_t *flag);
+/** Ignores SIGPIPE and SIGXFSZ: a write to a closed socket or past `ulimit -f` fails with
+ *  EPIPE or EFBIG instead of killing the process. */
+void chi_ignore_write_signals(void);
 /** Pins the calling thread to one CPU. Returns 0 or -errno. */
 int chi_pin_thread(int cpu);
 /** Lets the calling thread run on every online CPU again. */

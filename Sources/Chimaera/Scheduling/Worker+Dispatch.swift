@@ -35,14 +35,11 @@ extension Worker {
             r.shm = p.assumingMemoryBound(to: chi_task_t.self)
             r.shmOff = v
             r.bulkOwner = e.owner
-            let hdr = UInt64(Self.headerSize)
-            guard size >= hdr, size <= limit, size <= UInt64(limits.maxTaskSize) else {
+            if let why = TaskCheck.size(size, limit: limit, maxTaskSize: limits.maxTaskSize) {
                 r.inline.copyMemory(from: p, byteCount: Self.headerSize)
                 r.task = r.inline.assumingMemoryBound(to: chi_task_t.self)
                 r.copyBack = false
-                r.errorMessage = size > UInt64(limits.maxTaskSize) && size <= limit
-                    ? "task size \(size) exceeds runtime.max_task_size (\(limits.maxTaskSize))"
-                    : "task size \(size) is not between the header's \(hdr) bytes and its block's \(limit)"
+                r.errorMessage = why
                 fail(r, CInt(CHI_EBADTASK))
                 return
             }
@@ -57,8 +54,7 @@ extension Worker {
             }
             dst.copyMemory(from: p, byteCount: Int(size))
             let t = dst.assumingMemoryBound(to: chi_task_t.self)
-            t.pointee.size = UInt32(size)
-            t.pointee.flags &= UInt32(CHI_TASK_USER_FLAGS)
+            TaskCheck.seal(t, size: size)
             r.task = t
             route(r)
         }
@@ -110,24 +106,10 @@ extension Worker {
             fail(r, CInt(CHI_ENOMETHOD))
             return
         }
-        guard t.pointee.size >= m.pointee.task_size else {
-            r.errorMessage = "task size \(t.pointee.size) is smaller than method \(t.pointee.method)'s \(m.pointee.task_size) bytes (module \(pool.module.name))"
+        if let why = TaskCheck.method(t, m, module: pool.module.name, limits: limits) {
+            r.errorMessage = why
             fail(r, CInt(CHI_EBADTASK))
             return
-        }
-        if t.pointee.flags & UInt32(CHI_TASK_PERIODIC) != 0 {
-            let name = m.pointee.name.map { String(cString: $0) } ?? "\(t.pointee.method)"
-            guard m.pointee.flags & UInt32(CHI_MF_PERIODIC_OK) != 0 else {
-                r.errorMessage = "method \(name) of module \(pool.module.name) may not be periodic (no CHI_MF_PERIODIC_OK)"
-                fail(r, CInt(CHI_EBADTASK))
-                return
-            }
-            let period = t.pointee.period_ns
-            guard period >= limits.minPeriodNs, period <= limits.maxPeriodNs else {
-                r.errorMessage = "period \(period) ns is outside [runtime.min_period_us \(limits.minPeriodUs) us, runtime.max_period_s \(limits.maxPeriodS) s]"
-                fail(r, CInt(CHI_EBADTASK))
-                return
-            }
         }
         r.poolRef = Ref(pool)
         r.method = m

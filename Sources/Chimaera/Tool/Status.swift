@@ -51,6 +51,11 @@ extension Tool {
             print("cluster: node \(top.int("node_id")) of \(top.int("nodes")); sent \(remote.int("sent")), served \(remote.int("served")), failed \(remote.int("failed"))")
             for p in peers { print("  \(p)") }
         }
+        let clients = top.objects("clients")
+        print("clients: \(clients.count) attached, \(top.int("clients_gone")) gone, \(top.int("clients_refused")) refused; bad ring entries \(top.int("bad_tasks"))")
+        for c in clients {
+            print("  #\(c.int("id")) pid=\(c.int("pid")) \(c.string("state")) in_flight=\(c.int("tasks_in_flight")) queued=\(c.int("queued")) memory=\(c.int("memory_bytes") >> 10)KiB")
+        }
         print("workers:")
         for w in top.objects("workers") {
             print("  #\(w.int("id")) \(w.string("kind")) cpu=\(w.int("cpu")) tasks=\(w.int("tasks_run")) busy=\(w.int("busy_ns") / 1000)us sleeps=\(w.int("sleeps")) fibers=\(w.int("fibers"))")

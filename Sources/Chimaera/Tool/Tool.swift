@@ -171,6 +171,9 @@ package enum Tool {
                 close(fd)
             }
         }
+        // A daemon takes write errors as errors, from its first write on (its own segment
+        // is one: `ulimit -f` applies to /dev/shm too).
+        chi_ignore_write_signals()
         let rt: Runtime
         do {
             rt = try Runtime(config: config, segmentName: name)
@@ -179,8 +182,6 @@ package enum Tool {
             report(error.message)
             return 1
         }
-        // A daemon takes write errors as errors: a file past `ulimit -f` (SIGXFSZ) or a peer
-        // that went (SIGPIPE) must not kill it.
         _ = chi_install_stop_signals(rt.stopFlag)
         do {
             rt.internalClient = RuntimeClient(internalFor: rt, spinNs: UInt64(config.clientSpinUs) * 1000)
@@ -222,6 +223,7 @@ package enum Tool {
         guard let pid = SharedSegment.livePid(of: name) else {
             if access(SharedSegment.filePath(name), F_OK) == 0 {
                 _ = Sys.shmUnlink(SharedSegment.shmName(name))
+                unlink(SharedSegment.socketPath(name))
                 fail("no runtime was serving segment \"\(name)\"; removed its stale segment")
             } else {
                 fail("no runtime is serving segment \"\(name)\"")
@@ -241,6 +243,7 @@ package enum Tool {
             while Sys.processAlive(pid) { usleep(5_000) }
         }
         if access(SharedSegment.filePath(name), F_OK) == 0 { _ = Sys.shmUnlink(SharedSegment.shmName(name)) }
+        unlink(SharedSegment.socketPath(name))
         print("chimaera: runtime \"\(name)\" (pid \(pid)) stopped")
         return 0
     }
