@@ -148,7 +148,7 @@ sanitize:
 	$(MAKE) SANITIZE=1 STAGE=$(SAN_STAGE) SWIFT_BUILD=$(SAN_SWIFT_BUILD) lib modules tool headers
 
 sanitize-test: sanitize
-	Tests/run-sanitized.sh $(SAN_STAGE)
+	CHI_SAN_STAGE=$(SAN_STAGE) python3 -m pytest -q Tests/e2e/test_sanitized.py
 
 clean:
 	rm -rf $(STAGE) $(SWIFT_BUILD) $(SAN_STAGE) $(SAN_SWIFT_BUILD)
