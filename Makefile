@@ -8,6 +8,7 @@
 #   make sanitize-test   the C ABI tests (and Tests/capi/hostile) against that build
 #   make fuzz            the libFuzzer targets, staged in build-fuzz/bin/fuzz-<target>
 #   make fuzz-run FUZZ_SECONDS=60   runs each target for that long from its corpus
+#   make fuzz-seeds      rewrites the generated seeds in Tests/fuzz/corpus/<target>/
 # docs/testing.md says what each checks and how to read a failure.
 
 SHELL := /bin/bash
@@ -49,7 +50,7 @@ SWIFT_FLAGS := --sanitize address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-r
 endif
 
 .PHONY: all headers python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
-.PHONY: sanitize sanitize-test fuzz fuzz-run
+.PHONY: sanitize sanitize-test fuzz fuzz-run fuzz-seeds
 
 all: lib modules tool bench-tools cmake-files headers
 
@@ -150,5 +151,35 @@ sanitize:
 sanitize-test: sanitize
 	CHI_SAN_STAGE=$(SAN_STAGE) python3 -m pytest -q Tests/e2e/test_sanitized.py
 
+# libFuzzer targets: one binary, build-fuzz/bin/chimaera-fuzz, and a symlink fuzz-<target> for
+# each Tests/fuzz/corpus/<target>/ (the binary picks its target by argv[0]). --sanitize fuzzer
+# tells SwiftPM that libFuzzer supplies main (else it links main to the target's own); swiftc
+# keeps only its last -sanitize= option, so fuzzer and address are given again as one. lld,
+# because gold warns about every ASan helper the executable exports.
+FUZZ_STAGE ?= $(CURDIR)/build-fuzz
+FUZZ_SWIFT_BUILD ?= $(CURDIR)/.build-fuzz
+FUZZ_TARGETS := $(notdir $(wildcard Tests/fuzz/corpus/*))
+FUZZ_SECONDS ?= 60
+FUZZ_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraFuzz Sources/CChimaeraFuzzMods Sources/Mods -type f)
+
+$(FUZZ_STAGE)/bin/chimaera-fuzz: $(SWIFT_SOURCES) $(FUZZ_SOURCES)
+	swift build -c release --product ChimaeraFuzz --scratch-path $(FUZZ_SWIFT_BUILD) \
+	  --sanitize fuzzer -Xswiftc -sanitize=fuzzer,address -Xswiftc -DCHI_FUZZ -Xswiftc -use-ld=lld \
+	  -Xcc -fsanitize=address,undefined -Xcc -fno-sanitize-recover=undefined
+	@mkdir -p $(dir $@)
+	cp $(FUZZ_SWIFT_BUILD)/release/ChimaeraFuzz $@.tmp && mv -f $@.tmp $@
+
+fuzz: $(FUZZ_STAGE)/bin/chimaera-fuzz
+	@for t in $(FUZZ_TARGETS); do ln -sfn chimaera-fuzz $(FUZZ_STAGE)/bin/fuzz-$$t; done
+
+fuzz-run: fuzz
+	Tests/fuzz/run.sh $(FUZZ_STAGE) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Rewrites the generated seeds (seed-<n>) of each target from its own generator: after a
+# change to the wire format. Hand-made inputs (regress-*) are kept.
+fuzz-seeds: fuzz
+	@for t in $(FUZZ_TARGETS); do rm -f Tests/fuzz/corpus/$$t/seed-*; \
+	  CHI_FUZZ_WRITE_SEEDS=Tests/fuzz/corpus/$$t $(FUZZ_STAGE)/bin/fuzz-$$t || exit 1; done
+
 clean:
-	rm -rf $(STAGE) $(SWIFT_BUILD) $(SAN_STAGE) $(SAN_SWIFT_BUILD)
+	rm -rf $(STAGE) $(SWIFT_BUILD) $(SAN_STAGE) $(SAN_SWIFT_BUILD) $(FUZZ_STAGE) $(FUZZ_SWIFT_BUILD)

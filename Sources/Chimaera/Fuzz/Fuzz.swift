@@ -1,0 +1,58 @@
+import CChimaera
+import Glibc
+
+/// Entry points for the libFuzzer targets (Sources/ChimaeraFuzz runs them; docs/testing.md).
+///
+/// Each target takes one input and returns; it traps (`precondition`) when an invariant of the
+/// code under test breaks, and that trap is the crash libFuzzer reports. An input the code
+/// refuses with an error is a normal outcome, not a finding. The targets share the modules
+/// whose descriptors the task codec is fed against and one small segment for the buffers it
+/// allocates. Nothing here is reachable from the C ABI. Not thread-safe: libFuzzer runs one
+/// input at a time.
+package enum Fuzz {
+    nonisolated(unsafe) private(set) static var modules: [Module] = []
+    nonisolated(unsafe) private static var seg: SharedSegment?
+
+    /// Loads `vtables` as modules (what ModuleLoader does after dlopen) and creates the
+    /// segment. Call once, before the first input.
+    ///
+    /// - Throws: `ChiError` when a vtable is refused as ModuleLoader would refuse it, or the
+    ///   segment cannot be created.
+    package static func setUp(modules vtables: [(name: String, vtable: UnsafePointer<chi_module_vtable_t>)])
+        throws(ChiError)
+    {
+        modules = []
+        for (name, vt) in vtables {
+            modules.append(try Module(name: name, path: "(linked into the fuzz harness)",
+                                      vtable: vt.pointee, handle: nil))
+        }
+        // Unlinked at once: a crashing input leaves nothing in /dev/shm.
+        seg = try SharedSegment.create(name: "fuzz_\(getpid())", size: 64 << 20,
+                                       layout: .init(queues: 1, queueDepth: 64, workers: 1),
+                                       anonymous: true)
+    }
+
+    static var segment: SharedSegment {
+        guard let seg else { preconditionFailure("Fuzz.setUp was not called") }
+        return seg
+    }
+
+    /// An allocator over the whole heap again: what the previous input allocated is forgotten,
+    /// so inputs stay independent (freed spans of one size do not serve another yet, issue 12).
+    static func freshAllocator() -> ShmAllocator {
+        let s = segment
+        let at = Int(s.header.pointee.alloc_off)
+        let spans = (s.base + at).assumingMemoryBound(to: chi_alloc_header_t.self).pointee.spans_off
+        ShmAllocator.format(segment: s, headerOffset: at, heapStart: Int(spans))
+        return ShmAllocator(segment: s)
+    }
+
+    /// Every method of every module, in module order then declaration order: what an input's
+    /// selector byte indexes.
+    static var allMethods: [UnsafePointer<chi_method_desc_t>] {
+        modules.flatMap { m -> [UnsafePointer<chi_method_desc_t>] in
+            guard let methods = m.vtable.methods else { return [] }
+            return (0..<Int(m.vtable.nmethods)).map { methods + $0 }
+        }
+    }
+}
