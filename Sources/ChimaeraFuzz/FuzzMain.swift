@@ -27,6 +27,7 @@ let targets: [Target] = [
     // naming its `package static func fuzzValidate(_ data: UnsafeRawBufferPointer)`.
 ]
 
+/// The target argv[0] named; set once, before the first input.
 nonisolated(unsafe) var selected: Target?
 
 /// One line on stderr.
@@ -64,6 +65,8 @@ func writeSeeds(_ t: Target, to dir: String) -> Never {
     exit(0)
 }
 
+/// libFuzzer's set-up hook: picks the target from argv[0] (`fuzz-<name>`); with
+/// CHI_FUZZ_WRITE_SEEDS=DIR writes the target's seeds there and exits instead.
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
                            _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>>) -> CInt
@@ -80,6 +83,7 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>,
     return 0
 }
 
+/// libFuzzer's per-input hook: runs the selected target on one input.
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     selected!.run(UnsafeRawBufferPointer(start: data, count: size))
@@ -87,6 +91,7 @@ public func fuzzTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt
 }
 
 #if !CHI_FUZZ
+/// The replayer main of a build without libFuzzer (see the top of this file).
 @main
 struct Replay {
     static func main() {

@@ -10,6 +10,7 @@ import Glibc
 /// allocates. Nothing here is reachable from the C ABI. Not thread-safe: libFuzzer runs one
 /// input at a time.
 package enum Fuzz {
+    /// The modules whose descriptors the codec targets use, in `setUp` order.
     nonisolated(unsafe) private(set) static var modules: [Module] = []
     nonisolated(unsafe) private static var seg: SharedSegment?
 
@@ -32,6 +33,7 @@ package enum Fuzz {
                                        anonymous: true)
     }
 
+    /// The segment the codec targets allocate bulk buffers in (64 MiB, already unlinked).
     static var segment: SharedSegment {
         guard let seg else { preconditionFailure("Fuzz.setUp was not called") }
         return seg
