@@ -4,7 +4,7 @@ corpus (Tests/fuzz/corpus/<target>/) by Tests/fuzz/run.sh.
 A crash, a timeout on one input or an out-of-memory fails the target's test; the input stays in
 build-fuzz/crashes/<target>-<kind>-<sha1> and its Base64 is in the failure message. Replay it
 with `build-fuzz/bin/fuzz-<target> FILE`. CHI_FUZZ_SECONDS sets the time per target (default
-20); CHI_SKIP_FUZZ=1 skips this file. The build takes about 3.5 minutes from nothing on 2 cores.
+20); CHI_SKIP_FUZZ=1 skips this file. The build takes about 3 minutes from nothing on 2 cores.
 """
 
 import os

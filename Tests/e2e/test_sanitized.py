@@ -13,8 +13,8 @@ CHIMAERA_SEGMENT, its pid in CHI_DAEMON_PID, the prefix in CHI_STAGE, and may in
 "test_common.h").
 
 The prefix is $CHI_SAN_STAGE if set (it must be built: `make sanitize-test` does that), else
-build-san/, built here by `make sanitize` (about 3.5 minutes from nothing on 2 cores, 10 s
-when up to date). CHI_SKIP_SANITIZED=1 skips this file.
+build-san/, built here by `make sanitize` (about 3 minutes from nothing on 2 cores, under a
+second when up to date). CHI_SKIP_SANITIZED=1 skips this file.
 """
 
 import os
