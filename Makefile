@@ -4,6 +4,12 @@
 #   make demo      set up, build, start a runtime, run the client example, stop it
 #   make test      set up, build, run every test
 #   make install PREFIX=/usr/local
+#   make sanitize        the library, modules and tool with ASan + UBSan, staged in build-san/
+#   make sanitize-test   the C ABI tests (and Tests/capi/hostile) against that build
+#   make fuzz            the libFuzzer targets, staged in build-fuzz/bin/fuzz-<target>
+#   make fuzz-run FUZZ_SECONDS=60   runs each target for that long from its corpus
+#   make fuzz-seeds      rewrites the generated seeds in Tests/fuzz/corpus/<target>/
+# docs/testing.md says what each checks and how to read a failure.
 
 SHELL := /bin/bash
 PREFIX ?= /usr/local
@@ -22,7 +28,29 @@ MODULES := $(notdir $(wildcard Sources/Mods/*))
 # Extra libraries a built-in module links (by module name).
 LDLIBS_bdev := -luring
 
+# ---- the sanitized variant: `make sanitize` re-runs this Makefile with SANITIZE=1 ------------
+# Swift gets -sanitize=address only: swiftc has no -sanitize=undefined on Linux (Swift traps on
+# overflow and bad casts by itself). C (the CChimaera shim, SwiftNIO's C parts, the modules,
+# the tool) gets ASan + UBSan. The ASan runtime is not linked into libchimaera.so (swiftc
+# -emit-library leaves __asan_* undefined, as clang -shared does): the executable provides it.
+# So every program that loads the sanitized library must itself be linked with
+# -fsanitize=address by this toolchain's clang (same compiler-rt; gcc's libasan is another
+# runtime), or run with LD_PRELOAD=$$(clang -print-file-name=libclang_rt.asan-x86_64.so).
+SAN_STAGE ?= $(CURDIR)/build-san
+SAN_SWIFT_BUILD ?= $(CURDIR)/.build-san
+SAN_CC ?= $(dir $(realpath $(shell command -v swiftc)))clang
+SAN_CFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+ifeq ($(SANITIZE),1)
+override CC := $(SAN_CC)
+override CFLAGS := -O1 -g -Wall -Wextra -Werror $(SAN_CFLAGS)
+# gold, clang's default here, warns about every ASan helper the executable exports.
+LINK_FLAGS := -fuse-ld=lld
+SWIFT_FLAGS := --sanitize address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-recover=undefined \
+  -Xcc -fno-omit-frame-pointer
+endif
+
 .PHONY: all headers python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
+.PHONY: sanitize sanitize-test fuzz fuzz-run fuzz-seeds
 
 all: lib modules tool bench-tools cmake-files headers
 
@@ -38,7 +66,7 @@ deps:
 
 # ---- the library -------------------------------------------------------------------------
 $(STAGE)/lib/$(SONAME): $(SWIFT_SOURCES) Sources/ChimaeraCExports/chimaera.map
-	swift build -c release --product chimaera --scratch-path $(SWIFT_BUILD) \
+	swift build -c release --product chimaera --scratch-path $(SWIFT_BUILD) $(SWIFT_FLAGS) \
 	  -Xswiftc -static-stdlib \
 	  -Xlinker -soname=$(SONAME) \
 	  -Xlinker --version-script=$(CURDIR)/Sources/ChimaeraCExports/chimaera.map
@@ -57,7 +85,7 @@ headers:
 # ---- built-in modules (C, loaded by name like any user module) ---------------------------
 $(STAGE)/lib/chimaera/lib%.so: Sources/Mods/%/*.c include/chimaera/*.h $(STAGE)/lib/$(SONAME)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) -std=c11 -shared -fPIC -fvisibility=hidden $(CHI_CFLAGS) \
+	$(CC) $(CFLAGS) -std=c11 -shared -fPIC -fvisibility=hidden $(CHI_CFLAGS) $(LINK_FLAGS) \
 	  -o $@ $(filter %.c,$^) -L$(STAGE)/lib -lchimaera $(LDLIBS_$*)
 
 modules: $(foreach m,$(MODULES),$(STAGE)/lib/chimaera/lib$(m).so)
@@ -65,7 +93,7 @@ modules: $(foreach m,$(MODULES),$(STAGE)/lib/chimaera/lib$(m).so)
 # ---- the chimaera tool: a thin main over libchimaera.so (one runtime copy per process) ---
 $(STAGE)/bin/chimaera: Sources/chimaera/main.c $(STAGE)/lib/$(SONAME)
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera -Wl,-rpath,'$$ORIGIN/../lib'
+	$(CC) $(CFLAGS) $(CHI_CFLAGS) $(LINK_FLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera -Wl,-rpath,'$$ORIGIN/../lib'
 
 # The module developer's commands are the same program under other names (Tool.main looks at
 # argv[0]): chi_make_repo, chi_make_mod, chi_refresh_repo.
@@ -114,5 +142,44 @@ bench: deps all
 	$(STAGE)/bin/chimaera bench remote
 	$(STAGE)/bin/chimaera bench bdev
 
+# ---- sanitizers and fuzzing (docs/testing.md) ---------------------------------------------------
+# The sanitized prefix has what the C ABI tests need (no bench helpers, no CMake files); its
+# SwiftPM build folder is its own, so it never disturbs build/ and .build/.
+sanitize:
+	$(MAKE) SANITIZE=1 STAGE=$(SAN_STAGE) SWIFT_BUILD=$(SAN_SWIFT_BUILD) lib modules tool headers
+
+sanitize-test: sanitize
+	CHI_SAN_STAGE=$(SAN_STAGE) python3 -m pytest -q Tests/e2e/test_sanitized.py
+
+# libFuzzer targets: one binary, build-fuzz/bin/chimaera-fuzz, and a symlink fuzz-<target> for
+# each Tests/fuzz/corpus/<target>/ (the binary picks its target by argv[0]). --sanitize fuzzer
+# tells SwiftPM that libFuzzer supplies main (else it links main to the target's own); swiftc
+# keeps only its last -sanitize= option, so fuzzer and address are given again as one. lld,
+# because gold warns about every ASan helper the executable exports.
+FUZZ_STAGE ?= $(CURDIR)/build-fuzz
+FUZZ_SWIFT_BUILD ?= $(CURDIR)/.build-fuzz
+FUZZ_TARGETS := $(notdir $(wildcard Tests/fuzz/corpus/*))
+FUZZ_SECONDS ?= 60
+FUZZ_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraFuzz Sources/CChimaeraFuzzMods Sources/Mods -type f)
+
+$(FUZZ_STAGE)/bin/chimaera-fuzz: $(SWIFT_SOURCES) $(FUZZ_SOURCES)
+	swift build -c release --product ChimaeraFuzz --scratch-path $(FUZZ_SWIFT_BUILD) \
+	  --sanitize fuzzer -Xswiftc -sanitize=fuzzer,address -Xswiftc -DCHI_FUZZ -Xswiftc -use-ld=lld \
+	  -Xcc -fsanitize=address,undefined -Xcc -fno-sanitize-recover=undefined
+	@mkdir -p $(dir $@)
+	cp $(FUZZ_SWIFT_BUILD)/release/ChimaeraFuzz $@.tmp && mv -f $@.tmp $@
+
+fuzz: $(FUZZ_STAGE)/bin/chimaera-fuzz
+	@for t in $(FUZZ_TARGETS); do ln -sfn chimaera-fuzz $(FUZZ_STAGE)/bin/fuzz-$$t; done
+
+fuzz-run: fuzz
+	Tests/fuzz/run.sh $(FUZZ_STAGE) $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
+# Rewrites the generated seeds (seed-<n>) of each target from its own generator: after a
+# change to the wire format. Hand-made inputs (regress-*) are kept.
+fuzz-seeds: fuzz
+	@for t in $(FUZZ_TARGETS); do rm -f Tests/fuzz/corpus/$$t/seed-*; \
+	  CHI_FUZZ_WRITE_SEEDS=Tests/fuzz/corpus/$$t $(FUZZ_STAGE)/bin/fuzz-$$t || exit 1; done
+
 clean:
-	rm -rf $(STAGE) $(SWIFT_BUILD)
+	rm -rf $(STAGE) $(SWIFT_BUILD) $(SAN_STAGE) $(SAN_SWIFT_BUILD) $(FUZZ_STAGE) $(FUZZ_SWIFT_BUILD)

@@ -39,6 +39,15 @@ let package = Package(
             dependencies: ["Chimaera", "CChimaera"],
             exclude: ["chimaera.map"]
         ),
+        // The libFuzzer harness (`make fuzz`, docs/testing.md): the targets' entry points live in
+        // Sources/Chimaera/Fuzz; this executable selects one and, for the task codec, links the
+        // built-in modules' sources (CChimaeraFuzzMods) for their real descriptors. Built
+        // without -DCHI_FUZZ it is a replayer, so a plain `swift build` still links it.
+        .target(name: "CChimaeraFuzzMods", dependencies: ["CChimaera"]),
+        .executableTarget(
+            name: "ChimaeraFuzz",
+            dependencies: ["Chimaera", "ChimaeraCExports", "CChimaera", "CChimaeraFuzzMods"]
+        ),
         .testTarget(
             name: "ChimaeraTests",
             dependencies: ["Chimaera", "CChimaera", .product(name: "NIOCore", package: "swift-nio")]

@@ -9,6 +9,26 @@
 
 #define CHI_GUARD_SIZE (64u * 1024u) /* larger than any frame: no stack probes are emitted */
 
+/* Under AddressSanitizer every switch is announced (__sanitizer_start/finish_switch_fiber):
+ * otherwise ASan takes a fiber's stack for an overflow of the thread's, and its fake stacks
+ * (detect_stack_use_after_return) mix frames of different fibers, which gives false reports.
+ * The assembly switch is then chi_fiber_switch_raw, wrapped by a C chi_fiber_switch. */
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define CHI_FIBER_ASAN 1
+#endif
+#endif
+#if !defined(CHI_FIBER_ASAN) && defined(__SANITIZE_ADDRESS__)
+#define CHI_FIBER_ASAN 1
+#endif
+
+#ifdef CHI_FIBER_ASAN
+#include <sanitizer/common_interface_defs.h>
+#define CHI_SWITCH_SYM "chi_fiber_switch_raw"
+#else
+#define CHI_SWITCH_SYM "chi_fiber_switch"
+#endif
+
 int chi_fiber_stack_alloc(chi_fiber_stack_t *st, size_t size) {
     size_t total = size + CHI_GUARD_SIZE;
     void *p = mmap(NULL, total, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE,
@@ -36,10 +56,10 @@ void chi_fiber_trampoline(void);
 
 __asm__(
     ".text\n"
-    ".globl chi_fiber_switch\n"
-    ".hidden chi_fiber_switch\n"
-    ".type chi_fiber_switch,@function\n"
-    "chi_fiber_switch:\n"
+    ".globl " CHI_SWITCH_SYM "\n"
+    ".hidden " CHI_SWITCH_SYM "\n"
+    ".type " CHI_SWITCH_SYM ",@function\n"
+    CHI_SWITCH_SYM ":\n"
     "    pushq %rbp\n"
     "    pushq %rbx\n"
     "    pushq %r12\n"
@@ -61,7 +81,7 @@ __asm__(
     "    popq %rbx\n"
     "    popq %rbp\n"
     "    ret\n"
-    ".size chi_fiber_switch, .-chi_fiber_switch\n"
+    ".size " CHI_SWITCH_SYM ", .-" CHI_SWITCH_SYM "\n"
     ".globl chi_fiber_trampoline\n"
     ".hidden chi_fiber_trampoline\n"
     ".type chi_fiber_trampoline,@function\n"
@@ -71,8 +91,48 @@ __asm__(
     "    ud2\n"
     ".size chi_fiber_trampoline, .-chi_fiber_trampoline\n");
 
+#ifdef CHI_FIBER_ASAN
+void chi_fiber_switch_raw(chi_fiber_ctx_t *from, chi_fiber_ctx_t *to);
+
+/* The context this thread is leaving; the one resumed records that context's stack, which
+ * is how the worker's own context (the thread's stack) learns its bounds. Fibers never leave
+ * their thread, so a thread-local is exact. */
+static __thread chi_fiber_ctx_t *chi_switching_from;
+
+static void chi_fiber_landed(void *fake_stack) {
+    const void *bottom;
+    size_t size;
+    __sanitizer_finish_switch_fiber(fake_stack, &bottom, &size);
+    chi_switching_from->stack_bottom = bottom;
+    chi_switching_from->stack_size = size;
+}
+
+void chi_fiber_switch(chi_fiber_ctx_t *from, chi_fiber_ctx_t *to) {
+    chi_switching_from = from;
+    __sanitizer_start_switch_fiber(&from->fake_stack, to->stack_bottom, to->stack_size);
+    chi_fiber_switch_raw(from, to);
+    chi_fiber_landed(from->fake_stack);
+}
+
+/* A new fiber's first frame: finish the switch that started it, then run its function. */
+static void chi_fiber_asan_entry(void *p) {
+    chi_fiber_ctx_t *ctx = p;
+    chi_fiber_landed(NULL);
+    ctx->entry(ctx->arg);
+}
+#endif
+
 void chi_fiber_init(chi_fiber_ctx_t *ctx, chi_fiber_stack_t *st, void (*fn)(void *), void *arg) {
     uintptr_t top = ((uintptr_t)st->base + st->size) & ~(uintptr_t)15;
+    ctx->stack_bottom = (char *)st->base + CHI_GUARD_SIZE;
+    ctx->stack_size = st->size - CHI_GUARD_SIZE;
+    ctx->fake_stack = NULL;
+    ctx->entry = fn;
+    ctx->arg = arg;
+#ifdef CHI_FIBER_ASAN
+    arg = ctx;
+    fn = chi_fiber_asan_entry;
+#endif
     /* Frame, from the saved sp upward: [mxcsr/fpucw 16 bytes] r15 r14 r13 r12 rbx rbp ret.
      * `ret` pops the trampoline's address, leaving rsp 16-aligned for its call. */
     uint64_t *sp = (uint64_t *)(top - 72);

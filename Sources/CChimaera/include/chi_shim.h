@@ -94,8 +94,17 @@ static inline uint64_t chi_ticks(void) {
 
 /* ---- Fibers ---------------------------------------------------------------------------- */
 
-/** A saved execution context: just the stack pointer; registers live on the stack. */
-typedef struct chi_fiber_ctx { void *sp; } chi_fiber_ctx_t;
+/** A saved execution context: the stack pointer (registers live on the stack). The other
+ *  fields serve AddressSanitizer builds only (fiber.c tells it about every switch); they are
+ *  there in every build so that C and Swift always agree on the size. */
+typedef struct chi_fiber_ctx {
+    void *sp;
+    const void *stack_bottom; /* this context's stack, for the sanitizer */
+    size_t stack_size;
+    void *fake_stack;         /* the sanitizer's saved state while this context is switched out */
+    void (*entry)(void *);    /* a new fiber's function and argument */
+    void *arg;
+} chi_fiber_ctx_t;
 
 /** A fiber's stack, with an inaccessible guard region below it. */
 typedef struct chi_fiber_stack {

@@ -50,16 +50,25 @@ struct FrameDecoder: ByteToMessageDecoder {
     static let maxBody: UInt32 = (256 << 20) + (1 << 20)
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
+        guard let frame = try Self.next(&buffer) else { return .needMoreData }
+        context.fireChannelRead(Self.wrapInboundOut(frame))
+        return .continue
+    }
+
+    /// Takes the next whole frame off the front of `buffer`, or returns nil and consumes
+    /// nothing while it has not all arrived. A pure function of the bytes, so the fuzz target
+    /// (Sources/Chimaera/Fuzz) drives it without a channel.
+    ///
+    /// - Throws: `FrameError` for an oversized or unknown frame, as soon as its header is in.
+    static func next(_ buffer: inout ByteBuffer) throws(FrameError) -> Frame? {
         guard let len = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),
               let rawType = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self)
-        else { return .needMoreData }
-        guard len <= Self.maxBody else { throw FrameError.tooLarge(len) }
+        else { return nil }
+        guard len <= maxBody else { throw FrameError.tooLarge(len) }
         guard let type = FrameType(rawValue: rawType) else { throw FrameError.unknownType(rawType) }
-        guard buffer.readableBytes >= 5 + Int(len) else { return .needMoreData }
+        guard buffer.readableBytes >= 5 + Int(len) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)
-        let body = buffer.readSlice(length: Int(len))!
-        context.fireChannelRead(Self.wrapInboundOut(Frame(type: type, body: body)))
-        return .continue
+        return Frame(type: type, body: buffer.readSlice(length: Int(len))!)
     }
 
     mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer,

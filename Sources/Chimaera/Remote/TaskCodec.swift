@@ -116,14 +116,15 @@ enum TaskCodec {
     /// Fills a freshly allocated, zeroed task from the request's fields, allocating one of
     /// the runtime's buffers (`slab`) in `segment` for each bulk field. Returns the buffers
     /// (offset, length) by field index. Throws FrameError when the body does not match the
-    /// descriptors; ChiError(ENOMEM) when the segment is full. On any throw the buffers made
-    /// so far are freed.
+    /// descriptors, a bulk length that differs from its size field included; ChiError(ENOMEM)
+    /// when the segment is full. On any throw the buffers made so far are freed.
     static func decodeRequestFields(_ b: inout ByteBuffer, into t: UnsafeMutableRawPointer,
                                     _ m: UnsafePointer<chi_method_desc_t>, segment: SharedSegment,
                                     slab: SlabAllocator) throws -> [(field: Int, off: UInt64, size: UInt64)]
     {
         let fs = fields(m)
         var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
+        var sent: [(field: Int, length: UInt64)] = []
         do {
             if fs.isEmpty {
                 let n = Int(m.pointee.task_size) - headerSize
@@ -134,6 +135,7 @@ enum TaskCodec {
                 if f.type == UInt32(CHI_FT_BULK) {
                     let n: UInt64 = try b.readInt("bulk length")
                     guard n <= maxBulk else { throw FrameError.malformed("bulk of \(n) bytes") }
+                    sent.append((i, n))
                     var ptr = chi_shm_ptr_t()
                     if n > 0 {
                         guard let off = try? slab.allocate(n, kind: UInt32(CHI_MEM_BUFFER)), let p = segment.pointer(off, n) else {
@@ -156,6 +158,18 @@ enum TaskCodec {
             }
             guard b.readableBytes == 0 else {
                 throw FrameError.malformed("\(b.readableBytes) bytes left over after the fields")
+            }
+            // The buffer was sized by the length on the wire; the module trusts the size field
+            // (small_message's Io fills `size` bytes). A sender that follows the descriptors
+            // sends exactly the size field's value, so any other length is a malformed body.
+            // A size field that does not travel stays zero here, below any buffer.
+            for (i, n) in sent {
+                let f = fs[i]
+                let claimed = try bulkLength(UnsafeRawPointer(t), f, fs)
+                let travels = fs[Int(f.bulk_size_field)].dir & UInt32(CHI_DIR_IN) != 0
+                guard claimed == n || (!travels && claimed <= n) else {
+                    throw FrameError.malformed("bulk field \(String(cString: f.name)): \(n) bytes sent, its size field says \(claimed)")
+                }
             }
         } catch {
             for x in bulks { try? slab.free(x.off, kind: UInt32(CHI_MEM_BUFFER)) }
