@@ -23,8 +23,7 @@ let targets: [Target] = [
     Target(name: "frames", run: Fuzz.frames, seeds: Fuzz.framesSeeds),
     Target(name: "request", run: Fuzz.request, seeds: Fuzz.requestSeeds),
     Target(name: "reply", run: Fuzz.reply, seeds: Fuzz.replySeeds),
-    // Issue 12's task validation comes here as one line, Target(name: "validate", run: ...),
-    // naming its `package static func fuzzValidate(_ data: UnsafeRawBufferPointer)`.
+    Target(name: "validate", run: Fuzz.validate, seeds: Fuzz.validateSeeds),
 ]
 
 /// The target argv[0] named; set once, before the first input.

@@ -50,10 +50,10 @@ enum TaskCheck {
     /// lies inside one buffer `owner` holds (what chi_rctx_shm_ptr, the libffi handlers and
     /// the transport will find). A field with a zero length or offset names no buffer.
     static func bulk(_ t: UnsafePointer<chi_task_t>, _ m: UnsafePointer<chi_method_desc_t>, spans: SpanMap,
-                     owner: UInt16) -> [(field: Int, offset: UInt64, length: UInt64, ok: Bool)] {
+                     owner: UInt16) -> [(field: Int, segment: UInt32, offset: UInt64, length: UInt64, ok: Bool)] {
         let raw = UnsafeRawPointer(t)
         let fs = TaskCodec.fields(m)
-        var out: [(field: Int, offset: UInt64, length: UInt64, ok: Bool)] = []
+        var out: [(field: Int, segment: UInt32, offset: UInt64, length: UInt64, ok: Bool)] = []
         for (i, f) in fs.enumerated() where f.type == UInt32(CHI_FT_BULK) {
             guard UInt64(f.offset) + UInt64(MemoryLayout<chi_shm_ptr_t>.size) <= UInt64(t.pointee.size),
                   f.bulk_size_field >= 0, Int(f.bulk_size_field) < fs.count else { continue }
@@ -62,7 +62,7 @@ enum TaskCheck {
             let p = (raw + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
             let n = TaskCodec.value(raw, sf)
             if p.offset == 0 || n == 0 { continue }
-            out.append((i, p.offset, n, p.segment == 0 && spans.bulkOK(p.offset, n, owner: owner)))
+            out.append((i, p.segment, p.offset, n, p.segment == 0 && spans.bulkOK(p.offset, n, owner: owner)))
         }
         return out
     }
