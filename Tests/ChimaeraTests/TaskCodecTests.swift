@@ -24,9 +24,28 @@ private func withIoMethod<R>(_ body: (UnsafePointer<chi_method_desc_t>) throws -
     }
 }
 
+/// A throwaway segment (unlinked at once) and the runtime's own allocator over its heap.
+private final class CodecSegment {
+    let seg: SharedSegment
+    let spans: SpanMap
+    let slab: SlabAllocator
+
+    init(_ tag: String) throws {
+        seg = try SharedSegment.create(name: "unit_\(tag)_\(getpid())", size: 32 << 20,
+                                       layout: .init(workers: 1), anonymous: true)
+        spans = SpanMap(heapOff: seg.heapOff, heapSize: seg.heapSize)
+        slab = SlabAllocator(source: RuntimeSpans(spans), heapOff: seg.heapOff)
+    }
+
+    func resolve(_ p: chi_shm_ptr_t, _ n: UInt64) -> UnsafeMutableRawPointer? {
+        p.segment == 0 && spans.bulkOK(p.offset, n, owner: nil) ? seg.base + Int(p.offset) : nil
+    }
+}
+
 /// An Io request for `size` bytes as encodeRequest writes it, after the fixed header.
-private func ioRequestBody(_ m: UnsafePointer<chi_method_desc_t>, _ seg: SharedSegment, size: UInt64) throws -> ByteBuffer {
-    let off = try #require(seg.allocator.allocate(size))
+private func ioRequestBody(_ m: UnsafePointer<chi_method_desc_t>, _ cs: CodecSegment, size: UInt64) throws -> ByteBuffer {
+    let seg = cs.seg
+    let off = try cs.slab.allocate(size, kind: UInt32(CHI_MEM_BUFFER))
     seg.pointer(off, size)!.initializeMemory(as: UInt8.self, repeating: 0x42, count: Int(size))
     var t = chi_sm_io_task_t()
     t.hdr.method = UInt32(CHI_SM_IO)
@@ -34,7 +53,7 @@ private func ioRequestBody(_ m: UnsafePointer<chi_method_desc_t>, _ seg: SharedS
     t.size = size
     var b = try withUnsafeMutablePointer(to: &t) { p in
         try p.withMemoryRebound(to: chi_task_t.self, capacity: 1) {
-            try TaskCodec.encodeRequest($0, m, container: 0, reqId: 1, segment: seg)
+            try TaskCodec.encodeRequest($0, m, container: 0, reqId: 1, resolve: cs.resolve)
         }
     }
     b.moveReaderIndex(forwardBy: 5)
@@ -48,11 +67,11 @@ private let sizeFieldAt = 8 + 16
 
 @Suite struct TaskCodecTests {
     @Test func ioRequestDecodesToABufferOfItsSize() throws {
-        let seg = try makeSegment("codec_ok")
+        let seg = try CodecSegment("codec_ok")
         try withIoMethod { m in
             var b = try ioRequestBody(m, seg, size: 16)
             var t = chi_sm_io_task_t()
-            let bulks = try TaskCodec.decodeRequestFields(&b, into: &t, m, segment: seg, allocator: seg.allocator)
+            let bulks = try TaskCodec.decodeRequestFields(&b, into: &t, m, segment: seg.seg, slab: seg.slab)
             #expect(bulks.count == 1 && bulks[0].size == 16 && t.size == 16 && t.data.offset == bulks[0].off)
         }
     }
@@ -61,13 +80,13 @@ private let sizeFieldAt = 8 + 16
     /// sent 16 bytes of bulk data and a size field of 57,616, the task was accepted, and Io
     /// would have filled 57,616 bytes of a 64-byte block, over its neighbours in the segment.
     @Test func requestWhoseSizeFieldExceedsTheBulkSentIsRefused() throws {
-        let seg = try makeSegment("codec_long")
+        let seg = try CodecSegment("codec_long")
         try withIoMethod { m in
             var b = try ioRequestBody(m, seg, size: 16)
             b.setInteger(UInt64(57_616), at: b.readerIndex + sizeFieldAt, endianness: .little)
             var t = chi_sm_io_task_t()
             #expect(throws: FrameError.self) {
-                try TaskCodec.decodeRequestFields(&b, into: &t, m, segment: seg, allocator: seg.allocator)
+                try TaskCodec.decodeRequestFields(&b, into: &t, m, segment: seg.seg, slab: seg.slab)
             }
         }
     }
@@ -76,13 +95,13 @@ private let sizeFieldAt = 8 + 16
     /// length is no overflow, but no sender that follows the descriptors writes it, and the
     /// task would not encode back to what arrived.
     @Test func requestWhoseSizeFieldIsBelowTheBulkSentIsRefused() throws {
-        let seg = try makeSegment("codec_short")
+        let seg = try CodecSegment("codec_short")
         try withIoMethod { m in
             var b = try ioRequestBody(m, seg, size: 16)
             b.setInteger(UInt64(1), at: b.readerIndex + sizeFieldAt, endianness: .little)
             var t = chi_sm_io_task_t()
             #expect(throws: FrameError.self) {
-                try TaskCodec.decodeRequestFields(&b, into: &t, m, segment: seg, allocator: seg.allocator)
+                try TaskCodec.decodeRequestFields(&b, into: &t, m, segment: seg.seg, slab: seg.slab)
             }
         }
     }
