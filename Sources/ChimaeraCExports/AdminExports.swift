@@ -75,3 +75,27 @@ public func chiRuntimeStats(_ h: OpaquePointer?, _ buf: UnsafeMutablePointer<CCh
         return try copyOut(try c.statsJSON(), to: buf, cap: cap, what: "the statistics")
     }
 }
+
+@c(chi_runtime_set_worch)
+public func chiRuntimeSetWorch(_ h: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        try Handles.client(h).setWorkOrchestrator(try cString(name, "policy module name"))
+        return 0
+    }
+}
+
+@c(chi_pool_info)
+public func chiPoolInfo(_ h: OpaquePointer?, _ id: UInt64, _ name: UnsafePointer<CChar>?,
+                        _ info: UnsafeMutablePointer<chi_pool_info_t>?) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        let c = try Handles.client(h)
+        guard let info else { throw ChiError(EINVAL, "info is NULL") }
+        guard id != 0 || name != nil else { throw ChiError(EINVAL, "give a pool id or a name") }
+        let size = Int(info.pointee.size)
+        guard size >= 4 else { throw ChiError(EINVAL, "chi_pool_info_t.size is \(size); set it to sizeof(chi_pool_info_t)") }
+        var got = try c.poolInfo(id: id, name: name.map { String(cString: $0) })
+        withUnsafeBytes(of: &got) { UnsafeMutableRawPointer(info).copyMemory(from: $0.baseAddress!, byteCount: min(size, $0.count)) }
+        info.pointee.size = UInt32(size)
+        return 0
+    }
+}

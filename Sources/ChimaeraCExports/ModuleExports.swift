@@ -150,6 +150,24 @@ public func chiRtStatsJson(_ r: OpaquePointer?, _ buf: UnsafeMutablePointer<CCha
     }
 }
 
+@c(chi_rt_set_worch)
+public func chiRtSetWorch(_ r: OpaquePointer?, _ name: UnsafePointer<CChar>?) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        try rt.setWorkOrchestrator(try cString(name, "policy module name"))
+        return 0
+    }
+}
+
+@c(chi_rt_pool_info)
+public func chiRtPoolInfo(_ r: OpaquePointer?, _ id: UInt64, _ name: UnsafePointer<CChar>?,
+                          _ info: UnsafeMutablePointer<chi_pool_info_t>?) -> CInt {
+    ModuleServices.service(r) { (rt) throws(ChiError) -> CInt in
+        guard let info else { throw ChiError(EINVAL, "info is NULL") }
+        try rt.poolInfo(id: id, name: name.map { String(cString: $0) }, into: info)
+        return 0
+    }
+}
+
 @c(chi_container_worker_count)
 public func chiContainerWorkerCount(_ c: OpaquePointer?) -> UInt32 {
     guard let c else { return 0 }

@@ -58,11 +58,11 @@ def capi_bin(tmp_path_factory):
     return build
 
 
-def run_test(binary, env, timeout=60):
+def run_test(binary, env, timeout=60, args=()):
     """Runs one C test; 77 skips; anything else but 0 fails with the program's output. Also
     checks the test left no segment of its own (named with its pid) in /dev/shm."""
     with open(os.devnull, "rb") as devnull:
-        proc = subprocess.Popen([str(binary)], env=env, stdin=devnull, stdout=subprocess.PIPE,
+        proc = subprocess.Popen([str(binary), *args], env=env, stdin=devnull, stdout=subprocess.PIPE,
                                 stderr=subprocess.STDOUT)
         try:
             out, _ = proc.communicate(timeout=timeout)

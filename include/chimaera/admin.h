@@ -19,6 +19,8 @@ extern "C" {
 #define CHI_ADMIN_FLUSH           14u
 #define CHI_ADMIN_STOP_RUNTIME    15u
 #define CHI_ADMIN_POLL_STATS      16u
+#define CHI_ADMIN_SET_WORCH       17u /* ABI 1.3 */
+#define CHI_ADMIN_GET_POOL_INFO   18u /* ABI 1.3 */
 
 typedef struct chi_admin_register_module_task {
     chi_task_t hdr;
@@ -60,6 +62,24 @@ typedef struct chi_admin_poll_stats_task {
     uint64_t cap;                     /* IN: bytes at buf */
     uint64_t len;                     /* OUT: bytes written, NUL excluded */
 } chi_admin_poll_stats_task_t;
+
+/** Switches the work-orchestration policy (chimaera/worch.h) to module `name`. */
+typedef struct chi_admin_set_worch_task {
+    chi_task_t hdr;
+    char name[CHI_NAME_MAX];          /* IN */
+} chi_admin_set_worch_task_t;
+
+/** A pool's identity and shape, by id (nonzero) or else by name. */
+typedef struct chi_admin_get_pool_info_task {
+    chi_task_t hdr;
+    uint64_t pool_id;                 /* INOUT: 0 to look up by name */
+    char name[CHI_NAME_MAX];          /* INOUT */
+    char module[CHI_NAME_MAX];        /* OUT */
+    uint32_t containers;              /* OUT: in all */
+    uint32_t containers_per_node;     /* OUT */
+    uint32_t nodes;                   /* OUT */
+    uint32_t reserved;
+} chi_admin_get_pool_info_task_t;
 
 #ifdef __cplusplus
 }

@@ -125,12 +125,33 @@ typedef struct chi_pool_create_opts {
 /** Creates (or finds, by name) a pool and stores its id in *pool_id. Blocks until done. */
 int chi_pool_create(chi_client_t *client, const chi_pool_create_opts_t *opts,
                     uint64_t *pool_id);
+/** A pool's identity and shape (ABI 1.3); set size = sizeof(chi_pool_info_t). */
+typedef struct chi_pool_info {
+    uint32_t size;
+    uint32_t containers;          /* in all */
+    uint64_t id;
+    uint32_t containers_per_node;
+    uint32_t nodes;
+    char name[64];                /* NUL-terminated (CHI_NAME_MAX) */
+    char module[64];
+} chi_pool_info_t;
+
+/** Fills *info with the pool `pool_id`, or when it is 0 the pool named `name`: one lookup in
+ *  the runtime, whatever the number of pools. Returns 0, -CHI_ENOPOOL, or -EINVAL. Blocks
+ *  until the runtime answers. */
+int chi_pool_info(chi_client_t *client, uint64_t pool_id, const char *name, chi_pool_info_t *info);
+
 /** Looks a pool up by name. Returns -CHI_ENOPOOL if there is none. */
 int chi_pool_get_id(chi_client_t *client, const char *name, uint64_t *pool_id);
 /** Destroys a pool: its periodic tasks complete with -CHI_ESTOPPED, its containers go. */
 int chi_pool_destroy(chi_client_t *client, uint64_t pool_id);
 /** Waits until every task queued in the runtime before this call has run. */
 int chi_runtime_flush(chi_client_t *client);
+/** Switches the runtime's work-orchestration policy to module `name` (ABI 1.3; see
+ *  chimaera/worch.h): lanes then move as it decides, with no task lost. Returns 0,
+ *  -CHI_ENOMODULE (chi_last_error lists the directories searched), or -EINVAL for a module
+ *  that is not a work orchestrator; the old policy stays then. Blocks until done. */
+int chi_runtime_set_worch(chi_client_t *client, const char *name);
 /** Asks the runtime to stop; returns once the request is accepted. */
 int chi_runtime_stop(chi_client_t *client);
 /** Writes the runtime's statistics (workers, lanes, pools, task counts) as one JSON object

@@ -12,6 +12,7 @@
 #include "chimaera/errors.h"
 #include "chimaera/task.h"
 #include "chimaera/version.h"
+#include "chimaera/worch.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -107,6 +108,9 @@ typedef struct chi_module_vtable {
     int (*map_task_to_lane)(void *state, chi_container_t *c, const chi_task_t *task);
     /** Optional live upgrade: build new state from an older version's state. */
     int (*upgrade)(chi_container_t *c, void *old_state, uint32_t old_version, void **new_state);
+    /** ABI 1.3: non-NULL for a work orchestrator (chimaera/worch.h). Such a module needs no
+     *  methods; it is not a pool's module. */
+    const chi_worch_ops_t *worch;
 } chi_module_vtable_t;
 
 typedef const chi_module_vtable_t *(*chi_module_entry_fn)(void);
@@ -211,6 +215,10 @@ int chi_rt_flush(chi_rctx_t *rctx);
 int chi_rt_request_stop(chi_rctx_t *rctx);
 /** Writes the runtime's statistics as JSON into buf; returns the length or -ERANGE. */
 int chi_rt_stats_json(chi_rctx_t *rctx, char *buf, size_t cap);
+/** Switches the work-orchestration policy (ABI 1.3). */
+int chi_rt_set_worch(chi_rctx_t *rctx, const char *name);
+/** A pool's info by id (nonzero) or name (ABI 1.3). */
+int chi_rt_pool_info(chi_rctx_t *rctx, uint64_t pool_id, const char *name, chi_pool_info_t *info);
 
 #ifdef __cplusplus
 }

@@ -41,6 +41,8 @@ extension RuntimeClient {
         case UInt32(CHI_ADMIN_FLUSH): return "Flush"
         case UInt32(CHI_ADMIN_STOP_RUNTIME): return "StopRuntime"
         case UInt32(CHI_ADMIN_POLL_STATS): return "PollStats"
+        case UInt32(CHI_ADMIN_SET_WORCH): return "SetWorkOrchestrator"
+        case UInt32(CHI_ADMIN_GET_POOL_INFO): return "GetPoolInfo"
         default: return "#\(m)"
         }
     }
@@ -90,6 +92,31 @@ extension RuntimeClient {
             try Self.copyName(name, into: &t.pointee.name, what: "pool name")
         }, { t in id = t.pointee.pool_id })
         return id
+    }
+
+    /// Switches the work-orchestration policy.
+    package func setWorkOrchestrator(_ name: String) throws(ChiError) {
+        try adminCall(UInt32(CHI_ADMIN_SET_WORCH), chi_admin_set_worch_task_t.self) { (t) throws(ChiError) in
+            try Self.copyName(name, into: &t.pointee.name, what: "policy module name")
+        }
+    }
+
+    /// A pool's info by id, or when it is 0 by name.
+    package func poolInfo(id: UInt64, name: String?) throws(ChiError) -> chi_pool_info_t {
+        var info = chi_pool_info_t()
+        info.size = UInt32(MemoryLayout<chi_pool_info_t>.size)
+        try adminCall(UInt32(CHI_ADMIN_GET_POOL_INFO), chi_admin_get_pool_info_task_t.self, { (t) throws(ChiError) in
+            t.pointee.pool_id = id
+            if id == 0 { try Self.copyName(name ?? "", into: &t.pointee.name, what: "pool name") }
+        }, { t in
+            info.id = t.pointee.pool_id
+            info.containers = t.pointee.containers
+            info.containers_per_node = t.pointee.containers_per_node
+            info.nodes = t.pointee.nodes
+            withUnsafeMutableBytes(of: &info.name) { d in withUnsafeBytes(of: t.pointee.name) { d.copyMemory(from: $0) } }
+            withUnsafeMutableBytes(of: &info.module) { d in withUnsafeBytes(of: t.pointee.module) { d.copyMemory(from: $0) } }
+        })
+        return info
     }
 
     package func destroyPool(_ id: UInt64) throws(ChiError) {

@@ -39,6 +39,8 @@ package struct RuntimeConfig: Sendable, Equatable {
     package var modules: [String] = []
     /// `runtime.log_level`.
     package var logLevel = LogLevel.info
+    /// `runtime.work_orchestrator`: the policy module that moves lanes between workers.
+    package var workOrchestrator = "worch_load_balance"
     /// `client.mode`.
     package var clientMode = ClientMode.attach
     /// `client.spin_us`: how long a waiting client polls before sleeping.
@@ -169,6 +171,8 @@ package struct RuntimeConfig: Sendable, Equatable {
                 }
             case "log_level":
                 logLevel = try r.choice(v, key)
+            case "work_orchestrator":
+                workOrchestrator = try r.scalar(v, key, "a module name \(nameRule)") { isIdentifier($0) ? $0 : nil }
             default:
                 guard try limits.read(entry.key, v, key, r) else { throw r.unknownKey(key, line: entry.keyLine) }
                 limitsLine = entry.keyLine

@@ -48,6 +48,15 @@ package final class Module: @unchecked Sendable {
                         guard UInt64(fd.offset) + UInt64(fd.size) <= UInt64(size) else {
                             throw ChiError(CInt(CHI_EBADTASK), "module \(name): method \(id) field \(f) lies outside its task")
                         }
+                        // The codec and the checks read a bulk field as a chi_shm_ptr_t and its
+                        // length from the field it names: both must be what they claim.
+                        guard fd.type != UInt32(CHI_FT_BULK)
+                            || (fd.size == UInt32(MemoryLayout<chi_shm_ptr_t>.size) && fd.bulk_size_field >= 0
+                                && Int(fd.bulk_size_field) < Int(m.pointee.nfields)
+                                && [1, 2, 4, 8].contains(fields[Int(fd.bulk_size_field)].size))
+                        else {
+                            throw ChiError(CInt(CHI_EBADTASK), "module \(name): method \(id) bulk field \(f) must be a 16-byte chi_shm_ptr_t naming an integer size field")
+                        }
                     }
                 }
                 table[id] = m
@@ -81,6 +90,9 @@ package final class Module: @unchecked Sendable {
         let i = Int(id)
         return i < handlersById.count ? handlersById[i] : nil
     }
+
+    /// The module's work-orchestrator hooks, if it is one (ABI 1.3).
+    package var worch: UnsafePointer<chi_worch_ops_t>? { vtable.worch }
 
     /// The method's name for messages.
     package func methodName(_ id: UInt32) -> String {

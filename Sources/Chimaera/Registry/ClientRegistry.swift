@@ -224,6 +224,8 @@ final class ClientRegistry: @unchecked Sendable {
         let ll = rt.workers.filter { $0.kind == .lowLatency }.map(\.id)
         let drainers = ll.isEmpty ? rt.workers.map(\.id) : ll
         let nrings = drainers.count
+        // The policy may spread clients otherwise (worch_proc_round_robin, load balance).
+        let placed = rt.orchestrator.placeClient(slot: slot.index, nrings: nrings)
         func align(_ x: Int) -> Int { (x + 63) & ~63 }
         let ringStride = align(ShmRing.bytes(capacity: queueDepth))
         let returnedCap = Self.returnedCapacity(rt.config.limits.maxInflightPerClient)
@@ -251,15 +253,13 @@ final class ClientRegistry: @unchecked Sendable {
         a.pointee.rings_off = area.off + UInt64(ringsAt)
         a.pointee.returned_off = area.off + UInt64(returnedAt)
         a.pointee.msgs_off = area.off + UInt64(msgsAt)
+        // By default clients spread over the draining workers round-robin (by slot).
+        let workerOf = placed ?? (0..<nrings).map { drainers[(slot.index + $0) % nrings] }
         withUnsafeMutableBytes(of: &a.pointee.ring_worker) { b in
-            for q in 0..<nrings {
-                // Clients spread over the draining workers round-robin (by slot).
-                b.storeBytes(of: UInt32(drainers[(slot.index + q) % nrings]), toByteOffset: q * 4, as: UInt32.self)
-            }
+            for q in 0..<nrings { b.storeBytes(of: UInt32(workerOf[q]), toByteOffset: q * 4, as: UInt32.self) }
         }
         for q in 0..<nrings {
-            ShmRing.format(at: base + ringsAt + q * ringStride, capacity: queueDepth,
-                           owner: UInt32(drainers[(slot.index + q) % nrings]))
+            ShmRing.format(at: base + ringsAt + q * ringStride, capacity: queueDepth, owner: UInt32(workerOf[q]))
         }
         ShmRing.format(at: base + returnedAt, capacity: returnedCap, owner: 0)
         slot.activate(area: a, areaOff: area.off, segment: segment, clientId: id, pid: pid, fd: fd)

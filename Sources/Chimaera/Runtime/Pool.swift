@@ -154,44 +154,82 @@ final class Container: @unchecked Sendable {
     }
 }
 
-/// A FIFO of tasks inside a container, owned by exactly one worker (only it touches the
-/// queue; others read the load counter). Subtasks (depth > 0) queue apart from clients'
+/// A FIFO of tasks inside a container, owned by exactly one worker at a time (only it touches
+/// the queue; others read the load counter). Subtasks (depth > 0) queue apart from clients'
 /// tasks and run first: finishing work already started frees fibers before new work takes
 /// them. Each of the two queues is strictly FIFO.
+///
+/// A lane moves between workers by messages (Worker+Lanes.swift), never by a lock:
+/// `ownerId` is where tasks are dispatched, `queueOwnerId` the worker allowed to touch the
+/// queue. They differ only during a move, while the old owner still holds the queue and the
+/// new one collects what arrives in `inbound`, to be appended after the queue it is handed.
 final class Lane: @unchecked Sendable {
     let containerRef: Ref<Container>
     var container: Container { containerRef.o }
     let group: UInt32
     let index: Int
     let prio: UInt32
-    let workerRef: Ref<Worker>
-    var worker: Worker { workerRef.o }
+    /// The worker tasks are dispatched to.
+    let ownerWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    /// The worker that holds the queue.
+    let queueOwnerWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    private let runtimeRef: Ref<Runtime>
     private var top = RecordQueue()
     private var nested = RecordQueue()
+    /// Tasks that reached the new owner during a move, before it got the queue.
+    var inbound = RecordQueue()
+    var inboundCount = 0
+    /// Whether its queue owner is handing it to another worker (it does not run it then).
+    var moving = false
     /// Queued tasks, read racily by other workers for least-loaded mapping.
     let queued = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     var tasksRun: UInt64 = 0
     var busyTicks: UInt64 = 0
     var isActive = false
+    /// Moves so far, and when the last one ended (statistics; written by the new owner).
+    var moves: UInt64 = 0
+    var lastMoveNs: UInt64 = 0
 
     init(container: Container, group: UInt32, index: Int, prio: UInt32, worker: Worker) {
         containerRef = Ref(container)
         self.group = group
         self.index = index
         self.prio = prio
-        workerRef = Ref(worker)
+        runtimeRef = Ref(worker.runtime)
+        ownerWord.initialize(to: UInt32(worker.id))
+        queueOwnerWord.initialize(to: UInt32(worker.id))
         queued.initialize(to: 0)
     }
+
+    /// The worker tasks go to now.
+    @inline(__always)
+    var ownerId: Int { Int(chi_load32(ownerWord)) }
+    @inline(__always)
+    var queueOwnerId: Int { Int(chi_load32(queueOwnerWord)) }
+    /// The owner, unretained.
+    var workerRef: Ref<Worker> { runtimeRef.with { $0.workerRef(ownerId) } }
+    var worker: Worker { workerRef.o }
 
     var load: Int { Int(chi_load64_relaxed(queued)) }
 
     @inline(__always)
     private func count(_ d: UInt64) { chi_store64_relaxed(queued, chi_load64_relaxed(queued) &+ d) }
 
+    /// Queues a task (queue owner only).
     @inline(__always)
     func push(_ r: TaskRecord) {
         if r.depth == 0 { top.push(r) } else { nested.push(r) }
         count(1)
+    }
+
+    /// Appends what arrived during the move, after the queue handed over (the new owner,
+    /// once it holds the queue).
+    func takeInbound() {
+        while let r = inbound.pop() {
+            r.with { if $0.depth == 0 { top.push($0) } else { nested.push($0) } }
+        }
+        count(UInt64(inboundCount))
+        inboundCount = 0
     }
 
     /// Puts back a task that could not start, ahead of the others of its queue.
@@ -213,6 +251,15 @@ final class Lane: @unchecked Sendable {
         guard let r = nested.pop() else { return nil }
         count(0 &- 1)
         return r
+    }
+
+    /// Takes every queued task (shutdown).
+    func popAll() -> [Ref<TaskRecord>] {
+        var out: [Ref<TaskRecord>] = []
+        while let r = pop() { out.append(r) }
+        while let r = inbound.pop() { out.append(r) }
+        inboundCount = 0
+        return out
     }
 }
 

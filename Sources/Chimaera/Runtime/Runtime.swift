@@ -14,11 +14,19 @@ package final class Runtime: @unchecked Sendable {
     let slab: SlabAllocator
     /// Clients, their rings and their memory.
     private(set) var registry: ClientRegistry!
+    /// Moves lanes between workers by load (the work-orchestration policy).
+    private(set) var orchestrator: Orchestrator!
     /// Private tasks for threads that are not workers (the network thread, callers of the
     /// internal client outside a worker).
     let sharedTasks: PrivateTaskPool
     let loader: ModuleLoader
     private(set) var workers: [Worker] = []
+    /// The workers, unretained, by id (read on the task path: no array retain).
+    private var workerRefs: UnsafeMutablePointer<Ref<Worker>>!
+
+    /// Worker `i`, unretained.
+    @inline(__always)
+    func workerRef(_ i: Int) -> Ref<Worker> { workerRefs[i] }
     /// The nodes of the cluster and which one this is (a single node is node 1).
     package let cluster: ClusterMap
     /// This node's id (the physical-node sub-domain).
@@ -78,6 +86,9 @@ package final class Runtime: @unchecked Sendable {
             workers.append(Worker(id: i, kind: kind, runtime: self, doorbell: segment.doorbell(i),
                                   spinNs: spin, spans: spans))
         }
+        workerRefs = .allocate(capacity: workers.count)
+        for (i, w) in workers.enumerated() { (workerRefs + i).initialize(to: Ref(w)) }
+        orchestrator = Orchestrator(runtime: self)
         registry = ClientRegistry(runtime: self, segment: segment, maxClients: config.limits.maxClients,
                                   queueDepth: config.queueDepth, quota: UInt64(config.limits.maxClientMemory))
         if config.pinWorkers { planPinning() }
@@ -117,7 +128,9 @@ package final class Runtime: @unchecked Sendable {
         precondition(admin == Self.adminPoolId)
         for m in config.modules { _ = try loader.load(m) }
         _ = Clock.nsPerTick
+        try orchestrator.use(config.workOrchestrator)
         for w in workers { try w.start() }
+        try orchestrator.start()
         // Clients register here; an embedded runtime (an unlinked segment) takes only its
         // own process's clients, by a call.
         try registry.start(socketPath: anonymous ? nil : SharedSegment.socketPath(segment.name))
@@ -155,6 +168,7 @@ package final class Runtime: @unchecked Sendable {
         requestStop()
         chi_store32(&segment.header.pointee.state, CHI_SEG_STOPPING)
         registry.stop()
+        orchestrator.stop()
         // Requests from other nodes get their replies out first (at most a second), then the
         // network closes: what is still in flight to other nodes fails on the workers.
         if let rq = remote {
@@ -272,6 +286,36 @@ package final class Runtime: @unchecked Sendable {
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
         return poolsByName.values.sorted { $0.id < $1.id }
+    }
+
+    /// Switches the work-orchestration policy (SetWorkOrchestrator).
+    package func setWorkOrchestrator(_ name: String) throws(ChiError) { try orchestrator.use(name) }
+
+    /// Fills `info` for pool `id`, or when it is 0 the pool named `name` (one dictionary or
+    /// slot lookup). Throws CHI_ENOPOOL naming what was asked for.
+    package func poolInfo(id: UInt64, name: String?, into info: UnsafeMutablePointer<chi_pool_info_t>) throws(ChiError) {
+        let p: RuntimePool? = id != 0 ? pool(id) : name.flatMap { n in
+            pthread_mutex_lock(&lock)
+            defer { pthread_mutex_unlock(&lock) }
+            return poolsByName[n]
+        }
+        guard let p else {
+            throw ChiError(CInt(CHI_ENOPOOL), id != 0 ? "no pool with id \(id)" : "no pool named \"\(name ?? "")\"")
+        }
+        let size = info.pointee.size
+        var out = chi_pool_info_t()
+        out.size = UInt32(MemoryLayout<chi_pool_info_t>.size)
+        out.id = p.id
+        out.containers = UInt32(p.containers.count)
+        out.containers_per_node = UInt32(p.containersPerNode)
+        out.nodes = UInt32(cluster.count)
+        withUnsafeMutableBytes(of: &out.name) { $0.copyBytes(from: p.name.utf8.prefix($0.count - 1)) }
+        withUnsafeMutableBytes(of: &out.module) { $0.copyBytes(from: p.module.name.utf8.prefix($0.count - 1)) }
+        // An older caller's smaller struct gets what fits.
+        withUnsafeBytes(of: &out) { src in
+            UnsafeMutableRawPointer(info).copyMemory(from: src.baseAddress!, byteCount: min(Int(size), src.count))
+        }
+        info.pointee.size = size
     }
 
     /// The id of the pool named `name`.

@@ -219,11 +219,11 @@ extension Worker {
         }
         let lane = c.laneRef(idx)
         r.laneRef = lane
-        let owner = lane.with { $0.workerRef }
-        if owner.is(self) {
-            enqueueLocal(r)
+        let owner = lane.with { $0.ownerId }
+        if owner == id {
+            enqueue(r)
         } else {
-            owner.with { $0.post(.enqueue, r) }
+            rt.with { $0.workerRef(owner) }.with { $0.post(.enqueue, r) }
         }
     }
 

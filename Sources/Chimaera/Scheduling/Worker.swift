@@ -45,6 +45,9 @@ final class Worker: @unchecked Sendable {
     let segBase: UnsafeMutableRawPointer
 
     var activeLanes: [Ref<Lane>] = []
+    /// Lanes this worker is handing to another (see Worker+Lanes), and lanes it took.
+    var movingLanes: [LaneMove] = []
+    var lanesAdopted: UInt64 = 0
     var ready: [Ref<Fiber>] = []
     private var readyNext: [Ref<Fiber>] = []
     var timers = TimerHeap()
@@ -136,6 +139,14 @@ final class Worker: @unchecked Sendable {
         case cancel = 10
         /// A subtask from a thread that is not a worker (a PrivateTask): route it.
         case internalSubmit = 11
+        /// Move a lane to another worker (a retained LaneMove; see Worker+Lanes).
+        case moveLane = 12
+        /// A lane changes owner: answer its old owner (retained LaneMove).
+        case laneBarrier = 13
+        /// A worker answered the barrier of a lane this worker is handing off.
+        case laneBarrierAck = 14
+        /// Take the queue of a lane that moved here.
+        case adoptLane = 15
     }
 
     init(id: Int, kind: Kind, runtime: Runtime, doorbell: UnsafeMutablePointer<chi_doorbell_t>,
@@ -307,6 +318,7 @@ final class Worker: @unchecked Sendable {
             }
         }
         chi_store32(doorbellSleeping, 0)
+        runtime.orchestrator.workerWoke()
     }
 
     /// Wakes the worker if it sleeps. Callable from any thread or process.
@@ -335,7 +347,7 @@ final class Worker: @unchecked Sendable {
     /// owners keep them alive); pools and pollers retained.
     func post(_ kind: Message, _ object: AnyObject) {
         let retained = kind == .purge || kind == .addPoller || kind == .dropPollers || kind == .remoteSubmit
-            || kind == .cancel
+            || kind == .cancel || kind.rawValue >= Message.moveLane.rawValue
         let p = retained ? Unmanaged.passRetained(object).toOpaque() : Unmanaged.passUnretained(object).toOpaque()
         let bits = UInt64(UInt(bitPattern: p)) | kind.rawValue
         while !inbox.push(bits) { chi_cpu_relax() }
@@ -350,7 +362,7 @@ final class Worker: @unchecked Sendable {
             let p = UnsafeRawPointer(bitPattern: UInt(bits & ~Self.messageMask))!
             switch kind {
             case .enqueue:
-                Ref(Unmanaged<TaskRecord>.fromOpaque(p)).with { enqueueLocal($0) }
+                Ref(Unmanaged<TaskRecord>.fromOpaque(p)).with { enqueue($0) }
             case .resume:
                 ready.append(Ref(Unmanaged<Fiber>.fromOpaque(p)))
             case .purge:
@@ -383,6 +395,14 @@ final class Worker: @unchecked Sendable {
             case .internalSubmit:
                 let pt = Unmanaged<PrivateTask>.fromOpaque(p).takeUnretainedValue()
                 submitInternal(pt, depth: pt.depth)
+            case .moveLane:
+                startMove(Unmanaged<LaneMove>.fromOpaque(p).takeRetainedValue())
+            case .laneBarrier:
+                answerBarrier(Unmanaged<LaneMove>.fromOpaque(p).takeRetainedValue())
+            case .laneBarrierAck:
+                barrierAnswered(Unmanaged<LaneMove>.fromOpaque(p).takeRetainedValue())
+            case .adoptLane:
+                adopt(Unmanaged<LaneMove>.fromOpaque(p).takeRetainedValue())
             }
         }
         return did
@@ -469,17 +489,6 @@ final class Worker: @unchecked Sendable {
     }
 
     // MARK: Lanes, fibers, timers
-
-    @inline(__always)
-    func enqueueLocal(_ r: TaskRecord) {
-        r.laneRef!.with { lane in
-            lane.push(r)
-            if !lane.isActive {
-                lane.isActive = true
-                activeLanes.append(Ref(lane))
-            }
-        }
-    }
 
     private func runLanes() -> Bool {
         if activeLanes.isEmpty { return false }
@@ -639,7 +648,7 @@ final class Worker: @unchecked Sendable {
         var did = false
         while let r = timers.popDue(now) {
             did = true
-            enqueueLocal(r)
+            enqueue(r)
         }
         return did
     }
@@ -710,6 +719,8 @@ final class Worker: @unchecked Sendable {
                 let pt = Unmanaged<PrivateTask>.fromOpaque(p).takeUnretainedValue()
                 pt.task.pointee.rc = -CInt(CHI_ESTOPPED)
                 Runtime.finishPrivate(pt, message: nil)
+            case .moveLane, .laneBarrier, .laneBarrierAck, .adoptLane:
+                _ = Unmanaged<LaneMove>.fromOpaque(p).takeRetainedValue()
             }
         }
         while let r = timers.popDue(UInt64.max) {
@@ -725,6 +736,15 @@ final class Worker: @unchecked Sendable {
             }
         }
         activeLanes.removeAll()
+        // Lanes caught in a move: what waits in their queue (held here) or arrived for them.
+        for p in runtime.livePools() {
+            for c in p.local {
+                for l in c.lanes where l.queueOwnerId == id || l.ownerId == id {
+                    for r in l.popAll() { r.with { complete($0, rc: -CInt(CHI_ESTOPPED)) } }
+                }
+            }
+        }
+        movingLanes.removeAll()
         for e in clientRings {
             while let v = e.ring.pop() {
                 guard v & CHI_RING_TAG_MASK == 0, spans.taskLimit(v, owner: e.owner) != nil else { continue }

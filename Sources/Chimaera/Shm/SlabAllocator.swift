@@ -178,9 +178,9 @@ package final class SlabAllocator: @unchecked Sendable {
         if off >= heapOff, (off - heapOff) & (Self.spanSize - 1) == 0,
            let x = withLock({ extents[off] }) {
             guard x.kind == kind else { throw ChiError(EINVAL, "block at offset \(off) is not a \(Self.kindName(kind))") }
-            _ = withLock {
+            withLock {
                 liveBytes &-= x.bytes
-                extents.removeValue(forKey: off)
+                _ = extents.removeValue(forKey: off)
             }
             source.giveBack(large: off)
             return

@@ -14,6 +14,8 @@ package enum Tool {
         \(Cluster.usage)
           status  [--segment NAME] [--json] [--cpu-window-ms N]
                   workers, pools, lanes, task counts and CPU use
+          worch   [set NAME] [--segment NAME]
+                  show the work-orchestration policy, or switch to module NAME
           bench   small-message|idle|remote|bdev|python [--json] [--segment NAME] [options]
         \(DevKit.usage)
 
@@ -44,6 +46,7 @@ package enum Tool {
         case "status": status = Tool.status(&opts)
         case "bench": status = Bench.main(&opts)
         case "cluster": status = Cluster.main(&opts)
+        case "worch": status = worch(&opts)
         case "make-repo", "make-mod", "refresh-repo": status = DevKit.main(cmd, &opts)
         case "help", "--help", "-h":
             print(usage)
@@ -53,6 +56,39 @@ package enum Tool {
             return 2
         }
         return status
+    }
+
+    /// `chimaera worch [set NAME]`: the work-orchestration policy, shown or switched.
+    static func worch(_ opts: inout Options) -> Int32 {
+        guard let config = loadConfig(&opts) else { return 2 }
+        let name = segmentName(&opts, config)
+        let verb = opts.positional()
+        let policy = verb == "set" ? opts.positional() : nil
+        if rejectUnknown(opts, "worch") { return 2 }
+        if let verb, verb != "set" {
+            fail("worch: unknown verb \"\(verb)\" (expected: set NAME)")
+            return 2
+        }
+        if verb == "set" && policy == nil {
+            fail("worch set: give the policy module's name (worch_load_balance, worch_queue_round_robin, worch_proc_round_robin, or your own)")
+            return 2
+        }
+        do throws(ChiError) {
+            let c = try RuntimeClient.connect(segment: name, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000)
+            defer { c.close() }
+            if let policy {
+                try c.setWorkOrchestrator(policy)
+                print("chimaera: work orchestrator of \"\(name)\" is now \(policy)")
+            } else {
+                let stats = try c.statsJSON()
+                let o = StatsView(stats).object("orchestrator")
+                print("\(o?.string("policy") ?? "?"): \(o?.int("moves") ?? 0) lane moves in \(o?.int("ticks") ?? 0) looks")
+            }
+            return 0
+        } catch {
+            fail(error.message)
+            return 1
+        }
     }
 
     /// Reports the first option nobody asked for; true if there was one.

@@ -55,6 +55,19 @@ static const chi_field_desc_t poll_stats_fields[] = {
     [PS_F_LEN] = FIELD(chi_admin_poll_stats_task_t, len, CHI_FT_U64, CHI_DIR_OUT),
 };
 
+static const chi_field_desc_t set_worch_fields[] = {
+    FIELD(chi_admin_set_worch_task_t, name, CHI_FT_STR, CHI_DIR_IN),
+};
+
+static const chi_field_desc_t pool_info_fields[] = {
+    FIELD(chi_admin_get_pool_info_task_t, pool_id, CHI_FT_U64, CHI_DIR_INOUT),
+    FIELD(chi_admin_get_pool_info_task_t, name, CHI_FT_STR, CHI_DIR_INOUT),
+    FIELD(chi_admin_get_pool_info_task_t, module, CHI_FT_STR, CHI_DIR_OUT),
+    FIELD(chi_admin_get_pool_info_task_t, containers, CHI_FT_U32, CHI_DIR_OUT),
+    FIELD(chi_admin_get_pool_info_task_t, containers_per_node, CHI_FT_U32, CHI_DIR_OUT),
+    FIELD(chi_admin_get_pool_info_task_t, nodes, CHI_FT_U32, CHI_DIR_OUT),
+};
+
 static const chi_method_desc_t admin_methods[] = {
     {CHI_ADMIN_REGISTER_MODULE, (uint32_t)sizeof(chi_admin_register_module_task_t), 0,
      COUNT_OF(register_module_fields), "RegisterModule", register_module_fields, NULL},
@@ -69,6 +82,10 @@ static const chi_method_desc_t admin_methods[] = {
      "StopRuntime", NULL, NULL},
     {CHI_ADMIN_POLL_STATS, (uint32_t)sizeof(chi_admin_poll_stats_task_t), 0,
      COUNT_OF(poll_stats_fields), "PollStats", poll_stats_fields, NULL},
+    {CHI_ADMIN_SET_WORCH, (uint32_t)sizeof(chi_admin_set_worch_task_t), 0,
+     COUNT_OF(set_worch_fields), "SetWorkOrchestrator", set_worch_fields, NULL},
+    {CHI_ADMIN_GET_POOL_INFO, (uint32_t)sizeof(chi_admin_get_pool_info_task_t), 0,
+     COUNT_OF(pool_info_fields), "GetPoolInfo", pool_info_fields, NULL},
 };
 
 /* The admin pool holds no per-container state; create only sets up its lane. High-latency
@@ -151,6 +168,32 @@ static int run_poll_stats(chi_admin_poll_stats_task_t *t, chi_rctx_t *rctx) {
     return 0;
 }
 
+static int run_set_worch(chi_admin_set_worch_task_t *t, chi_rctx_t *rctx) {
+    char name[CHI_NAME_MAX];
+    memcpy(name, t->name, sizeof name); /* read once: the client may write it meanwhile */
+    if (memchr(name, 0, sizeof name) == NULL) return -EINVAL;
+    return chi_rt_set_worch(rctx, name);
+}
+
+static int run_pool_info(chi_admin_get_pool_info_task_t *t, chi_rctx_t *rctx) {
+    char name[CHI_NAME_MAX];
+    memcpy(name, t->name, sizeof name);
+    uint64_t id = t->pool_id;
+    if (id == 0 && memchr(name, 0, sizeof name) == NULL) return -EINVAL;
+    chi_pool_info_t info;
+    memset(&info, 0, sizeof info);
+    info.size = sizeof info;
+    int rc = chi_rt_pool_info(rctx, id, id ? NULL : name, &info);
+    if (rc < 0) return rc;
+    t->pool_id = info.id;
+    memcpy(t->name, info.name, sizeof t->name);
+    memcpy(t->module, info.module, sizeof t->module);
+    t->containers = info.containers;
+    t->containers_per_node = info.containers_per_node;
+    t->nodes = info.nodes;
+    return 0;
+}
+
 static int admin_run(void *state, chi_task_t *task, chi_rctx_t *rctx) {
     (void)state;
     /* The runtime checks sizes against the descriptors; the checks are repeated here because
@@ -180,6 +223,14 @@ static int admin_run(void *state, chi_task_t *task, chi_rctx_t *rctx) {
     case CHI_ADMIN_POLL_STATS: {
         chi_admin_poll_stats_task_t *t = AS(chi_admin_poll_stats_task_t);
         return t ? run_poll_stats(t, rctx) : -CHI_EBADTASK;
+    }
+    case CHI_ADMIN_SET_WORCH: {
+        chi_admin_set_worch_task_t *t = AS(chi_admin_set_worch_task_t);
+        return t ? run_set_worch(t, rctx) : -CHI_EBADTASK;
+    }
+    case CHI_ADMIN_GET_POOL_INFO: {
+        chi_admin_get_pool_info_task_t *t = AS(chi_admin_get_pool_info_task_t);
+        return t ? run_pool_info(t, rctx) : -CHI_EBADTASK;
     }
     default:
         return -CHI_ENOMETHOD;
