@@ -61,3 +61,8 @@ def test_the_load_balance_policy_decides_from_loads_alone(tmp_path):
     compile_cmd([CC, *CFLAGS, f"-I{STAGE}/include", REPO / "Tests" / "capi" / "test_worch_policy.c",
                  *objs, "-o", out, *link_flags()], "test_worch_policy")
     run_test(out, {})
+
+
+def test_ten_thousand_pool_cycles_leave_the_runtime_able_to_create_pools(capi_bin, daemons):
+    d = daemons.start(config={"runtime": {"shm_size": "256M"}})
+    run_test(capi_bin("test_pool_cycles"), client_env(d.segment), timeout=240, args=["4000"])

@@ -263,7 +263,7 @@ def test_errors_raise_chimaera_error_with_code_and_message(client, pool):
         client.pool("no_such_pool")
     err = e.value
     assert err.code == -chimaera.ENOPOOL and err.errno == chimaera.ENOPOOL
-    assert "no_such_pool" in err.message and err.call == "chi_pool_get_id"
+    assert "no_such_pool" in err.message and err.call == "chi_pool_info"
     assert err.name == chimaera.strerror(err.code) and err.name in str(err)
     again = pickle.loads(pickle.dumps(err))
     assert (type(again), again.code, again.message) == (ChimaeraError, err.code, err.message)

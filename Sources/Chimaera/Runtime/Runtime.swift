@@ -42,9 +42,12 @@ package final class Runtime: @unchecked Sendable {
     /// Live pools by id, as unretained object pointers (0 = none); read without a lock.
     private let poolSlots = UnsafeMutablePointer<UInt64>.allocate(capacity: maxPools)
     private var poolsByName: [String: RuntimePool] = [:]
-    /// Destroyed pools stay alive: a racing reader may still hold one.
-    private var retired: [RuntimePool] = []
+    /// Destroyed pools stay alive until no worker can still hold one it read before (see
+    /// `reclaimRetired`); then their ids are free again.
+    private var retired: [(pool: RuntimePool, at: UInt64, passes: [UInt64])] = []
+    private var freeIds: [UInt64] = []
     private var nextPoolId: UInt64 = 2
+    static let retireGraceNs: UInt64 = 1_000_000_000
     private var lock = pthread_mutex_t()
     private let laneCursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
     private var started = false
@@ -239,8 +242,15 @@ package final class Runtime: @unchecked Sendable {
             return p.id
         }
         let mod = try loader.load(module)
-        let id = fixedId ?? nextPoolId
-        guard id < UInt64(Self.maxPools) else { throw ChiError(ENOSPC, "too many pools") }
+        reclaimRetired()
+        // Ids of destroyed pools come back once reclaimed; the lowest first, so a node that
+        // assigns ids (node 1 in a cluster) hands out the same ones as before a restart.
+        let recycled = fixedId == nil && !freeIds.isEmpty
+        if recycled { freeIds.sort(by: >) }
+        let id = fixedId ?? (recycled ? freeIds.last! : nextPoolId)
+        guard id < UInt64(Self.maxPools) else {
+            throw ChiError(CInt(CHI_ELIMIT), "the runtime holds \(poolsByName.count) pools, the most it can (\(Self.maxPools - 2))")
+        }
         if fixedId != nil, pool(id) != nil {
             throw ChiError(EEXIST, "\(cluster.describe(nodeId)) already has a pool with id \(id)")
         }
@@ -270,7 +280,15 @@ package final class Runtime: @unchecked Sendable {
                 try c.addLanes(group: 0, count: 1, prio: UInt32(CHI_PRIO_LOW_LATENCY))
             }
         }
-        if fixedId == nil { nextPoolId += 1 } else if id >= nextPoolId && id != Self.adminPoolId { nextPoolId = id + 1 }
+        if recycled {
+            freeIds.removeLast()
+        } else if fixedId == nil {
+            nextPoolId += 1
+        } else if id >= nextPoolId && id != Self.adminPoolId {
+            nextPoolId = id + 1
+        } else {
+            freeIds.removeAll { $0 == id }
+        }
         for c in pool.local where !c.pollers.isEmpty {
             var owners: [Worker] = []
             for l in c.lanes where !owners.contains(where: { $0 === l.worker }) { owners.append(l.worker) }
@@ -337,7 +355,6 @@ package final class Runtime: @unchecked Sendable {
         chi_store32(p.destroyed, 1)
         chi_store64(poolSlots + Int(id), 0)
         poolsByName[p.name] = nil
-        retired.append(p)
         pthread_mutex_unlock(&lock)
         // First the periodic tasks go, then the queued and suspended ones drain (pollers still
         // run, so tasks waiting on I/O complete), and only then the pollers: dropping them
@@ -354,6 +371,26 @@ package final class Runtime: @unchecked Sendable {
             yieldCurrent()
         }
         destroyContainers(p)
+        pthread_mutex_lock(&lock)
+        retired.append((p, chi_now_ns(), workers.map { $0.passes }))
+        pthread_mutex_unlock(&lock)
+    }
+
+    /// Forgets destroyed pools that nothing can reach any more, and frees their ids: a
+    /// second after the destroy ended, once every worker has run a pass of its loop (or
+    /// slept) since, so none is inside a task of the pool or holds its slot's old value.
+    /// Caller holds `lock`.
+    private func reclaimRetired() {
+        guard !retired.isEmpty else { return }
+        let now = chi_now_ns()
+        retired.removeAll { e in
+            guard now &- e.at >= Self.retireGraceNs else { return false }
+            for (i, w) in workers.enumerated() where w.passes == e.passes[i] && chi_load32(w.doorbellSleeping) == 0 {
+                return false
+            }
+            if e.pool.id != Self.adminPoolId && pool(e.pool.id) == nil { freeIds.append(e.pool.id) }
+            return true
+        }
     }
 
     private func destroyContainers(_ p: RuntimePool) {

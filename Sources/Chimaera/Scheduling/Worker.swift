@@ -86,6 +86,11 @@ final class Worker: @unchecked Sendable {
     /// Entries refused from client rings: not a task of that client.
     var badTasks: UInt64 = 0
     let exiting = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    private let passWord: UnsafeMutablePointer<UInt64> = {
+        let p = UnsafeMutablePointer<UInt64>.allocate(capacity: 8) // a line of its own
+        p.initialize(repeating: 0, count: 8)
+        return p
+    }()
     var thread = pthread_t()
 
     // Statistics, written by this worker only.
@@ -262,9 +267,14 @@ final class Worker: @unchecked Sendable {
         chi_tls_set_worker(nil)
     }
 
+    /// Passes of the loop so far (read by other threads: a worker that passed holds nothing
+    /// it read before, see Runtime.reclaimRetired).
+    var passes: UInt64 { chi_load64_relaxed(passWord) }
+
     /// One pass over every source of work. Returns whether anything was done.
     @inline(__always)
     func pollOnce() -> Bool {
+        chi_store64_relaxed(passWord, chi_load64_relaxed(passWord) &+ 1)
         var did = false
         if drainInbox() { did = true }
         if drainIngress() { did = true }

@@ -34,7 +34,11 @@ enum Bench {
             report(which, f, json: json)
             return 0
         }
-        var daemon = OwnDaemon(segment: segment, config: config)
+        // The orchestration case needs lanes that can move: two low-latency workers.
+        let caseConfig = config ?? (which == "orchestration" && segment == nil ? Self.writeConfig(
+            "runtime:\n  low_latency_workers: 2\n  high_latency_workers: 0\n") : nil)
+        defer { if config == nil, let c = caseConfig { unlink(c) } }
+        var daemon = OwnDaemon(segment: segment, config: caseConfig)
         guard daemon.start() else { return 1 }
         defer { daemon.stop() }
         var figures: [(String, Double)]
@@ -62,6 +66,16 @@ enum Bench {
         }
         report(which, figures, json: json)
         return 0
+    }
+
+    /// Writes `text` to a new temporary config file; returns its path.
+    static func writeConfig(_ text: String) -> String? {
+        var path = Array("/tmp/chimaera_bench_XXXXXX.yaml".utf8CString)
+        let fd = mkstemps(&path, 5)
+        guard fd >= 0 else { return nil }
+        _ = text.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        return String(cString: path)
     }
 
     static func report(_ which: String, _ figures: [(String, Double)], json: Bool) {

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import errors
 from ._types import (ABI_MAJOR, ABI_MINOR, ChiClientOpts, ChiDomainQuery, ChiModuleVtable,
-                     ChiPoolCreateOpts, ChiShmPtr)
+                     ChiPoolCreateOpts, ChiPoolInfo, ChiShmPtr)
 
 SONAME = f"libchimaera.so.{ABI_MAJOR}"
 
@@ -48,6 +48,8 @@ FUNCTIONS = [
     ("chi_module_register", [c_void_p, c_char_p], c_int, True),
     ("chi_pool_create", [c_void_p, POINTER(ChiPoolCreateOpts), POINTER(c_uint64)], c_int, True),
     ("chi_pool_get_id", [c_void_p, c_char_p, POINTER(c_uint64)], c_int, True),
+    ("chi_pool_info", [c_void_p, c_uint64, c_char_p, POINTER(ChiPoolInfo)], c_int, True),
+    ("chi_runtime_set_worch", [c_void_p, c_char_p], c_int, True),
     ("chi_pool_destroy", [c_void_p, c_uint64], c_int, True),
     ("chi_runtime_flush", [c_void_p], c_int, True),
     ("chi_runtime_stop", [c_void_p], c_int, True),

@@ -4,12 +4,12 @@ Field for field, in header order; the sizes the headers state are checked at imp
 Tests/e2e/test_python_binding.py compares every offset with the C compiler's offsetof.
 """
 
-from ctypes import (POINTER, Structure, c_char_p, c_int32, c_uint16, c_uint32, c_uint64,
+from ctypes import (POINTER, Structure, c_char, c_char_p, c_int32, c_uint16, c_uint32, c_uint64,
                     c_void_p, sizeof)
 
 # ---- version.h ---------------------------------------------------------------------------
 ABI_MAJOR = 1
-ABI_MINOR = 2
+ABI_MINOR = 3
 
 
 def abi_pack(major, minor):
@@ -116,6 +116,13 @@ class ChiPoolCreateOpts(Structure):
                 ("reserved", c_uint32)]
 
 
+class ChiPoolInfo(Structure):
+    """chi_pool_info_t (ABI 1.3)."""
+    _fields_ = [("size", c_uint32), ("containers", c_uint32), ("id", c_uint64),
+                ("containers_per_node", c_uint32), ("nodes", c_uint32),
+                ("name", c_char * 64), ("module", c_char * 64)]
+
+
 # ---- module.h: task-layout descriptors ----------------------------------------------------
 FT_U8, FT_U16, FT_U32, FT_U64 = 1, 2, 3, 4
 FT_I8, FT_I16, FT_I32, FT_I64 = 5, 6, 7, 8
@@ -147,7 +154,7 @@ class ChiModuleVtable(Structure):
                 ("name", c_char_p), ("version", c_uint32), ("nmethods", c_uint32),
                 ("methods", POINTER(ChiMethodDesc)), ("create", c_void_p),
                 ("destroy", c_void_p), ("run", c_void_p), ("monitor", c_void_p),
-                ("map_task_to_lane", c_void_p), ("upgrade", c_void_p)]
+                ("map_task_to_lane", c_void_p), ("upgrade", c_void_p), ("worch", c_void_p)]
 
 
 # ---- admin.h and small_message.h ------------------------------------------------------------
@@ -174,7 +181,7 @@ class ChiSmIoTask(Structure):
 # Sizes the headers promise; a mismatch here means this file no longer mirrors them.
 _EXPECTED_SIZES = {ChiShmPtr: 16, ChiDomainQuery: 24, ChiTask: 128, ChiClientOpts: 32,
                    ChiPoolCreateOpts: 40, ChiFieldDesc: 32, ChiMethodDesc: 40,
-                   ChiModuleVtable: 80, ChiSmMdTask: 136, ChiSmIoTask: 168}
+                   ChiModuleVtable: 88, ChiSmMdTask: 136, ChiSmIoTask: 168, ChiPoolInfo: 152}
 for _t, _n in _EXPECTED_SIZES.items():
     if sizeof(_t) != _n:
         raise ImportError(f"chimaera: ctypes {_t.__name__} is {sizeof(_t)} bytes, "

@@ -9,7 +9,7 @@ from ctypes import addressof, byref, c_uint64, c_void_p, create_string_buffer, s
 
 from . import _lib, errors, layout
 from ._types import MODE_ATTACH, MODE_AUTO, MODE_EMBEDDED, ChiClientOpts, ChiDomainQuery, \
-    ChiPoolCreateOpts
+    ChiPoolCreateOpts, ChiPoolInfo
 from .buffer import Buffer
 from .pool import Pool
 
@@ -160,15 +160,27 @@ class Client:
         return Pool(self, pid.value, name, module)
 
     def pool(self, name, module=None):
-        """The existing pool `name` (chi_pool_get_id; -ENOPOOL if there is none). Its module,
-        which generic calls need, is taken from the runtime's statistics unless given."""
+        """The existing pool `name` (-ENOPOOL if there is none), with its module, which generic
+        calls need: one lookup in the runtime (chi_pool_info), whatever the number of pools."""
+        info = self.pool_info(name)
+        return Pool(self, info["id"], name, module or info["module"])
+
+    def pool_info(self, name_or_id):
+        """A pool's id, name, module and shape (chi_pool_info), by name or by id."""
         self._check()
-        pid = c_uint64()
-        self._lib.chi_pool_get_id(self._h, name.encode(), byref(pid))
-        if module is None:
-            module = next((p.get("module") for p in self.stats().get("pools", [])
-                           if p.get("id") == pid.value), None)
-        return Pool(self, pid.value, name, module)
+        info = ChiPoolInfo(size=sizeof(ChiPoolInfo))
+        if isinstance(name_or_id, int):
+            self._lib.chi_pool_info(self._h, name_or_id, None, byref(info))
+        else:
+            self._lib.chi_pool_info(self._h, 0, name_or_id.encode(), byref(info))
+        return {"id": info.id, "name": info.name.decode(), "module": info.module.decode(),
+                "containers": info.containers, "containers_per_node": info.containers_per_node,
+                "nodes": info.nodes}
+
+    def set_work_orchestrator(self, name):
+        """Switches the runtime's work-orchestration policy to module `name`."""
+        self._check()
+        self._lib.chi_runtime_set_worch(self._h, name.encode())
 
     def describe(self, module):
         """The task layouts of `module` (layout.Module), from chi_module_describe."""
