@@ -24,7 +24,11 @@
  * that disk counts too): the block layer merges adjacent requests, and a disk that is
  * faster with larger ones rewards whichever side lets it merge. The file is removed at the
  * end. Exits 1 if fio is missing or anything fails. --only, --no-fio and --verbose are for
- * profiling. */
+ * profiling.
+ *
+ * --contended runs two CPU hogs (processes that spin, as `yes > /dev/null` does) for the
+ * whole measurement, beside ours and fio's slices alike, and suffixes every key with
+ * _contended: how I/O holds up when the CPUs are busy with other work. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -36,6 +40,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
+#include <signal.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -57,6 +62,7 @@ typedef struct opts {
     uint64_t size;
     uint32_t depth;
     const char *only; /* run only the phase whose fio --rw is this (profiling) */
+    bool contended;   /* two CPU hogs run meanwhile */
     bool no_fio;      /* skip fio (profiling) */
     bool verbose;     /* each slice's figures on stderr */
 } opts_t;
@@ -352,13 +358,17 @@ static bool in_list(const char *list, const char *name) {
 static void usage(void) {
     fprintf(stderr, "usage: chi_bench_bdev --segment NAME [--seconds S] [--rounds R] "
                     "[--dir DIR] [--size BYTES] [--depth N] [--only RW,...] [--no-fio] "
-                    "[--verbose]\n");
+                    "[--verbose] [--contended]\n");
     exit(2);
 }
 
 int main(int argc, char **argv) {
-    opts_t o = {NULL, "/tmp", 5, 0, 1ull << 30, 32, NULL, false, false};
+    opts_t o = {NULL, "/tmp", 5, 0, 1ull << 30, 32, NULL, false, false, false};
     for (int i = 1; i < argc; i++) {
+        if (strcmp(argv[i], "--contended") == 0) {
+            o.contended = true;
+            continue;
+        }
         if (strcmp(argv[i], "--no-fio") == 0 || strcmp(argv[i], "--verbose") == 0) {
             if (argv[i][2] == 'n') o.no_fio = true;
             else o.verbose = true;
@@ -442,6 +452,16 @@ int main(int argc, char **argv) {
     /* The device is written whole before anything is timed (no unwritten extents left);
      * then writes come first, so that the read phases read written data. */
     fill_device(&o, dev, t, buf);
+    pid_t hogs[2] = {0, 0};
+    if (o.contended) {
+        for (int h = 0; h < 2; h++) {
+            hogs[h] = fork();
+            if (hogs[h] == 0) {
+                for (volatile uint64_t x = 0;; x++) {
+                }
+            }
+        }
+    }
     phase_t ph[] = {
         {.name = "write", .key = "seqwrite_1m_mbps", .write = true, .bs = 1u << 20},
         {.name = "read", .key = "seqread_1m_mbps", .bs = 1u << 20},
@@ -482,6 +502,12 @@ int main(int argc, char **argv) {
                 ph[i].key, ph[i].ours, ph[i].fio, ph[i].fio > 0 ? ph[i].ours / ph[i].fio : 0,
                 disk_kib(&ph[i].ours_disk), disk_kib(&ph[i].fio_disk));
     }
+    for (int h = 0; h < 2; h++) {
+        if (hogs[h] > 0) {
+            kill(hogs[h], SIGKILL);
+            waitpid(hogs[h], NULL, 0);
+        }
+    }
     for (uint32_t i = 0; i < o.depth; i++) {
         chi_task_del(g_client, t[i]);
         chi_buffer_free(g_client, buf[i]);
@@ -489,15 +515,16 @@ int main(int argc, char **argv) {
     cleanup();
     chi_client_finalize(g_client);
 
+    const char *sfx = o.contended ? "_contended" : "";
     printf("{");
-    for (size_t i = 0; i < np; i++) printf("\"%s\": %.1f, ", ph[i].key, ph[i].ours);
-    for (size_t i = 0; i < np; i++) printf("\"fio_%s\": %.1f, ", ph[i].key, ph[i].fio);
+    for (size_t i = 0; i < np; i++) printf("\"%s%s\": %.1f, ", ph[i].key, sfx, ph[i].ours);
+    for (size_t i = 0; i < np; i++) printf("\"fio_%s%s\": %.1f, ", ph[i].key, sfx, ph[i].fio);
     for (size_t i = 0; i < np; i++) {
         /* ratio_randread_4k from randread_4k_iops: the key less its unit. */
         char k[64];
         snprintf(k, sizeof k, "%s", ph[i].key);
         *strrchr(k, '_') = 0;
-        printf("\"ratio_%s\": %.3f%s", k, ph[i].fio > 0 ? ph[i].ours / ph[i].fio : 0,
+        printf("\"ratio_%s%s\": %.3f%s", k, sfx, ph[i].fio > 0 ? ph[i].ours / ph[i].fio : 0,
                i + 1 < np ? ", " : "");
     }
     printf("}\n");

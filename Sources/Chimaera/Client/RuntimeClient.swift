@@ -328,6 +328,8 @@ package final class RuntimeClient: @unchecked Sendable {
             && chi_load32(&segment.header.pointee.state) == CHI_SEG_READY
     }
 
+    static let preemptedNs: UInt64 = 200_000
+
     /// Waits for a task: spin, then sleep on its completion word in slices that check the
     /// runtime is alive. On a runtime fiber, suspends the fiber instead (timeout ignored).
     package func wait(_ t: UnsafeMutablePointer<chi_task_t>, timeoutNs: Int64) throws(ChiError) {
@@ -349,10 +351,17 @@ package final class RuntimeClient: @unchecked Sendable {
         let spin = timeoutNs >= 0 ? min(spinNs, UInt64(timeoutNs)) : spinNs
         let spinEnd = onWorkerCpu ? start : start &+ spin
         var i = 0
+        var last = start
         while true {
             if chi_load32(done) == DoneWord.done { return }
             i &+= 1
-            if i & 63 == 0 && chi_now_ns() >= spinEnd { break }
+            if i & 63 == 0 {
+                // A gap far longer than 64 polls: this thread lost its CPU to other work, so
+                // spinning on takes from it too: sleep now instead.
+                let now = chi_now_ns()
+                if now >= spinEnd || now &- last > Self.preemptedNs { break }
+                last = now
+            }
             chi_cpu_relax()
         }
         try sleepOn(done, start: start, timeoutNs: timeoutNs, what: "task \(t.pointee.task_id)")

@@ -91,6 +91,7 @@ extension Runtime {
             j.key("inbox"); j.int(w.inbox.count)
             j.key("bad_tasks"); j.int(Int(w.badTasks))
             j.key("lanes_adopted"); j.int(Int(w.lanesAdopted))
+            j.key("preemptions"); j.int(Int(w.preemptions))
             j.close()
         }
         j.closeArray()

@@ -78,6 +78,14 @@ final class Worker: @unchecked Sendable {
     static let starvedNs: UInt64 = 100_000_000
     /// Ring entries taken (and their tasks prefetched) before the first is accepted.
     static let acceptBatch = 8
+    /// Adaptive spinning (see noteLook): the last look at the clock while polling, until when
+    /// the CPU counts as contended, and how often the worker found itself preempted.
+    var lastLook: UInt64 = 0
+    var contendedUntil: UInt64 = 0
+    var preemptions: UInt64 = 0
+    static let preemptedNs: UInt64 = 200_000
+    static let contendedForNs: UInt64 = 100_000_000
+    static let contendedSpinNs: UInt64 = 5_000
     /// Idle fibers a sleeping worker keeps mapped.
     static let idleFibersAsleep = 1
     /// Cancel requests for periodic tasks not found among the timers (they were running or
@@ -231,14 +239,16 @@ final class Worker: @unchecked Sendable {
                 // (woken by a completion or by the doorbell) instead of burning the CPU.
                 if ioOnly, let p = ioWaiter {
                     let now = chi_now_ns()
+                    let contended = noteLook(now)
                     if ioSince == 0 {
                         ioSince = now
-                    } else if now &- ioSince >= max(spinNs, Self.ioSpinNs) {
+                    } else if now &- ioSince >= (contended ? Self.contendedSpinNs : max(spinNs, Self.ioSpinNs)) {
                         sleep(now: now, in: p)
                         ioSince = 0
                     }
                 } else {
                     ioSince = 0
+                    lastLook = 0
                 }
                 continue
             }
@@ -250,9 +260,10 @@ final class Worker: @unchecked Sendable {
                 continue
             }
             let now = chi_now_ns()
+            let window = noteLook(now) ? Self.contendedSpinNs : (now < remoteSpinUntil ? Self.remoteSpinNs : spinNs)
             if idleSince == 0 {
                 idleSince = now
-            } else if now &- idleSince >= (now < remoteSpinUntil ? Self.remoteSpinNs : spinNs) {
+            } else if now &- idleSince >= window {
                 sleep(now: now)
                 idleSince = 0
             } else if spins & 63 == 0 && now &- idleSince >= Self.yieldAfterNs {
@@ -265,6 +276,21 @@ final class Worker: @unchecked Sendable {
             }
         }
         chi_tls_set_worker(nil)
+    }
+
+    /// Notes a look at the clock while the worker only polls (no task ran since the last
+    /// one). A gap far longer than a pass means the CPU was taken away meanwhile: other work
+    /// wants it, so for a while this worker spins only briefly before sleeping (in a poller's
+    /// wait when I/O is in flight, where a completion wakes it at once). Returns whether the
+    /// CPU counts as contended now.
+    @inline(__always)
+    private func noteLook(_ now: UInt64) -> Bool {
+        if lastLook != 0 && now &- lastLook > Self.preemptedNs {
+            contendedUntil = now &+ Self.contendedForNs
+            preemptions &+= 1
+        }
+        lastLook = now
+        return now < contendedUntil
     }
 
     /// Passes of the loop so far (read by other threads: a worker that passed holds nothing
@@ -328,6 +354,7 @@ final class Worker: @unchecked Sendable {
             }
         }
         chi_store32(doorbellSleeping, 0)
+        lastLook = 0 // the time asleep is no preemption
         runtime.orchestrator.workerWoke()
     }
 

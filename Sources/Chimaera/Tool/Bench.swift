@@ -14,6 +14,7 @@ enum Bench {
         let secondsOpt = opts.value("--seconds").flatMap { Double($0) }
         let seconds = secondsOpt ?? 10
         let iters = opts.value("--iters").flatMap { Int($0) }
+        let contended = opts.flag("--contended")
         guard let which = opts.positional() else {
             Tool.fail("bench: name a case: small-message or idle")
             return 2
@@ -56,7 +57,8 @@ enum Bench {
         default:
             // A case with its own C program in libexec (chi_bench_<case>): it measures, and
             // prints one JSON object, against this runtime.
-            let r = ChildProcess.run(external, ["--segment", daemon.segment], timeoutMs: 1_200_000)
+            let extra = contended ? ["--contended"] : []
+            let r = ChildProcess.run(external, ["--segment", daemon.segment] + extra, timeoutMs: 1_200_000)
             guard r.status == 0 else {
                 Tool.fail("bench \(which) failed (\(r.status)): \(r.output)")
                 return 1
