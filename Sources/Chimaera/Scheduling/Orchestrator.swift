@@ -167,7 +167,7 @@ final class Orchestrator: @unchecked Sendable {
         }
         laneLoads.removeAll(keepingCapacity: true)
         laneObjects.removeAll(keepingCapacity: true)
-        for pool in rt.livePools() {
+        rt.forEachLivePool { pool in
             for c in pool.local {
                 for lane in c.lanes {
                     let busy = UInt64(Clock.ns(ticks: lane.busyTicks)), tasks = lane.tasksRun
