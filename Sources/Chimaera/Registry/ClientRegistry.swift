@@ -71,6 +71,7 @@ final class ClientRegistry: @unchecked Sendable {
         }
         let arg = Unmanaged.passUnretained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { arg in
+            chi_thread_name("chi-clients")
             Unmanaged<ClientRegistry>.fromOpaque(arg!).takeUnretainedValue().serve()
             return nil
         }, arg)

@@ -123,6 +123,7 @@ final class Orchestrator: @unchecked Sendable {
     }
 
     private func loop() {
+        chi_thread_name("chi-orchestrate")
         while chi_load32(stopFlag) == 0 {
             if everyWorkerAsleep {
                 let seen = chi_load32(activity)

@@ -227,6 +227,7 @@ final class Worker: @unchecked Sendable {
 
     private func run() {
         chi_tls_set_worker(Unmanaged.passUnretained(self).toOpaque())
+        chi_thread_name("chi-worker-\(id)")
         if cpu >= 0 { pin(to: cpu) }
         prewarm()
         var idleSince: UInt64 = 0
