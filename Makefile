@@ -23,7 +23,8 @@ CHI_CFLAGS := -I$(CURDIR)/include
 CHI_LDFLAGS := -L$(STAGE)/lib -lchimaera -Wl,-rpath,$(STAGE)/lib
 DEB_PKGS := libssl-dev liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv fio
 
-SWIFT_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraCExports Sources/CChimaera -type f) Package.swift
+SWIFT_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraCExports Sources/CChimaera Sources/ChimaeraYAML -type f) Package.swift
+TOOL_SOURCES := $(shell find Sources/ChimaeraTool Sources/ChimaeraDevKit Sources/ChimaeraYAML Sources/CChimaeraABI -type f) Package.swift
 MODULES := $(notdir $(wildcard Sources/Mods/*))
 # Extra libraries a built-in module links (by module name).
 LDLIBS_bdev := -luring
@@ -77,7 +78,8 @@ $(STAGE)/lib/$(SONAME): $(SWIFT_SOURCES) Sources/ChimaeraCExports/chimaera.map
 
 lib: $(STAGE)/lib/$(SONAME)
 
-headers:
+headers: $(STAGE)/include/chimaera/chimaera.h
+$(STAGE)/include/chimaera/chimaera.h: include/chimaera/*.h
 	@mkdir -p $(STAGE)/include/chimaera
 	cp include/chimaera/*.h $(STAGE)/include/chimaera/
 	@if [ -d bindings/cpp/include ]; then cp -r bindings/cpp/include/. $(STAGE)/include/; fi
@@ -90,10 +92,17 @@ $(STAGE)/lib/chimaera/lib%.so: Sources/Mods/%/*.c include/chimaera/*.h $(STAGE)/
 
 modules: $(foreach m,$(MODULES),$(STAGE)/lib/chimaera/lib$(m).so)
 
-# ---- the chimaera tool: a thin main over libchimaera.so (one runtime copy per process) ---
-$(STAGE)/bin/chimaera: Sources/chimaera/main.c $(STAGE)/lib/$(SONAME)
+# ---- the chimaera tool: its own Swift executable over libchimaera.so's C ABI -----------------
+# It links -lchimaera (found in the stage, loaded through $ORIGIN/../lib), so the runtime it
+# runs for `start` is the library's one copy, the same modules bind to. Its own Swift standard
+# library is linked statically (only C crosses to the library). CHIMAERA_TOOL=1 adds the
+# target to Package.swift; its own scratch path keeps the library's build untouched.
+TOOL_SWIFT_BUILD ?= $(SWIFT_BUILD)-tool
+$(STAGE)/bin/chimaera: $(TOOL_SOURCES) $(STAGE)/lib/$(SONAME) $(STAGE)/include/chimaera/chimaera.h
+	CHIMAERA_TOOL=1 swift build -c release --product chimaera-tool --scratch-path $(TOOL_SWIFT_BUILD) $(SWIFT_FLAGS) \
+	  --static-swift-stdlib -Xcc -I$(CURDIR)/include -Xlinker -L$(STAGE)/lib -Xlinker -rpath -Xlinker '$$ORIGIN/../lib'
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CHI_CFLAGS) $(LINK_FLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera -Wl,-rpath,'$$ORIGIN/../lib'
+	cp $(TOOL_SWIFT_BUILD)/release/chimaera-tool $@.tmp && mv -f $@.tmp $@
 
 # The module developer's commands are the same program under other names (Tool.main looks at
 # argv[0]): chi_make_repo, chi_make_mod, chi_refresh_repo.

@@ -146,6 +146,10 @@ def test_embedded(capi_bin):
     run_test(capi_bin("test_embedded"), no_daemon_env())
 
 
+def test_serve(capi_bin):
+    run_test(capi_bin("test_serve"), no_daemon_env())
+
+
 @pytest.mark.parametrize("name", DAEMON_TESTS)
 def test_with_daemon(name, capi_bin, daemon):
     run_test(capi_bin(name), daemon.env)
