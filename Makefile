@@ -50,10 +50,10 @@ SWIFT_FLAGS := --sanitize address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-r
   -Xcc -fno-omit-frame-pointer
 endif
 
-.PHONY: all headers python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
+.PHONY: all headers examples python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
 .PHONY: sanitize sanitize-test fuzz fuzz-run fuzz-seeds
 
-all: lib modules tool bench-tools cmake-files headers
+all: lib modules tool bench-tools cmake-files headers examples
 
 # ---- set-up ---------------------------------------------------------------------------
 deps:
@@ -110,6 +110,14 @@ DEVKIT_TOOLS := chi_make_repo chi_make_mod chi_refresh_repo
 
 tool: $(STAGE)/bin/chimaera
 	@for t in $(DEVKIT_TOOLS); do ln -sfn chimaera $(STAGE)/bin/$$t; done
+
+# ---- the C examples the README runs (client_example, bdev_example), staged in bin/ -----------
+EXAMPLES := $(basename $(notdir $(wildcard examples/c/*.c)))
+$(STAGE)/bin/%: examples/c/%.c include/chimaera/*.h $(STAGE)/lib/$(SONAME)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=gnu11 $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera -Wl,-rpath,'$$ORIGIN/../lib'
+
+examples: $(foreach e,$(EXAMPLES),$(STAGE)/bin/$(e))
 
 # ---- bench helpers (C programs the bench runs as separate processes) ----------------------
 BENCH_TOOLS := $(basename $(notdir $(wildcard Sources/BenchTools/*.c)))
