@@ -104,7 +104,7 @@ $(STAGE)/bin/chimaera: $(TOOL_SOURCES) $(STAGE)/lib/$(SONAME) $(STAGE)/include/c
 	@mkdir -p $(dir $@)
 	cp $(TOOL_SWIFT_BUILD)/release/chimaera-tool $@.tmp && mv -f $@.tmp $@
 
-# The module developer's commands are the same program under other names (Tool.main looks at
+# The module developer's commands are the same program under other names (Chimaera.main looks at
 # argv[0]): chi_make_repo, chi_make_mod, chi_refresh_repo.
 DEVKIT_TOOLS := chi_make_repo chi_make_mod chi_refresh_repo
 
