@@ -23,7 +23,8 @@ CHI_CFLAGS := -I$(CURDIR)/include
 CHI_LDFLAGS := -L$(STAGE)/lib -lchimaera -Wl,-rpath,$(STAGE)/lib
 DEB_PKGS := libssl-dev liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv fio
 
-SWIFT_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraCExports Sources/CChimaera -type f) Package.swift
+SWIFT_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraCExports Sources/CChimaera Sources/ChimaeraYAML -type f) Package.swift
+TOOL_SOURCES := $(shell find Sources/ChimaeraTool Sources/ChimaeraDevKit Sources/ChimaeraYAML Sources/CChimaeraABI -type f) Package.swift
 MODULES := $(notdir $(wildcard Sources/Mods/*))
 # Extra libraries a built-in module links (by module name).
 LDLIBS_bdev := -luring
@@ -49,10 +50,10 @@ SWIFT_FLAGS := --sanitize address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-r
   -Xcc -fno-omit-frame-pointer
 endif
 
-.PHONY: all headers python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
+.PHONY: all headers examples python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
 .PHONY: sanitize sanitize-test fuzz fuzz-run fuzz-seeds
 
-all: lib modules tool bench-tools cmake-files headers
+all: lib modules tool bench-tools cmake-files headers examples
 
 # ---- set-up ---------------------------------------------------------------------------
 deps:
@@ -77,7 +78,8 @@ $(STAGE)/lib/$(SONAME): $(SWIFT_SOURCES) Sources/ChimaeraCExports/chimaera.map
 
 lib: $(STAGE)/lib/$(SONAME)
 
-headers:
+headers: $(STAGE)/include/chimaera/chimaera.h
+$(STAGE)/include/chimaera/chimaera.h: include/chimaera/*.h
 	@mkdir -p $(STAGE)/include/chimaera
 	cp include/chimaera/*.h $(STAGE)/include/chimaera/
 	@if [ -d bindings/cpp/include ]; then cp -r bindings/cpp/include/. $(STAGE)/include/; fi
@@ -90,17 +92,32 @@ $(STAGE)/lib/chimaera/lib%.so: Sources/Mods/%/*.c include/chimaera/*.h $(STAGE)/
 
 modules: $(foreach m,$(MODULES),$(STAGE)/lib/chimaera/lib$(m).so)
 
-# ---- the chimaera tool: a thin main over libchimaera.so (one runtime copy per process) ---
-$(STAGE)/bin/chimaera: Sources/chimaera/main.c $(STAGE)/lib/$(SONAME)
+# ---- the chimaera tool: its own Swift executable over libchimaera.so's C ABI -----------------
+# It links -lchimaera (found in the stage, loaded through $ORIGIN/../lib), so the runtime it
+# runs for `start` is the library's one copy, the same modules bind to. Its own Swift standard
+# library is linked statically (only C crosses to the library). CHIMAERA_TOOL=1 adds the
+# target to Package.swift; its own scratch path keeps the library's build untouched.
+TOOL_SWIFT_BUILD ?= $(SWIFT_BUILD)-tool
+$(STAGE)/bin/chimaera: $(TOOL_SOURCES) $(STAGE)/lib/$(SONAME) $(STAGE)/include/chimaera/chimaera.h
+	CHIMAERA_TOOL=1 swift build -c release --product chimaera-tool --scratch-path $(TOOL_SWIFT_BUILD) $(SWIFT_FLAGS) \
+	  --static-swift-stdlib -Xcc -I$(CURDIR)/include -Xlinker -L$(STAGE)/lib -Xlinker -rpath -Xlinker '$$ORIGIN/../lib'
 	@mkdir -p $(dir $@)
-	$(CC) $(CFLAGS) $(CHI_CFLAGS) $(LINK_FLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera -Wl,-rpath,'$$ORIGIN/../lib'
+	cp $(TOOL_SWIFT_BUILD)/release/chimaera-tool $@.tmp && mv -f $@.tmp $@
 
-# The module developer's commands are the same program under other names (Tool.main looks at
+# The module developer's commands are the same program under other names (Chimaera.main looks at
 # argv[0]): chi_make_repo, chi_make_mod, chi_refresh_repo.
 DEVKIT_TOOLS := chi_make_repo chi_make_mod chi_refresh_repo
 
 tool: $(STAGE)/bin/chimaera
 	@for t in $(DEVKIT_TOOLS); do ln -sfn chimaera $(STAGE)/bin/$$t; done
+
+# ---- the C examples the README runs (client_example, bdev_example), staged in bin/ -----------
+EXAMPLES := $(basename $(notdir $(wildcard examples/c/*.c)))
+$(STAGE)/bin/%: examples/c/%.c include/chimaera/*.h $(STAGE)/lib/$(SONAME)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=gnu11 $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera -Wl,-rpath,'$$ORIGIN/../lib'
+
+examples: $(foreach e,$(EXAMPLES),$(STAGE)/bin/$(e))
 
 # ---- bench helpers (C programs the bench runs as separate processes) ----------------------
 BENCH_TOOLS := $(basename $(notdir $(wildcard Sources/BenchTools/*.c)))

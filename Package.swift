@@ -4,17 +4,22 @@
 // it self-contained (see Makefile).
 import PackageDescription
 
+// The `chimaera` tool links libchimaera.so itself (-lchimaera), so it can only be linked once
+// that library exists: `make` builds the library first, then the tool with CHIMAERA_TOOL=1.
+// Without it (`swift build`, `swift test`) the tool target and its dependency are left out.
+let buildTool = Context.environment["CHIMAERA_TOOL"] == "1"
+
 let package = Package(
     name: "Chimaera",
     products: [
         .library(name: "chimaera", type: .dynamic, targets: ["ChimaeraCExports"]),
         // The native Swift API (`import Chimaera`): Client, Pool, DomainQuery, module clients.
         .library(name: "ChimaeraSwift", targets: ["Chimaera"]),
-    ],
+    ] + (buildTool ? [.executable(name: "chimaera-tool", targets: ["ChimaeraTool"])] : []),
     dependencies: [
         // The transport between nodes (Sources/Chimaera/Remote).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
-    ],
+    ] + (buildTool ? [.package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")] : []),
     targets: [
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1",
                        providers: [.apt(["libyaml-dev"])]),
@@ -23,10 +28,15 @@ let package = Package(
         .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CChimaera", linkerSettings: [.linkedLibrary("ffi")]),
+        // The YAML reader the runtime's config and the module kit share (no runtime in it).
+        .target(name: "ChimaeraYAML", dependencies: ["CYAML"]),
+        // The module kit: chi_make_repo, chi_make_mod, chi_refresh_repo's generators and
+        // templates. It needs no runtime.
+        .target(name: "ChimaeraDevKit", dependencies: ["ChimaeraYAML"]),
         .target(
             name: "Chimaera",
             dependencies: [
-                "CChimaera", "CYAML", "CNuma", "COpenSSL",
+                "CChimaera", "CYAML", "CNuma", "COpenSSL", "ChimaeraYAML",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
             ],
@@ -50,7 +60,18 @@ let package = Package(
         ),
         .testTarget(
             name: "ChimaeraTests",
-            dependencies: ["Chimaera", "CChimaera", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["Chimaera", "CChimaera", "ChimaeraYAML", "ChimaeraDevKit",
+                           .product(name: "NIOCore", package: "swift-nio")]
         ),
-    ]
+    ] + (buildTool ? [
+        // libchimaera.so's C ABI as the tool sees it: the public headers, linked -lchimaera.
+        .systemLibrary(name: "CChimaeraABI"),
+        // The `chimaera` command: reaches the runtime only through libchimaera.so's C ABI,
+        // so a process that runs a runtime holds the one copy inside that library.
+        .executableTarget(
+            name: "ChimaeraTool",
+            dependencies: ["CChimaeraABI", "ChimaeraDevKit",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+    ] : [])
 )

@@ -4,6 +4,7 @@ import NIOCore
 import Testing
 
 @testable import Chimaera
+import ChimaeraYAML
 
 private func failure(_ text: String) -> String? {
     do {

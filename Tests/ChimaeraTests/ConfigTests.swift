@@ -2,6 +2,7 @@ import Glibc
 import Testing
 
 @testable import Chimaera
+import ChimaeraYAML
 
 /// Parses `text` as chimaera.yaml, for tests that expect success.
 private func parse(_ text: String) throws -> RuntimeConfig {

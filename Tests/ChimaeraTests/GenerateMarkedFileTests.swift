@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Chimaera
+@testable import ChimaeraDevKit
 
 private let source = """
     #include <x.h>

@@ -1,6 +1,6 @@
 import Testing
 
-@testable import Chimaera
+@testable import ChimaeraDevKit
 
 /// The description of every error parsing `text` gives, or [] when it parses.
 private func errors(_ text: String) -> [String] {

@@ -1,7 +1,7 @@
 import Glibc
 import Testing
 
-@testable import Chimaera
+@testable import ChimaeraDevKit
 
 /// A fresh directory under /tmp, removed with everything in it when the test ends.
 private final class TempDir {
@@ -41,9 +41,9 @@ private func contents(_ dir: String) -> [String: String] {
 /// A repo with a C module `calc` and a Swift module `greeter`, made by the commands.
 private func makeRepo(_ tmp: TempDir) -> String {
     let repo = tmp.path + "/repo"
-    #expect(Tool.main(["make-repo", repo, "example"]) == 0)
-    #expect(Tool.main([repo + "/calc"], program: "chi_make_mod") == 0)
-    #expect(Tool.main(["make-mod", repo + "/greeter", "--lang", "swift"]) == 0)
+    #expect(DevKit.makeRepo(dir: repo, namespace: "example") == 0)
+    #expect(DevKit.makeMod(path: repo + "/calc") == 0)
+    #expect(DevKit.makeMod(path: repo + "/greeter", lang: "swift") == 0)
     return repo
 }
 
@@ -143,13 +143,13 @@ private let methods = """
 
     @Test func commandsRefuseBadArguments() {
         let tmp = TempDir()
-        #expect(Tool.main(["make-repo", tmp.path + "/r", "Bad-NS"]) == 2)
-        #expect(Tool.main(["make-mod", tmp.path + "/nowhere/m"]) == 1)
-        #expect(Tool.main(["refresh-repo", tmp.path]) == 1)
+        #expect(DevKit.makeRepo(dir: tmp.path + "/r", namespace: "Bad-NS") == 2)
+        #expect(DevKit.makeMod(path: tmp.path + "/nowhere/m") == 1)
+        #expect(DevKit.refreshRepo(repo: tmp.path) == 1)
         let repo = makeRepo(tmp)
-        #expect(Tool.main(["make-mod", repo + "/calc"]) == 1)
-        #expect(Tool.main(["make-mod", repo + "/x", "--lang", "rust"]) == 2)
-        #expect(Tool.main(["make-repo", repo, "example"]) == 1)
+        #expect(DevKit.makeMod(path: repo + "/calc") == 1)
+        #expect(DevKit.makeMod(path: repo + "/x", lang: "rust") == 2)
+        #expect(DevKit.makeRepo(dir: repo, namespace: "example") == 1)
         #expect(DevKit.command(forProgram: "chi_refresh_repo") == "refresh-repo")
         #expect(DevKit.command(forProgram: "chimaera") == nil)
     }

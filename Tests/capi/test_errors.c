@@ -187,13 +187,11 @@ int main(void) {
     expect_no_runtime(seg[2], "garbage stale file");
     remove_stale_files();
 
-    /* The tool's entry point: help succeeds, an unknown command is a usage error (2). */
-    {
-        char a0[] = "chimaera", a1[] = "help", a2[] = "no-such-command";
-        char *help[] = {a0, a1, NULL}, *bad[] = {a0, a2, NULL};
-        T_ASSERT(chi_tool_main(2, help) == 0, "chi_tool_main(help) != 0");
-        T_ASSERT(chi_tool_main(2, bad) == 2, "chi_tool_main(no-such-command) != 2");
-    }
+    /* A stale segment (no live runtime) is removed on request, once. */
+    write_stale(1, seg[2], 4096);
+    T_EQ_RC(chi_segment_remove(seg[2]), 1);
+    T_ASSERT(access(stale_path[1], F_OK) != 0, "chi_segment_remove left %s", stale_path[1]);
+    T_EQ_RC(chi_segment_remove(seg[2]), 0);
     puts("test_errors: ok");
     return T_EXIT_PASS;
 }

@@ -152,3 +152,10 @@ def test_bench_tool_reports_every_key_beside_fio(daemons):
         assert abs(ratio - ours / fio) < 0.002 + 0.001 * ratio, (case, fig)
     assert set(Path("/tmp").glob("chi_bench_bdev_*")) <= before, "the bench left its directory"
     assert d.status()[0] == 0, f"the daemon stopped serving:\n{d.log()}"
+
+
+def test_seed_url_spelling_creates_a_device(capi_bin, daemons, bdev_dir):
+    """The seed's fs::///tmp/x.bin (issue 18: it failed with a bare "Invalid argument")."""
+    d = daemons.start(config=CONFIG)
+    run_test(capi_bin("test_bdev_seed_url"), backend_env(d, "fs", bdev_dir))
+    assert d.status()[0] == 0, f"the daemon stopped serving:\n{d.log()}"

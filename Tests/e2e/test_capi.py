@@ -146,6 +146,10 @@ def test_embedded(capi_bin):
     run_test(capi_bin("test_embedded"), no_daemon_env())
 
 
+def test_serve(capi_bin):
+    run_test(capi_bin("test_serve"), no_daemon_env())
+
+
 @pytest.mark.parametrize("name", DAEMON_TESTS)
 def test_with_daemon(name, capi_bin, daemon):
     run_test(capi_bin(name), daemon.env)
@@ -174,3 +178,10 @@ def test_no_segment_left_after_stop(capi_bin, daemons):
     rc, out = d.stop()
     assert rc == 0, f"chimaera stop exited {rc}:\n{out}"
     assert not shm_path(d.segment).exists(), f"{shm_path(d.segment)} left after stop"
+
+
+def test_runtime_gone_is_reported(capi_bin, daemons):
+    """A client of a runtime that died hears "runtime ... (pid P) is gone" (issue 18)."""
+    d = daemons.start()
+    env = dict(d.env, CHI_DAEMON_PID=str(d.pid))
+    run_test(capi_bin("test_runtime_gone"), env)

@@ -179,3 +179,37 @@ def test_unknown_command_fails():
     rc, out = run([CHIMAERA, "frobnicate"])
     assert rc != 0 and out.strip(), f"exit {rc}, output {out!r}"
 
+
+
+@pytest.mark.parametrize("opt", ["--pid-file", "--log-file"])
+def test_detach_with_missing_directory_fails_before_starting(opt, daemons, tmp_path):
+    """Issue 18: start --detach said "serving" and wrote neither file."""
+    d = daemons.new()
+    cmd = [CHIMAERA, "start", "--segment", d.segment, "--detach",
+           opt, tmp_path / "missing" / "x"]
+    rc, out = run(cmd, env=d.env)
+    assert rc != 0, f"start with {opt} in a missing directory exited 0:\n{out}"
+    assert opt in out and "missing" in out, f"the error does not name {opt} and its path:\n{out}"
+    assert "serving" not in out, out
+    assert_nothing_running(d)
+
+
+def test_cluster_start_with_missing_log_dir_fails(tmp_path):
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text("127.0.0.1\n")
+    rc, out = run([CHIMAERA, "cluster", "start", "--hostfile", hostfile, "--segment",
+                   unique_segment("cl"), "--log-dir", tmp_path / "missing"])
+    assert rc != 0 and "--log-dir" in out, f"exit {rc}:\n{out}"
+
+
+def test_failed_start_leaves_no_segment_and_next_start_works(daemons, tmp_path):
+    """Issue 18: a start that failed (a module not found) left its segment behind, and the
+    next start refused until `chimaera stop`."""
+    d = daemons.new(config={"runtime": {"shm_size": "64M", "modules": ["no_such_module_x"]}})
+    rc, out = d.try_start()
+    assert rc != 0, f"start with a missing module exited 0:\n{out}"
+    assert "no_such_module_x" in out + d.log(), out
+    assert_nothing_running(d)
+    good = daemons.new(segment=d.segment)
+    good.start()
+    assert pid_alive(good.pid)

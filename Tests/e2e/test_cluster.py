@@ -4,6 +4,7 @@ node, broadcast, bulk Io, a depth-8 chain, 100,000 async remote tasks; admin cal
 nodes; a node killed mid-load and restarted; the cluster key and malformed frames; two
 runtimes in two network namespaces; `chimaera cluster` and `stop --all`."""
 
+import json
 import os
 import re
 import shutil
@@ -99,6 +100,15 @@ def test_three_nodes_from_a_client_on_each(cluster3, cluster_bin):
     rc, out = cluster3.node(2).status("--json")
     assert rc == 0, out
     assert out.count('"state": "up"') + out.count('"state":"up"') == 2, out
+    # The text lists the same peers as the JSON (issue 18: it listed the wrong ones).
+    doc = json.loads(out)
+    peers = sorted((p["node"], p["address"], p["state"]) for p in doc["remote"]["peers"]
+                   if p["state"] != "self")
+    rc, text = cluster3.node(2).status()
+    assert rc == 0, text
+    listed = sorted((int(n), a, s) for n, a, s in
+                    re.findall(r"^  node (\d+) (\S+) (\S+)", text, re.M))
+    assert listed == peers and len(peers) == 2, f"text peers {listed} != json {peers}:\n{text}"
 
 
 def test_admin_calls_reach_every_node(cluster3, cluster_bin):

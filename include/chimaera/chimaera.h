@@ -7,16 +7,6 @@
 #include "chimaera/task.h"
 #include "chimaera/client.h"
 #include "chimaera/admin.h"
+#include "chimaera/serve.h"
 
-#ifdef __cplusplus
-extern "C" {
-#endif
-
-/** Entry point of the `chimaera` command-line tool (start, stop, status, bench, make-repo,
- *  make-mod, refresh-repo). Runs in the calling thread; returns the process exit status. */
-int chi_tool_main(int argc, char **argv);
-
-#ifdef __cplusplus
-}
-#endif
 #endif

@@ -154,6 +154,9 @@ int chi_runtime_flush(chi_client_t *client);
 int chi_runtime_set_worch(chi_client_t *client, const char *name);
 /** Asks the runtime to stop; returns once the request is accepted. */
 int chi_runtime_stop(chi_client_t *client);
+/** Asks node `node` (1-based) of the runtime's cluster to stop, through the attached
+ *  runtime; returns once the request is accepted. */
+int chi_runtime_stop_node(chi_client_t *client, uint32_t node);
 /** Writes the runtime's statistics (workers, lanes, pools, task counts) as one JSON object
  *  into buf, NUL-terminated. Returns its length, or -ERANGE if cap is too small. */
 int chi_runtime_stats(chi_client_t *client, char *buf, size_t cap);

@@ -434,6 +434,10 @@ package final class RuntimeClient: @unchecked Sendable {
                 throw ChiError(EBUSY, "task \(t.pointee.task_id) was submitted fire-and-forget: the runtime frees it")
             }
             if chi_load32(t.donePtr) != DoneWord.done {
+                // A dead runtime never completes it: say so, not "in flight" (issue 18).
+                if !runtimeAlive {
+                    throw ChiError(CInt(CHI_ENORUNTIME), "the runtime of segment \(segment.name) (pid \(daemonPid)) is gone; task \(t.pointee.task_id) never completed")
+                }
                 throw ChiError(EBUSY, "task \(t.pointee.task_id) is still in flight")
             }
         }

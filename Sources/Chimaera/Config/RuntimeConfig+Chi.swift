@@ -1,3 +1,4 @@
+import ChimaeraYAML
 import CChimaera
 import Glibc
 

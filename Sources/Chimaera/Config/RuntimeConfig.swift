@@ -1,3 +1,4 @@
+import ChimaeraYAML
 import Glibc
 
 /// The runtime's settings, as read from a YAML file such as `chimaera.yaml`.
@@ -355,8 +356,6 @@ extension RuntimeConfig {
     }
 }
 
-/// Why a configuration could not be loaded, pointing at the file and, when known, the line.
-package typealias ConfigError = FileLineError
 
 /// Converts YAML nodes to values, producing errors that name the file, line and key.
 struct ValueReader {

@@ -1,3 +1,5 @@
+import ChimaeraYAML
+
 /// The bounds on what clients (and module code) can make the runtime spend. Each has a
 /// `runtime.` key; reaching one gives an error code (most often -CHI_ELIMIT) whose message
 /// names the key, never a crash.

@@ -110,12 +110,15 @@ static int bdev_create(chi_container_t *c, const void *params, uint32_t params_s
         return -EINVAL;
     uint32_t kind;
     const char *path = NULL;
-    if (strncmp(p.url, "fs://", 5) == 0) {
+    if (strncmp(p.url, "fs://", 5) == 0 || strncmp(p.url, "fs::", 4) == 0) {
         kind = BDEV_FS;
-        path = p.url + 5;
+        /* The seed spells it fs::///tmp/x.bin (scheme "fs::", then "//" and the path). */
+        int seed = strncmp(p.url, "fs::", 4) == 0;
+        path = seed ? p.url + 4 : p.url + 5;
+        if (seed && strncmp(path, "//", 2) == 0) path += 2;
         /* A relative path would resolve against the daemon's working directory. */
         if (path[0] != '/') return -EINVAL;
-    } else if (strncmp(p.url, "ram://", 6) == 0) {
+    } else if (strncmp(p.url, "ram://", 6) == 0 || strncmp(p.url, "ram::", 5) == 0) {
         kind = BDEV_RAM;
     } else {
         return -EINVAL;

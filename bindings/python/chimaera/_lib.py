@@ -4,7 +4,8 @@ one table of (name, argtypes, restype, checked), as clang's cindex.py does.
 Where the library is looked for, first match wins:
   1. $CHIMAERA_LIB (a path to the .so); when set, nothing else is tried;
   2. beside this package (chimaera/libchimaera.so.1, chimaera/lib/libchimaera.so.1, and the
-     unversioned names);
+     unversioned names), then in the prefix it is installed in (PREFIX/lib/python/chimaera
+     -> PREFIX/lib/libchimaera.so.1, as `make install` lays it out);
   3. the dynamic linker's search path (libchimaera.so.1, then ctypes.util.find_library).
 """
 
@@ -98,7 +99,7 @@ def candidates():
         yield "$CHIMAERA_LIB", env  # an explicit choice: no silent fallback elsewhere
         return
     here = Path(__file__).resolve().parent
-    for d in (here, here / "lib"):
+    for d in (here, here / "lib", here.parent.parent):
         for n in (SONAME, "libchimaera.so"):
             if (d / n).exists():
                 yield "beside the package", str(d / n)

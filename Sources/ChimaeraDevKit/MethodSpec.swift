@@ -1,3 +1,4 @@
+import ChimaeraYAML
 /// What a module's `<name>_methods.yaml` declares, after validation: the model every generator
 /// (C headers, C runtime glue, Swift runtime glue) renders from.
 

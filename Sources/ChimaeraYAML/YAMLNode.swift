@@ -6,15 +6,21 @@ import CYAML
 /// numbers or booleans: the reader of each key decides what its text means. Tags are ignored.
 /// Mapping entries stay in document order and duplicates are kept, so the caller can report
 /// them with both lines. Lines are 1-based.
-enum YAMLNode: Sendable, Equatable {
+package enum YAMLNode: Sendable, Equatable {
     /// One `key: value` pair of a mapping; keys are always scalars.
-    struct Entry: Sendable, Equatable {
+    package struct Entry: Sendable, Equatable {
         /// The key's text.
-        var key: String
+        package var key: String
         /// The line the key is on.
-        var keyLine: Int
+        package var keyLine: Int
         /// The value; an omitted value is an empty plain scalar on `keyLine`.
-        var value: YAMLNode
+        package var value: YAMLNode
+
+        package init(key: String, keyLine: Int, value: YAMLNode) {
+            self.key = key
+            self.keyLine = keyLine
+            self.value = value
+        }
     }
 
     /// A scalar: its text, whether it was plain (not quoted, not a block scalar), and its line.
@@ -25,20 +31,20 @@ enum YAMLNode: Sendable, Equatable {
     case mapping([Entry], line: Int)
 
     /// The line the node starts on.
-    var line: Int {
+    package var line: Int {
         switch self {
         case .scalar(_, _, let line), .sequence(_, let line), .mapping(_, let line): line
         }
     }
 
     /// Whether YAML reads this node as null: a plain scalar that is empty, `~` or `null`.
-    var isNull: Bool {
+    package var isNull: Bool {
         guard case .scalar(let text, isPlain: true, _) = self else { return false }
         return ["", "~", "null", "Null", "NULL"].contains(text)
     }
 
     /// Nesting deeper than this is refused: the builder recurses, and no configuration needs it.
-    static let maxDepth = 64
+    package static let maxDepth = 64
 
     /// Parses a YAML stream holding at most one document.
     ///
@@ -50,14 +56,14 @@ enum YAMLNode: Sendable, Equatable {
     /// - Throws: `ConfigError` with the file, the line and libyaml's problem text for a syntax
     ///   error; also for anchors or aliases, non-scalar keys, a second document, or nesting
     ///   deeper than `maxDepth`.
-    static func parse(_ text: String, file: String) throws(ConfigError) -> YAMLNode? {
+    package static func parse(_ text: String, file: String) throws(ConfigError) -> YAMLNode? {
         try parse(bytes: Array(text.utf8), file: file)
     }
 
     /// Parses raw bytes, so that libyaml, not a lenient String decoder, judges their encoding.
     ///
     /// Same contract as `parse(_:file:)`; invalid UTF-8 is an error naming its line.
-    static func parse(bytes: [UInt8], file: String) throws(ConfigError) -> YAMLNode? {
+    package static func parse(bytes: [UInt8], file: String) throws(ConfigError) -> YAMLNode? {
         // yaml_parser_set_input_string rejects a NULL buffer, which an empty array may give.
         if bytes.isEmpty { return nil }
         let result = bytes.withUnsafeBufferPointer { buffer in

@@ -1,4 +1,4 @@
-import CChimaera
+import CChimaeraABI
 import Glibc
 
 /// Running helper programs (the bench's C baselines and clients) and reading their output.
@@ -19,11 +19,13 @@ enum ChildProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         let argv = ([path] + args).map { strdup($0) } + [nil]
         defer { for a in argv { free(a) } }
+        let pinnedArgv = (["/usr/bin/taskset", "-c", "\(cpu ?? 0)", path] + args).map { strdup($0) } + [nil]
+        defer { for a in pinnedArgv { free(a) } }
         var pid: pid_t = 0
-        // A child inherits the spawning thread's CPU mask: pin this thread around the spawn.
-        if let cpu { _ = chi_pin_thread(cpu) }
-        let rc = posix_spawn(&pid, path, &actions, nil, argv, environ)
-        if cpu != nil { _ = chi_unpin_thread() }
+        // A child on one CPU: through taskset, which sets the mask and execs it (same pid).
+        let rc = cpu != nil && access("/usr/bin/taskset", X_OK) == 0
+            ? posix_spawn(&pid, "/usr/bin/taskset", &actions, nil, pinnedArgv, environ)
+            : posix_spawn(&pid, path, &actions, nil, argv, environ)
         close(fds[1])
         guard rc == 0 else {
             close(fds[0])
@@ -31,10 +33,10 @@ enum ChildProcess {
         }
         var out = [UInt8]()
         var buf = [UInt8](repeating: 0, count: 4096)
-        let deadline = chi_now_ns() + UInt64(timeoutMs) * 1_000_000
+        let deadline = nowNs() + UInt64(timeoutMs) * 1_000_000
         var pfd = pollfd(fd: fds[0], events: Int16(POLLIN), revents: 0)
         while true {
-            let now = chi_now_ns()
+            let now = nowNs()
             if now >= deadline {
                 kill(pid, SIGKILL)
                 break

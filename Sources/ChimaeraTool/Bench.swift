@@ -1,28 +1,37 @@
-import CChimaera
+import ArgumentParser
+import CChimaeraABI
 import Glibc
 
 /// `chimaera bench`: each case starts its own runtime (unless --segment names a running one),
 /// measures, prints its figures beside a baseline measured in the same run, and stops it.
-enum Bench {
-    static func main(_ opts: inout Options) -> Int32 {
-        let json = opts.flag("--json")
-        let segment = opts.value("--segment")
-        let config = opts.value("--config")
-        let sync = opts.value("--sync")
-        let async = opts.value("--async")
-        let threads = opts.value("--threads")
-        let secondsOpt = opts.value("--seconds").flatMap { Double($0) }
+struct Bench: ParsableCommand {
+    static var configuration: CommandConfiguration {
+        CommandConfiguration(
+            abstract: "Run a benchmark case against its own runtime (or --segment's) and print its figures.",
+            discussion: "Cases: small-message, idle\(availableExternal).")
+    }
+
+    @Argument(help: "The case: small-message, idle, or one with a program in libexec/chimaera (remote, bdev, python, orchestration, scale).")
+    var which: String
+
+    @Flag(help: "Print the figures as one JSON object.") var json = false
+    @Option(help: "Measure against the runtime serving this segment instead of starting one.") var segment: String?
+    @Option(help: "The config file of the runtime the case starts.") var config: String?
+    @Option(help: "small-message: synchronous round trips in all.") var sync: String?
+    @Option(help: "small-message: asynchronous tasks.") var async: String?
+    @Option(help: "small-message: client threads of the async phase.") var threads: String?
+    @Option(help: "idle: seconds to measure; remote: seconds of throughput.") var seconds: Double?
+    @Option(help: "remote: round trips.") var iters: Int?
+    @Flag(help: "bdev: run each case beside two CPU hogs.") var contended = false
+
+    func run() throws { try Tool.finish(main()) }
+
+    private func main() -> Int32 {
+        let secondsOpt = seconds
         let seconds = secondsOpt ?? 10
-        let iters = opts.value("--iters").flatMap { Int($0) }
-        let contended = opts.flag("--contended")
-        guard let which = opts.positional() else {
-            Tool.fail("bench: name a case: small-message or idle")
-            return 2
-        }
-        if Tool.rejectUnknown(opts, "bench") { return 2 }
-        let external = libexec + "/chi_bench_" + which.replacingDashes
-        guard which == "small-message" || which == "idle" || (ModuleLoader.validName(which) && access(external, X_OK) == 0) else {
-            Tool.fail("bench: unknown case \"\(which)\" (small-message, idle\(availableExternal))")
+        let external = Self.libexec + "/chi_bench_" + which.replacingDashes
+        guard which == "small-message" || which == "idle" || (validName(which) && access(external, X_OK) == 0) else {
+            Tool.fail("bench: unknown case \"\(which)\" (small-message, idle\(Self.availableExternal))")
             return 2
         }
         if which == "remote" {
@@ -31,8 +40,8 @@ enum Bench {
                 Tool.fail("bench remote starts its own cluster; --segment does not apply")
                 return 2
             }
-            guard let f = remote(iters: iters ?? 20_000, seconds: secondsOpt ?? 2) else { return 1 }
-            report(which, f, json: json)
+            guard let f = Self.remote(iters: iters ?? 20_000, seconds: secondsOpt ?? 2) else { return 1 }
+            Self.report(which, f, json: json)
             return 0
         }
         // The orchestration case needs lanes that can move: two low-latency workers.
@@ -45,14 +54,14 @@ enum Bench {
         var figures: [(String, Double)]
         switch which {
         case "small-message":
-            guard let total = Int(sync ?? "100000"), total >= rounds else {
-                Tool.fail("bench small-message: --sync wants a count of at least \(rounds)")
+            guard let total = Int(sync ?? "100000"), total >= Self.rounds else {
+                Tool.fail("bench small-message: --sync wants a count of at least \(Self.rounds)")
                 return 2
             }
-            guard let f = smallMessage(segment: daemon.segment, sync: total, async: async, threads: threads) else { return 1 }
+            guard let f = Self.smallMessage(segment: daemon.segment, sync: total, async: async, threads: threads) else { return 1 }
             figures = f
         case "idle":
-            guard let f = idle(daemon: daemon, seconds: seconds) else { return 1 }
+            guard let f = Self.idle(daemon: daemon, seconds: seconds) else { return 1 }
             figures = f
         default:
             // A case with its own C program in libexec (chi_bench_<case>): it measures, and
@@ -66,7 +75,7 @@ enum Bench {
             let f = ChildProcess.parseFlatJSON(r.output)
             figures = f.keys.sorted().map { ($0, f[$0]!) }
         }
-        report(which, figures, json: json)
+        Self.report(which, figures, json: json)
         return 0
     }
 
@@ -77,20 +86,17 @@ enum Bench {
         guard fd >= 0 else { return nil }
         _ = text.withCString { write(fd, $0, strlen($0)) }
         close(fd)
-        return String(cString: path)
+        return String(decoding: path.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     static func report(_ which: String, _ figures: [(String, Double)], json: Bool) {
         if json {
-            var w = JSONWriter()
-            w.open()
-            w.key("case"); w.string(which)
+            var parts = ["\"case\":\"\(which)\""]
             for (k, v) in figures {
-                w.key(k)
-                if v == v.rounded() && abs(v) < 1e15 { w.int(Int(v)) } else { w.double(v) }
+                let text = v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : (v.isFinite ? String((v * 100).rounded() / 100) : "0")
+                parts.append("\"\(k)\":\(text)")
             }
-            w.close()
-            print(w.text)
+            print("{" + parts.joined(separator: ",") + "}")
         } else {
             print("chimaera bench \(which):")
             for (k, v) in figures { print("  \(k.padding(32)) \(format(v))") }
@@ -235,18 +241,16 @@ enum Bench {
     /// CPU use of an idle runtime, the round trip of the first task after idleness, and the
     /// time from start to the first task served.
     static func idle(daemon: OwnDaemon, seconds: Double) -> [(String, Double)]? {
-        let client: RuntimeClient
-        do {
-            client = try RuntimeClient.connect(segment: daemon.segment, configPath: nil,
-                                        mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 2000)
-            let pool = try client.createPool(module: "small_message", name: "bench_idle", containersPerNode: 1, params: nil)
+        do throws(ToolError) {
+            let client = try Client(segment: daemon.segment, timeoutMs: 2000)
+            let pool = try client.createPool(module: "small_message", name: "bench_idle", containersPerNode: 1)
             _ = try md(client, pool)
-            let startup = Double(chi_now_ns() &- daemon.startedAt) / 1e6
+            let startup = Double(nowNs() &- daemon.startedAt) / 1e6
             usleep(1_000_000)
-            let pid = client.daemonPid
-            let c0 = ProcessStats.cpuTimeNs(pid: pid), t0 = chi_now_ns()
+            let pid = try client.daemonPid()
+            let c0 = ProcessStats.cpuTimeNs(pid: pid), t0 = nowNs()
             usleep(UInt32(seconds * 1e6))
-            let c1 = ProcessStats.cpuTimeNs(pid: pid), t1 = chi_now_ns()
+            let c1 = ProcessStats.cpuTimeNs(pid: pid), t1 = nowNs()
             let pct = 100.0 * Double(c1 &- c0) / Double(t1 &- t0)
             var wakes: [Double] = [try md(client, pool)]
             for _ in 0..<2 {
@@ -264,16 +268,10 @@ enum Bench {
     }
 
     /// One sync Md; returns its round trip in microseconds.
-    static func md(_ c: RuntimeClient, _ pool: UInt64) throws(ChiError) -> Double {
-        let q = chi_dq_direct_id(UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), 0)
-        let t0 = chi_now_ns()
-        let t = try c.newTask(pool: pool, method: UInt32(CHI_SM_MD), size: MemoryLayout<chi_sm_md_task_t>.size, query: q)
-        let rc = try c.call(t, timeoutNs: 10_000_000_000)
-        let ret = UnsafeMutableRawPointer(t).assumingMemoryBound(to: chi_sm_md_task_t.self).pointee.ret
-        try c.deleteTask(t)
-        let us = Double(chi_now_ns() &- t0) / 1000
-        guard rc == 0 && ret == 1 else { throw ChiError(EIO, "Md returned rc \(rc), ret \(ret)") }
-        return us
+    static func md(_ c: Client, _ pool: UInt64) throws(ToolError) -> Double {
+        let t0 = nowNs()
+        _ = try c.md(pool: pool)
+        return Double(nowNs() &- t0) / 1000
     }
 }
 
@@ -291,7 +289,7 @@ struct OwnDaemon {
     }
 
     mutating func start() -> Bool {
-        startedAt = chi_now_ns()
+        startedAt = nowNs()
         guard own else { return true }
         var args = ["start", "--segment", segment, "--detach", "--log-file", "/tmp/chimaera_\(segment).log"]
         if let config { args += ["--config", config] }

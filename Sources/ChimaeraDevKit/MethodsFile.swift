@@ -1,3 +1,4 @@
+import ChimaeraYAML
 /// Reads a module's `<name>_methods.yaml` into a `ModuleSpec`, checking everything the
 /// generators rely on. Every problem is reported with its line; nothing is guessed.
 ///

@@ -1,4 +1,4 @@
-import CChimaera
+import CChimaeraABI
 import Glibc
 
 extension Bench {

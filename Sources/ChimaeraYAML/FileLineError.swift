@@ -18,3 +18,6 @@ package struct FileLineError: Error, CustomStringConvertible, Equatable, Sendabl
         if let line { "\(file):\(line): \(message)" } else { "\(file): \(message)" }
     }
 }
+
+/// An error in the runtime's configuration file (or another YAML file it reads).
+package typealias ConfigError = FileLineError

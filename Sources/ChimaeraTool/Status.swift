@@ -1,35 +1,46 @@
-import CChimaera
+import ArgumentParser
+import CChimaeraABI
 import Glibc
 
-extension Tool {
-    /// `chimaera status`: the runtime's statistics, and its CPU use (since start, and over a
-    /// window measured from /proc without waking the runtime).
-    static func status(_ opts: inout Options) -> Int32 {
-        guard let config = loadConfig(&opts) else { return 2 }
-        let name = segmentName(&opts, config)
-        let json = opts.flag("--json")
-        let windowMs = Int(opts.value("--cpu-window-ms") ?? "0") ?? 0
-        if rejectUnknown(opts, "status") { return 2 }
-        let client: RuntimeClient
-        do {
-            client = try RuntimeClient.connect(segment: name, configPath: nil, mode: UInt32(CHI_MODE_ATTACH), timeoutMs: 1000)
+/// `chimaera status`: the runtime's statistics, and its CPU use (since start, and over a
+/// window measured from /proc without waking the runtime).
+struct Status: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Workers, pools, lanes, task counts and CPU use of a runtime.")
+
+    @OptionGroup var runtime: RuntimeOptions
+
+    @Flag(help: "Print the runtime's statistics as one JSON object.")
+    var json = false
+
+    @Option(help: "Also measure the runtime's CPU use over this many milliseconds.")
+    var cpuWindowMs = 0
+
+    func run() throws { try Tool.finish(status()) }
+
+    private func status() -> Int32 {
+        guard let r = Tool.resolve(runtime) else { return 2 }
+        let name = r.segment
+        let windowMs = cpuWindowMs
+        let client: Client
+        do throws(ToolError) {
+            client = try Client(segment: name)
         } catch {
-            fail(error.message)
+            Tool.fail(error.message)
             return 1
         }
-        let pid = client.daemonPid
+        let pid = (try? client.daemonPid()) ?? 0
         var windowPct: Double?
         if windowMs > 0 {
-            let c0 = ProcessStats.cpuTimeNs(pid: pid), t0 = chi_now_ns()
+            let c0 = ProcessStats.cpuTimeNs(pid: pid), t0 = nowNs()
             usleep(UInt32(windowMs) * 1000)
-            let c1 = ProcessStats.cpuTimeNs(pid: pid), t1 = chi_now_ns()
+            let c1 = ProcessStats.cpuTimeNs(pid: pid), t1 = nowNs()
             windowPct = 100.0 * Double(c1 &- c0) / Double(max(t1 &- t0, 1))
         }
         let stats: String
-        do {
+        do throws(ToolError) {
             stats = try client.statsJSON()
         } catch {
-            fail(error.message)
+            Tool.fail(error.message)
             return 1
         }
         if json {
@@ -126,9 +137,28 @@ struct StatsView {
         return String(r.dropFirst().prefix { $0 != "\"" })
     }
 
+    /// The object under `key`, up to its own closing brace (nested objects and strings
+    /// skipped: the first `}` would end it inside its first nested object).
     func object(_ key: String) -> StatsView? {
-        guard let r = raw(key), r.first == "{", let end = r.firstIndex(of: "}") else { return nil }
-        return StatsView(sub: r[...end])
+        guard let r = raw(key), r.first == "{" else { return nil }
+        var depth = 0
+        var inString = false
+        var i = r.startIndex
+        while i < r.endIndex {
+            let ch = r[i]
+            if inString {
+                if ch == "\\" { i = r.index(after: i) } else if ch == "\"" { inString = false }
+            } else if ch == "\"" {
+                inString = true
+            } else if ch == "{" || ch == "[" {
+                depth += 1
+            } else if ch == "}" || ch == "]" {
+                depth -= 1
+                if depth == 0 { return StatsView(sub: r[...i]) }
+            }
+            i = r.index(after: i)
+        }
+        return nil
     }
 
     func objects(_ key: String) -> [StatsView] {

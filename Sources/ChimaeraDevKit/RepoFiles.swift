@@ -9,7 +9,7 @@ enum RepoFiles {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         if fd < 0 {
             if errno == ENOENT { return nil }
-            throw GenerateError(file: path, line: nil, message: "cannot read: \(Sys.errnoText())")
+            throw GenerateError(file: path, line: nil, message: "cannot read: \(errnoText())")
         }
         defer { close(fd) }
         var bytes: [UInt8] = []
@@ -17,7 +17,7 @@ enum RepoFiles {
         while true {
             let n = buf.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
             if n < 0 && errno == EINTR { continue }
-            if n < 0 { throw GenerateError(file: path, line: nil, message: "cannot read: \(Sys.errnoText())") }
+            if n < 0 { throw GenerateError(file: path, line: nil, message: "cannot read: \(errnoText())") }
             if n == 0 { break }
             bytes += buf[0..<n]
         }
@@ -30,14 +30,14 @@ enum RepoFiles {
         try makeDirectories(parent(path))
         let tmp = "\(path).chi-tmp.\(getpid())"
         let fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else { throw GenerateError(file: path, line: nil, message: "cannot write: \(Sys.errnoText())") }
+        guard fd >= 0 else { throw GenerateError(file: path, line: nil, message: "cannot write: \(errnoText())") }
         let bytes = Array(text.utf8)
         var done = 0
         while done < bytes.count {
             let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + done, $0.count - done) }
             if n < 0 && errno == EINTR { continue }
             if n <= 0 {
-                let why = Sys.errnoText()
+                let why = errnoText()
                 close(fd)
                 unlink(tmp)
                 throw GenerateError(file: path, line: nil, message: "cannot write: \(why)")
@@ -46,7 +46,7 @@ enum RepoFiles {
         }
         close(fd)
         guard rename(tmp, path) == 0 else {
-            let why = Sys.errnoText()
+            let why = errnoText()
             unlink(tmp)
             throw GenerateError(file: path, line: nil, message: "cannot replace: \(why)")
         }
@@ -57,7 +57,7 @@ enum RepoFiles {
         if path.isEmpty || isDirectory(path) { return }
         try makeDirectories(parent(path))
         if mkdir(path, 0o755) != 0 && errno != EEXIST {
-            throw GenerateError(file: path, line: nil, message: "cannot create directory: \(Sys.errnoText())")
+            throw GenerateError(file: path, line: nil, message: "cannot create directory: \(errnoText())")
         }
     }
 
@@ -105,3 +105,6 @@ enum RepoFiles {
         dir.isEmpty ? name : dir.hasSuffix("/") ? dir + name : dir + "/" + name
     }
 }
+
+/// The text of the current errno (the kit needs no runtime, so not the runtime's `Sys`).
+func errnoText(_ e: CInt = errno) -> String { String(cString: strerror(e)) }

@@ -5,7 +5,7 @@ import Glibc
 /// the program's name; the files written go to stdout, one a line.
 package enum DevKit {
     /// The commands' lines in `chimaera help`.
-    static let usage = """
+    package static let usage = """
           make-repo DIR NAMESPACE       (chi_make_repo) a module repo: chimaera_repo.yaml, CMakeLists.txt
           make-mod DIR/NAME [--lang c|swift]
                                         (chi_make_mod) a module in the repo DIR from the template
@@ -23,14 +23,9 @@ package enum DevKit {
         }
     }
 
-    /// Runs `cmd` (make-repo, make-mod or refresh-repo); returns the exit status.
-    static func main(_ cmd: String, _ opts: inout Options) -> Int32 {
-        let program = "chi_" + cmd.replacingDashes
-        switch cmd {
-        case "make-repo": return makeRepo(&opts, program)
-        case "make-mod": return makeMod(&opts, program)
-        default: return refreshRepo(&opts, program)
-        }
+    /// The program name a command's messages carry: `make-mod` -> `chi_make_mod`.
+    package static func program(for cmd: String) -> String {
+        "chi_" + String(cmd.map { $0 == "-" ? "_" : $0 })
     }
 
     private static func say(_ program: String, _ msg: String) {
@@ -42,21 +37,10 @@ package enum DevKit {
         for e in errors.all { say(program, e.description) }
     }
 
-    private static func extra(_ opts: Options, _ program: String) -> Bool {
-        guard let bad = opts.unused() else { return false }
-        say(program, "unexpected argument \(bad)")
-        return true
-    }
-
     // MARK: chi_make_repo
 
     /// `chi_make_repo DIR NAMESPACE`: writes chimaera_repo.yaml and CMakeLists.txt.
-    static func makeRepo(_ opts: inout Options, _ program: String) -> Int32 {
-        guard let dir = opts.positional(), let ns = opts.positional() else {
-            say(program, "usage: \(program) DIR NAMESPACE")
-            return 2
-        }
-        if extra(opts, program) { return 2 }
+    package static func makeRepo(dir: String, namespace ns: String, program: String = "chi_make_repo") -> Int32 {
         guard Naming.isSnakeIdentifier(ns) else {
             say(program, "bad namespace \"\(ns)\": use a lower_snake_case C identifier of at most 40 characters (it prefixes module and CMake target names)")
             return 2
@@ -82,13 +66,7 @@ package enum DevKit {
     // MARK: chi_make_mod
 
     /// `chi_make_mod DIR/NAME [--lang c|swift]`: writes the template, then refreshes the repo.
-    static func makeMod(_ opts: inout Options, _ program: String) -> Int32 {
-        let langText = opts.value("--lang") ?? "c"
-        guard let path = opts.positional() else {
-            say(program, "usage: \(program) DIR/NAME [--lang c|swift]")
-            return 2
-        }
-        if extra(opts, program) { return 2 }
+    package static func makeMod(path: String, lang langText: String = "c", program: String = "chi_make_mod") -> Int32 {
         guard let lang = ModuleContext.Language(rawValue: langText) else {
             say(program, "--lang must be c or swift, not \"\(langText)\"")
             return 2
@@ -153,12 +131,7 @@ package enum DevKit {
     // MARK: chi_refresh_repo
 
     /// `chi_refresh_repo DIR`: regenerates; prints the files written, warnings to stderr.
-    static func refreshRepo(_ opts: inout Options, _ program: String) -> Int32 {
-        guard let repo = opts.positional() else {
-            say(program, "usage: \(program) DIR")
-            return 2
-        }
-        if extra(opts, program) { return 2 }
+    package static func refreshRepo(repo: String, program: String = "chi_refresh_repo") -> Int32 {
         do throws(GenerateErrors) {
             let plan = try Refresh.run(repo: repo)
             for w in plan.writes { print(w.path) }

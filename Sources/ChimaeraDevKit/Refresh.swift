@@ -1,3 +1,4 @@
+import ChimaeraYAML
 /// chi_refresh_repo: regenerates what each module's `<name>_methods.yaml` determines, in two
 /// phases so that an error anywhere changes nothing: first every new file text is computed
 /// (and every problem collected), then only files whose text differs are written. Running it

@@ -1,4 +1,5 @@
-import CChimaera
+import ArgumentParser
+import CChimaeraABI
 import Glibc
 
 /// `chimaera cluster start|stop|status --hostfile FILE`: one runtime per host of the
@@ -6,50 +7,60 @@ import Glibc
 /// them get segments `<name>_n<id>`); the others through `ssh HOST <this program> ...` in
 /// parallel, which assumes the same install path and a shared or copied config and hostfile
 /// (as on a cluster with a shared file system).
-enum Cluster {
-    static let usage = """
-          cluster start|stop|status --hostfile FILE [--config FILE] [--segment NAME] [--log-dir DIR] [--json]
-                  one runtime per host of FILE (local hosts here, others through ssh)
-        """
+struct Cluster: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "One runtime per host of the hostfile (local hosts here, others through ssh).")
+
+    @Argument(help: "start, stop or status") var sub: String
+
+    @OptionGroup var runtime: RuntimeOptions
+
+    @Option(help: "The cluster's hosts, one a line.") var hostfile: String
+
+    @Option(help: "Where start writes each node's log and pid file.") var logDir = "/tmp"
+
+    @Flag(help: "status: print each node's statistics as JSON.") var json = false
 
     struct Node {
         var id: Int
-        var host: ClusterConfig.Host
+        var host: String
+        var port: Int
         var local: Bool
         var segment: String
     }
 
-    static func main(_ opts: inout Options) -> Int32 {
-        guard let sub = opts.positional(), ["start", "stop", "status"].contains(sub) else {
-            Tool.fail("cluster: expected start, stop or status\n\(usage)")
+    func run() throws { try Tool.finish(main()) }
+
+    private func main() -> Int32 {
+        guard ["start", "stop", "status"].contains(sub) else {
+            Tool.fail("cluster: expected start, stop or status, not \"\(sub)\"")
             return 2
         }
-        guard let hostfile = opts.value("--hostfile") else {
-            Tool.fail("cluster \(sub): --hostfile FILE is required")
-            return 2
+        if sub == "start" {
+            var st = stat()
+            guard stat(logDir, &st) == 0, (st.st_mode & S_IFMT) == S_IFDIR else {
+                Tool.fail("cluster start --log-dir \(logDir): no such directory")
+                return 2
+            }
         }
-        let configPath = opts.value("--config")
-        guard var config = Tool.loadConfig(&opts) else { return 2 }
-        do {
-            config.cluster.hosts = try ClusterConfig.readHostfile(hostfile, defaultPort: config.cluster.port)
+        let configPath = runtime.config
+        let r: Resolved
+        do throws(ToolError) {
+            r = try Resolved(segment: runtime.segment, config: configPath, hostfile: hostfile)
         } catch {
-            Tool.fail("hostfile: \(error.description)")
+            Tool.fail(error.message)
             return 2
         }
-        guard !config.cluster.hosts.isEmpty else {
+        let hosts = r.json.objects("hosts")
+        guard !hosts.isEmpty else {
             Tool.fail("hostfile \(hostfile) lists no hosts")
             return 2
         }
-        let base = Tool.segmentName(&opts, config)
-        let logDir = opts.value("--log-dir") ?? "/tmp"
-        let json = sub == "status" && opts.flag("--json")
-        if Tool.rejectUnknown(opts, "cluster \(sub)") { return 2 }
-        let mine = Set(ClusterMap.localAddresses())
+        let base = r.segment
+        let json = sub == "status" && self.json
         var nodes: [Node] = []
-        for (i, h) in config.cluster.hosts.enumerated() {
-            let local = ["localhost", "127.0.0.1", "::1"].contains(h.host)
-                || ClusterMap.addresses(of: h.host).contains(where: mine.contains)
-            nodes.append(Node(id: i + 1, host: h, local: local, segment: base))
+        for (i, h) in hosts.enumerated() {
+            nodes.append(Node(id: i + 1, host: h.string("host"), port: h.int("port"), local: h.int("local") != 0, segment: base))
         }
         if nodes.filter(\.local).count > 1 {
             for i in nodes.indices where nodes[i].local { nodes[i].segment = "\(base)_n\(nodes[i].id)" }
@@ -72,7 +83,7 @@ enum Cluster {
             if n.local {
                 jobs.append((n, exe, args))
             } else {
-                let ssh = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", n.host.host, exe] + args
+                let ssh = ["-o", "BatchMode=yes", "-o", "ConnectTimeout=10", n.host, exe] + args
                 jobs.append((n, findInPath("ssh") ?? "/usr/bin/ssh", ssh))
             }
         }
@@ -81,21 +92,21 @@ enum Cluster {
         for ((n, _, _), r) in zip(jobs, results) {
             let where_ = n.local ? "local" : "ssh"
             let text = r.output.split(separator: "\n").map { "    \($0)" }.joined(separator: "\n")
-            print("node \(n.id) \(n.host.host):\(n.host.port) [\(where_), segment \(n.segment)]: \(r.status == 0 ? "ok" : "exit \(r.status)")")
+            print("node \(n.id) \(n.host):\(n.port) [\(where_), segment \(n.segment)]: \(r.status == 0 ? "ok" : "exit \(r.status)")")
             if !text.isEmpty && (sub == "status" || r.status != 0) { print(text) }
             if r.status != 0 { failed += 1 }
         }
         return failed == 0 ? 0 : 1
     }
 
-    private static func absolute(_ p: String) -> String {
+    private func absolute(_ p: String) -> String {
         if p.hasPrefix("/") { return p }
         guard let cwd = getcwd(nil, 0) else { return p }
         defer { free(cwd) }
         return String(cString: cwd) + "/" + p
     }
 
-    private static func findInPath(_ name: String) -> String? {
+    private func findInPath(_ name: String) -> String? {
         let path = getenv("PATH").map { String(cString: $0) } ?? "/usr/bin:/bin"
         for dir in path.split(separator: ":") where access("\(dir)/\(name)", X_OK) == 0 {
             return "\(dir)/\(name)"
@@ -104,7 +115,7 @@ enum Cluster {
     }
 
     /// Runs every command at once; returns each one's status and output, in order.
-    private static func runAll(_ cmds: [(String, [String])], timeoutMs: Int) -> [ChildProcess.Result] {
+    private func runAll(_ cmds: [(String, [String])], timeoutMs: Int) -> [ChildProcess.Result] {
         var pids: [pid_t] = []
         var files: [String] = []
         for (i, (path, args)) in cmds.enumerated() {
@@ -122,7 +133,7 @@ enum Cluster {
             posix_spawn_file_actions_destroy(&actions)
             pids.append(rc == 0 ? pid : -1)
         }
-        let deadline = chi_now_ns() + UInt64(timeoutMs) * 1_000_000
+        let deadline = nowNs() + UInt64(timeoutMs) * 1_000_000
         var results: [ChildProcess.Result] = []
         for (i, pid) in pids.enumerated() {
             var status: Int32 = 0
@@ -135,7 +146,7 @@ enum Cluster {
                         break
                     }
                     if r < 0 && errno != EINTR { break }
-                    if chi_now_ns() > deadline {
+                    if nowNs() > deadline {
                         kill(pid, SIGKILL)
                         _ = waitpid(pid, &status, 0)
                         code = 124

@@ -1,0 +1,4 @@
+/* libchimaera.so's public C ABI, for the `chimaera` tool (Sources/ChimaeraTool); the Makefile
+ * puts include/ on the path (-Xcc -I). */
+#include "chimaera/chimaera.h"
+#include "chimaera/small_message.h"
