@@ -231,6 +231,18 @@ package struct ClusterConfig: Sendable, Equatable {
     package var timeoutMs = 5000
     /// `cluster.heartbeat_ms`: how often an idle connection is probed.
     package var heartbeatMs = 500
+    /// `cluster.max_pending_connections`: connections accepted but not yet authenticated;
+    /// one more is closed at once (and logged) until a handshake ends.
+    package var maxPendingConnections = 64
+    /// `cluster.handshake_timeout_ms`: how long an accepted connection may take to
+    /// authenticate before it is closed.
+    package var handshakeTimeoutMs = 2000
+    /// `cluster.max_bulk`: the largest bulk field a peer's request may carry or ask for;
+    /// a larger one is answered with CHI_EMSGSIZE and nothing is allocated.
+    package var maxBulk = 64 << 20
+    /// `cluster.connection_budget`: bulk bytes the requests of one connection may hold here
+    /// at once; a request past it is answered with ENOBUFS.
+    package var connectionBudget = 256 << 20
 
     package init() {}
 
@@ -291,6 +303,17 @@ extension RuntimeConfig {
     fileprivate static let portRange = 1...65535
     fileprivate static let timeoutRange = 50...3_600_000
     fileprivate static let heartbeatRange = 10...600_000
+    /// The frame decoder's ceiling (TaskCodec.maxBulk) bounds both.
+    fileprivate static let maxBulkRange = 1...(256 << 20)
+    fileprivate static let budgetRange = (1 << 20)...(1 << 40)
+
+    fileprivate static func clusterSize(
+        _ v: YAMLNode, _ key: String, _ r: ValueReader, _ range: ClosedRange<Int>
+    ) throws(ConfigError) -> Int {
+        let expected = "a size between \(sizeText(range.lowerBound)) and "
+            + "\(sizeText(range.upperBound)) (bytes, or a number with a K, M or G suffix)"
+        return try r.scalar(v, key, expected) { parseSize($0).flatMap { range.contains($0) ? $0 : nil } }
+    }
 
     fileprivate mutating func readCluster(_ node: YAMLNode, _ r: ValueReader) throws(ConfigError) {
         var hostNodes: YAMLNode?
@@ -317,6 +340,10 @@ extension RuntimeConfig {
                 keyFile = (try r.scalar(v, key, "a file path") { $0.isEmpty ? nil : $0 }, entry.keyLine)
             case "timeout_ms": cluster.timeoutMs = try r.integer(v, key, in: Self.timeoutRange)
             case "heartbeat_ms": cluster.heartbeatMs = try r.integer(v, key, in: Self.heartbeatRange)
+            case "max_pending_connections": cluster.maxPendingConnections = try r.integer(v, key, in: 1...65536)
+            case "handshake_timeout_ms": cluster.handshakeTimeoutMs = try r.integer(v, key, in: Self.timeoutRange)
+            case "max_bulk": cluster.maxBulk = try Self.clusterSize(v, key, r, Self.maxBulkRange)
+            case "connection_budget": cluster.connectionBudget = try Self.clusterSize(v, key, r, Self.budgetRange)
             default: throw r.unknownKey(key, line: entry.keyLine)
             }
         }

@@ -21,6 +21,9 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
 
     unowned(unsafe) let rq: RemoteQueue
     let role: Role
+    /// The frame size this connection's decoder accepts: `FrameLimit.preAuth` until the
+    /// handshake completes.
+    let limit: FrameLimit
     /// Set in channelActive; used only on the network thread.
     private(set) var context: ChannelHandlerContext?
     private(set) var remoteAddress = "?"
@@ -36,13 +39,20 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
     /// Requests of this connection still running here (inbound): reading pauses above
     /// `RemoteQueue.maxInflight`, which is how a fast peer feels back-pressure.
     let inflight = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// Bulk bytes held here by this connection's running requests (inbound), against
+    /// `cluster.connection_budget`. Added on the network thread, given back by workers.
+    let bulkBytes = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     var paused = false
+    /// Counted in `RemoteQueue.pendingInbound` (accepted, not yet authenticated).
+    var countedPending = false
 
-    init(rq: RemoteQueue, role: Role, writeFd: Int32 = -1) {
+    init(rq: RemoteQueue, role: Role, limit: FrameLimit, writeFd: Int32 = -1) {
         self.rq = rq
         self.role = role
+        self.limit = limit
         self.writeFd = writeFd
         inflight.initialize(to: 0)
+        bulkBytes.initialize(to: 0)
     }
 
     /// Hands the write descriptor over (to the peer, once authenticated).
@@ -57,7 +67,10 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
         writeFd = -1
     }
 
-    deinit { inflight.deallocate() }
+    deinit {
+        inflight.deallocate()
+        bulkBytes.deallocate()
+    }
 
     var isOutbound: Bool { if case .outbound = role { true } else { false } }
 
@@ -72,7 +85,7 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
         remoteAddress = context.remoteAddress.map { "\($0)" } ?? "?"
         lastHeardNs = chi_now_ns()
         if !isOutbound {
-            rq.inboundOpened(self)
+            guard rq.inboundOpened(self) else { return }
             nonce = ClusterAuth.nonce()
             var b = ByteBuffer.frame(.challenge, capacity: 48)
             b.writeInteger(ClusterAuth.magic)
@@ -83,7 +96,7 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
             context.writeAndFlush(wrapOutboundOut(b), promise: nil)
         }
         // A connection that does not finish the handshake in time is dropped.
-        let deadline = TimeAmount.milliseconds(Int64(max(1000, rq.timeoutMs)))
+        let deadline = TimeAmount.milliseconds(Int64(rq.handshakeTimeoutMs))
         context.eventLoop.scheduleTask(in: deadline) { [self] in
             if !authed && !closing { reject("no handshake within \(deadline.nanoseconds / 1_000_000) ms") }
         }
@@ -157,7 +170,7 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
                 throw FrameError.malformed("node id \(node) is not a peer of this cluster")
             }
             peerNode = node
-            authed = true
+            authenticated()
             var b = ByteBuffer.frame(.authOK, capacity: 40)
             b.writeBytes(ClusterAuth.mac(key: rq.key, label: 0x73, nonce: theirs, from: rq.map.selfId, to: node))
             b.endFrame()
@@ -167,11 +180,19 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
             let mac = Array(try frame.body.readExactly(ClusterAuth.macSize, "mac").readableBytesView)
             let want = ClusterAuth.mac(key: rq.key, label: 0x73, nonce: nonce, from: peer.id, to: rq.map.selfId)
             guard ClusterAuth.equal(mac, want) else { throw FrameError.malformed("wrong cluster key (the peer's proof failed)") }
-            authed = true
+            authenticated()
             rq.peerUp(peer, self)
         default:
             throw FrameError.malformed("\(frame.type) frame before the handshake finished")
         }
+    }
+
+    /// The peer proved itself: it may now send frames as large as a bulk request needs,
+    /// and it no longer counts against `cluster.max_pending_connections`.
+    private func authenticated() {
+        authed = true
+        limit.maxBody = rq.maxFrameBody
+        rq.pendingEnded(self)
     }
 
     // MARK: Writing (network thread)

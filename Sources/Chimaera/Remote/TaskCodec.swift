@@ -40,15 +40,18 @@ enum TaskCodec {
         f.type != UInt32(CHI_FT_BULK) && f.type != UInt32(CHI_FT_SHM_PTR)
     }
 
-    /// The byte count of bulk field `f` of task `t`, checked against the limit.
-    static func bulkLength(_ t: UnsafeRawPointer, _ f: Field, _ all: UnsafeBufferPointer<Field>) throws(ChiError) -> UInt64 {
+    /// The byte count of bulk field `f` of task `t`, checked against `limit` (at most
+    /// `maxBulk`, the frame decoder's ceiling).
+    static func bulkLength(_ t: UnsafeRawPointer, _ f: Field, _ all: UnsafeBufferPointer<Field>,
+                           limit: UInt64 = maxBulk) throws(ChiError) -> UInt64 {
         let i = Int(f.bulk_size_field)
         guard i >= 0 && i < all.count else {
             throw ChiError(CInt(CHI_EBADTASK), "bulk field \(String(cString: f.name)) names no size field")
         }
         let n = value(t, all[i])
-        guard n <= maxBulk else {
-            throw ChiError(EMSGSIZE, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds the \(maxBulk >> 20) MiB a remote task may carry")
+        let limit = min(limit, maxBulk)
+        guard n <= limit else {
+            throw ChiError(EMSGSIZE, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds the \(sizeText(Int(limit))) a remote task may carry (cluster.max_bulk)")
         }
         return n
     }
@@ -58,7 +61,7 @@ enum TaskCodec {
     /// Encodes task `t` (method `m`) for container `container` of another node.
     /// `resolve` checks a bulk pointer of the task (inside one buffer its submitter holds).
     static func encodeRequest(_ t: UnsafeMutablePointer<chi_task_t>, _ m: UnsafePointer<chi_method_desc_t>,
-                              container: UInt32, reqId: UInt64,
+                              container: UInt32, reqId: UInt64, maxBulk limit: UInt64 = maxBulk,
                               resolve: (chi_shm_ptr_t, UInt64) -> UnsafeMutableRawPointer?) throws(ChiError) -> ByteBuffer
     {
         let raw = UnsafeRawPointer(t)
@@ -77,7 +80,7 @@ enum TaskCodec {
         }
         for f in fs where f.dir & UInt32(CHI_DIR_IN) != 0 {
             if f.type == UInt32(CHI_FT_BULK) {
-                let n = try bulkLength(raw, f, fs)
+                let n = try bulkLength(raw, f, fs, limit: limit)
                 b.writeInteger(n)
                 if f.bulk_mode & UInt32(CHI_DT_WRITE) != 0 && n > 0 {
                     let ptr = (raw + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
@@ -117,10 +120,14 @@ enum TaskCodec {
     /// the runtime's buffers (`slab`) in `segment` for each bulk field. Returns the buffers
     /// (offset, length) by field index. Throws FrameError when the body does not match the
     /// descriptors, a bulk length that differs from its size field included; ChiError(ENOMEM)
-    /// when the segment is full. On any throw the buffers made so far are freed.
+    /// when the segment is full. A bulk length above `maxBulk` throws ChiError(EMSGSIZE), and
+    /// bulk lengths adding up to more than `budget` throw ChiError(ENOBUFS), both before
+    /// anything is allocated or zeroed: a 100-byte frame must not make the runtime touch
+    /// 256 MiB. On any throw the buffers made so far are freed.
     static func decodeRequestFields(_ b: inout ByteBuffer, into t: UnsafeMutableRawPointer,
                                     _ m: UnsafePointer<chi_method_desc_t>, segment: SharedSegment,
-                                    slab: SlabAllocator) throws -> [(field: Int, off: UInt64, size: UInt64)]
+                                    slab: SlabAllocator, maxBulk limit: UInt64 = maxBulk,
+                                    budget: UInt64 = .max) throws -> [(field: Int, off: UInt64, size: UInt64)]
     {
         let fs = fields(m)
         var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
@@ -134,7 +141,13 @@ enum TaskCodec {
             for (i, f) in fs.enumerated() where f.dir & UInt32(CHI_DIR_IN) != 0 {
                 if f.type == UInt32(CHI_FT_BULK) {
                     let n: UInt64 = try b.readInt("bulk length")
-                    guard n <= maxBulk else { throw FrameError.malformed("bulk of \(n) bytes") }
+                    guard n <= min(limit, maxBulk) else {
+                        throw ChiError(EMSGSIZE, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds the \(sizeText(Int(min(limit, maxBulk)))) a request may carry here (cluster.max_bulk)")
+                    }
+                    let held = sent.reduce(0) { $0 + $1.length }
+                    guard n <= budget && held <= budget - n else {
+                        throw ChiError(ENOBUFS, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds what the connection may still hold here (\(budget) bytes left of cluster.connection_budget)")
+                    }
                     sent.append((i, n))
                     var ptr = chi_shm_ptr_t()
                     if n > 0 {
