@@ -20,7 +20,7 @@ let package = Package(
                        providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CNuma", pkgConfig: "numa",
                        providers: [.apt(["libnuma-dev"])]),
-        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CChimaera", linkerSettings: [.linkedLibrary("ffi")]),
         .target(

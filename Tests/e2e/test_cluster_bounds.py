@@ -43,8 +43,11 @@ def status_counter(node, name):
     return int(m.group(1))
 
 
+# These speak the frame protocol in the clear (`cluster.tls: off`), to reach the bounds
+# behind TLS; test_cluster_tls reaches the same ones through TLS.
+
 def test_unauthenticated_huge_frames_leave_rss_flat(daemons, cluster_bin):
-    c = Cluster(daemons, 2).start()
+    c = Cluster(daemons, 2, tls="off").start()
     for i, d in enumerate(c.nodes, 1):
         d.nodeid = i
     n1 = c.node(1)
@@ -70,7 +73,7 @@ def test_unauthenticated_huge_frames_leave_rss_flat(daemons, cluster_bin):
 
 
 def test_half_open_connections_past_the_cap_are_refused(daemons, cluster_bin):
-    c = Cluster(daemons, 2, max_pending_connections=4, handshake_timeout_ms=1500).start()
+    c = Cluster(daemons, 2, max_pending_connections=4, handshake_timeout_ms=1500, tls="off").start()
     for i, d in enumerate(c.nodes, 1):
         d.nodeid = i
     n1 = c.node(1)
@@ -206,7 +209,7 @@ def test_authenticated_peer_bulk_bounds(daemons, layout):
     peer = FakePeer(p2)
     try:
         cfg = cluster_config(hosts, node_id=1, timeout_ms=20000, max_bulk="4M",
-                             connection_budget="2M")
+                             connection_budget="2M", tls="off")
         cfg["runtime"]["shm_size"] = "512M"
         n1 = daemons.new(config=cfg, segment=unique_segment(f"t{os.getpid()}b_"))
         n1.start()

@@ -34,6 +34,9 @@ extension RemoteQueue {
                         .channelInitializer { [self] channel in
                             channel.eventLoop.makeCompletedFuture {
                                 let limit = FrameLimit()
+                                if let tls = self.tls {
+                                    try channel.pipeline.syncOperations.addHandler(try TLSHandler(tls, server: false))
+                                }
                                 try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
                                 try channel.pipeline.syncOperations.addHandler(
                                     Connection(rq: self, role: .outbound(p), limit: limit, writeFd: wfd))

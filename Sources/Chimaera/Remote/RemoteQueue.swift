@@ -55,6 +55,9 @@ package final class RemoteQueue: @unchecked Sendable {
     let connectionBudget: UInt64
     /// The frame body an authenticated peer may send: one largest bulk field and its task.
     var maxFrameBody: UInt32 { UInt32(min(UInt64(FrameDecoder.maxBody), maxBulk + (1 << 20))) }
+    /// `cluster.tls`; nil when off. Made by `start`.
+    let tlsMode: ClusterConfig.TLSMode
+    private(set) var tls: TLSContext?
     /// Inbound connections mid-handshake (network thread only).
     var pendingInbound = 0
     var lastPendingLogNs: UInt64 = 0
@@ -90,6 +93,7 @@ package final class RemoteQueue: @unchecked Sendable {
         timeoutNs = UInt64(config.timeoutMs) * 1_000_000
         heartbeatNs = UInt64(config.heartbeatMs) * 1_000_000
         handshakeTimeoutMs = config.handshakeTimeoutMs
+        tlsMode = config.tls
         maxPendingConnections = config.maxPendingConnections
         maxBulk = UInt64(config.maxBulk)
         connectionBudget = UInt64(config.connectionBudget)
@@ -105,7 +109,9 @@ package final class RemoteQueue: @unchecked Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
         counters.initialize(repeating: 0, count: 8)
-        for (i, h) in map.hosts.enumerated() { peers.append(Peer(id: UInt32(i + 1), host: h)) }
+        for (i, h) in map.hosts.enumerated() {
+            peers.append(Peer(id: UInt32(i + 1), host: h, directWrites: config.tls == .off))
+        }
         batches = Array(repeating: Array(repeating: nil, count: peers.count), count: runtime.workers.count)
         dirty = Array(repeating: [], count: runtime.workers.count)
     }
@@ -121,6 +127,7 @@ package final class RemoteQueue: @unchecked Sendable {
     /// Listens, connects to every peer and pulls their catalogs (waiting at most the timeout
     /// for peers that answer; a peer that is down is simply retried later).
     package func start() throws(ChiError) {
+        if tlsMode != .off { tls = try TLSContext(mode: tlsMode, key: key) }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
@@ -128,6 +135,7 @@ package final class RemoteQueue: @unchecked Sendable {
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
                     let limit = FrameLimit()
+                    if let tls = self.tls { try channel.pipeline.syncOperations.addHandler(try TLSHandler(tls, server: true)) }
                     try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
                     try channel.pipeline.syncOperations.addHandler(Connection(rq: self, role: .inbound, limit: limit))
                 }

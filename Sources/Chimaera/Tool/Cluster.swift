@@ -10,6 +10,8 @@ enum Cluster {
     static let usage = """
           cluster start|stop|status --hostfile FILE [--config FILE] [--segment NAME] [--log-dir DIR] [--json]
                   one runtime per host of FILE (local hosts here, others through ssh)
+          cluster keygen DIR --hosts FILE
+                  a cluster CA and a certificate per host of FILE, for cluster.tls
         """
 
     struct Node {
@@ -20,6 +22,8 @@ enum Cluster {
     }
 
     static func main(_ opts: inout Options) -> Int32 {
+        var peek = opts
+        if peek.positional() == "keygen" { return keygen(&opts) }
         guard let sub = opts.positional(), ["start", "stop", "status"].contains(sub) else {
             Tool.fail("cluster: expected start, stop or status\n\(usage)")
             return 2
@@ -161,5 +165,24 @@ enum Cluster {
             results.append(ChildProcess.Result(status: code, output: Substring(text).trimmingCharacters(in: " \n")))
         }
         return results
+    }
+
+    /// `cluster keygen DIR --hosts FILE` (ClusterKeygen does the work).
+    static func keygen(_ opts: inout Options) -> Int32 {
+        _ = opts.positional()
+        guard let dir = opts.positional(), let file = opts.value("--hosts") else {
+            Tool.fail("cluster keygen: expected DIR --hosts FILE\n\(usage)")
+            return 2
+        }
+        do {
+            let hosts = try ClusterConfig.readHostfile(file, defaultPort: ClusterConfig().port)
+            for f in try ClusterKeygen.generate(dir: dir, hosts: hosts) { print(f) }
+            return 0
+        } catch let e as ChiError {
+            Tool.fail(e.message)
+        } catch {
+            Tool.fail("hosts: \(error)")
+        }
+        return 1
     }
 }
