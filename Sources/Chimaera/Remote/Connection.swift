@@ -30,7 +30,7 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
     private(set) var authed = false
     /// The node at the other end, once authenticated.
     private(set) var peerNode: UInt32 = 0
-    private var nonce: [UInt8] = []
+    private var hs: Handshake
     var lastHeardNs = chi_now_ns()
     var closing = false
 
@@ -51,6 +51,12 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
         self.role = role
         self.limit = limit
         self.writeFd = writeFd
+        let hsRole: Handshake.Role
+        switch role {
+        case .inbound: hsRole = .acceptor
+        case .outbound(let p): hsRole = .connector(expecting: p.id)
+        }
+        hs = Handshake(key: rq.key, selfId: rq.map.selfId, nodes: rq.map.count, role: hsRole)
         inflight.initialize(to: 0)
         bulkBytes.initialize(to: 0)
     }
@@ -86,14 +92,7 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
         lastHeardNs = chi_now_ns()
         if !isOutbound {
             guard rq.inboundOpened(self) else { return }
-            nonce = ClusterAuth.nonce()
-            var b = ByteBuffer.frame(.challenge, capacity: 48)
-            b.writeInteger(ClusterAuth.magic)
-            b.writeInteger(ClusterAuth.version)
-            b.writeInteger(rq.map.selfId)
-            b.writeBytes(nonce)
-            b.endFrame()
-            context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(hs.challenge()), promise: nil)
         }
         // A connection that does not finish the handshake in time is dropped.
         let deadline = TimeAmount.milliseconds(Int64(rq.handshakeTimeoutMs))
@@ -140,50 +139,13 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Handshake
 
     private func handshake(_ frame: inout Frame) throws {
-        switch (frame.type, role) {
-        case (.challenge, .outbound(let peer)):
-            let magic: UInt32 = try frame.body.readInt("magic")
-            let version: UInt32 = try frame.body.readInt("version")
-            let node: UInt32 = try frame.body.readInt("node id")
-            let theirs = Array(try frame.body.readExactly(ClusterAuth.nonceSize, "nonce").readableBytesView)
-            guard magic == ClusterAuth.magic, version == ClusterAuth.version else {
-                throw FrameError.malformed("not a Chimaera runtime (or protocol version \(version))")
-            }
-            guard node == peer.id else {
-                throw FrameError.malformed("\(rq.map.describe(peer.id)) answers as node \(node): host lists differ")
-            }
-            peerNode = node
-            nonce = ClusterAuth.nonce()
-            var b = ByteBuffer.frame(.auth, capacity: 80)
-            b.writeInteger(rq.map.selfId)
-            b.writeBytes(nonce)
-            b.writeBytes(ClusterAuth.mac(key: rq.key, label: 0x63, nonce: theirs, from: rq.map.selfId, to: node))
-            b.endFrame()
-            send(b)
-        case (.auth, .inbound):
-            let node: UInt32 = try frame.body.readInt("node id")
-            let theirs = Array(try frame.body.readExactly(ClusterAuth.nonceSize, "nonce").readableBytesView)
-            let mac = Array(try frame.body.readExactly(ClusterAuth.macSize, "mac").readableBytesView)
-            let want = ClusterAuth.mac(key: rq.key, label: 0x63, nonce: nonce, from: node, to: rq.map.selfId)
-            guard ClusterAuth.equal(mac, want) else { throw FrameError.malformed("wrong cluster key") }
-            guard node >= 1, Int(node) <= rq.map.count, node != rq.map.selfId else {
-                throw FrameError.malformed("node id \(node) is not a peer of this cluster")
-            }
-            peerNode = node
-            authenticated()
-            var b = ByteBuffer.frame(.authOK, capacity: 40)
-            b.writeBytes(ClusterAuth.mac(key: rq.key, label: 0x73, nonce: theirs, from: rq.map.selfId, to: node))
-            b.endFrame()
-            send(b)
-            rq.inboundAuthenticated(self)
-        case (.authOK, .outbound(let peer)):
-            let mac = Array(try frame.body.readExactly(ClusterAuth.macSize, "mac").readableBytesView)
-            let want = ClusterAuth.mac(key: rq.key, label: 0x73, nonce: nonce, from: peer.id, to: rq.map.selfId)
-            guard ClusterAuth.equal(mac, want) else { throw FrameError.malformed("wrong cluster key (the peer's proof failed)") }
-            authenticated()
-            rq.peerUp(peer, self)
-        default:
-            throw FrameError.malformed("\(frame.type) frame before the handshake finished")
+        if let reply = try hs.receive(&frame) { send(reply) }
+        peerNode = hs.peer
+        guard hs.done else { return }
+        authenticated()
+        switch role {
+        case .inbound: rq.inboundAuthenticated(self)
+        case .outbound(let peer): rq.peerUp(peer, self)
         }
     }
 
