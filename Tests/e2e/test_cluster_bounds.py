@@ -196,11 +196,12 @@ class FakePeer:
                 s.close()
 
 
-def poll_stats_request(layout, req, n):
-    """A ~90-byte PollStats request whose DT_EXPOSE buffer is n bytes (nothing of it sent)."""
+def poll_stats_request(layout, req, n, data=True):
+    """A PollStats request whose DT_EXPOSE buffer is n bytes. Without `data`, a ~90-byte
+    frame that only announces them (refused before its missing bytes matter)."""
     size, method, pool = layout
     hdr = struct.pack(">QQIIIIII", req, pool, method, 0, size, 0, 0, 0)
-    return frame(T_REQUEST, hdr + struct.pack(">Q", n) + struct.pack("<Q", n))
+    return frame(T_REQUEST, hdr + struct.pack(">Q", n) + (bytes(n) if data else b"") + struct.pack("<Q", n))
 
 
 def test_authenticated_peer_bulk_bounds(daemons, layout):
@@ -221,12 +222,12 @@ def test_authenticated_peer_bulk_bounds(daemons, layout):
         before = rss_kib(n1.pid)
         # Three 200 MiB asks (the old code allocated and zeroed each): refused with EMSGSIZE.
         for req in (2, 3, 4):
-            peer.out.sendall(poll_stats_request(layout, req, 200 << 20))
+            peer.out.sendall(poll_stats_request(layout, req, 200 << 20, data=False))
         for req in (2, 3, 4):
             r = peer.reply(req)
             assert r is not None and r[0] == -EMSGSIZE and "cluster.max_bulk" in r[1], r
         # Above the per-connection budget (2 MiB) but within max_bulk: ENOBUFS.
-        peer.out.sendall(poll_stats_request(layout, 5, 3 << 20))
+        peer.out.sendall(poll_stats_request(layout, 5, 3 << 20, data=False))
         r = peer.reply(5)
         assert r is not None and r[0] == -ENOBUFS and "connection_budget" in r[1], r
         grown = rss_kib(n1.pid) - before

@@ -6,7 +6,10 @@ import NIOCore
 ///
 /// Request: `u64 request id, u64 pool, u32 method, u32 container, u32 task size, u32 prio,
 /// u32 flags, u32 lane hash`, then every IN/INOUT field in descriptor order: plain fields as
-/// their bytes; bulk fields as `u64 length` followed by the data when the field is DT_WRITE.
+/// their bytes; every bulk field (an OUT one too: the remote side needs its buffer) as
+/// `u64 length` followed by the data when the field `carriesData` (IN and DT_WRITE or
+/// DT_EXPOSE: the seed's DT_EXPOSE lets the remote side read the buffer, so its bytes go
+/// eagerly; nothing is pulled on demand yet).
 /// Reply: `u64 request id, i32 rc, u32 runs, u32 message length, message`, then every
 /// OUT/INOUT plain field, then `u64 length + data` for each DT_EXPOSE bulk field. A method
 /// without descriptors sends its whole parameter block both ways. Shared-memory pointers that
@@ -38,6 +41,20 @@ enum TaskCodec {
 
     static func isPlain(_ f: Field) -> Bool {
         f.type != UInt32(CHI_FT_BULK) && f.type != UInt32(CHI_FT_SHM_PTR)
+    }
+
+    /// Whether field `f` is in a request: IN/INOUT fields, and every bulk field.
+    @inline(__always)
+    static func travels(_ f: Field) -> Bool {
+        f.dir & UInt32(CHI_DIR_IN) != 0 || f.type == UInt32(CHI_FT_BULK)
+    }
+
+    /// Whether bulk field `f`'s bytes go with the request: an IN field that is DT_WRITE (the
+    /// data travels) or DT_EXPOSE (the remote side may read it). An OUT-only bulk field
+    /// gets a zeroed buffer there.
+    @inline(__always)
+    static func carriesData(_ f: Field) -> Bool {
+        f.dir & UInt32(CHI_DIR_IN) != 0 && f.bulk_mode & UInt32(CHI_DT_WRITE | CHI_DT_EXPOSE) != 0
     }
 
     /// The byte count of bulk field `f` of task `t`, checked against `limit` (at most
@@ -78,11 +95,11 @@ enum TaskCodec {
         if fs.isEmpty {
             b.writeBytes(UnsafeRawBufferPointer(start: raw + headerSize, count: Int(m.pointee.task_size) - headerSize))
         }
-        for f in fs where f.dir & UInt32(CHI_DIR_IN) != 0 {
+        for f in fs where travels(f) {
             if f.type == UInt32(CHI_FT_BULK) {
                 let n = try bulkLength(raw, f, fs, limit: limit)
                 b.writeInteger(n)
-                if f.bulk_mode & UInt32(CHI_DT_WRITE) != 0 && n > 0 {
+                if carriesData(f) && n > 0 {
                     let ptr = (raw + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
                     guard let p = resolve(ptr, n) else {
                         throw ChiError(EFAULT, "bulk field \(String(cString: f.name)): [\(ptr.offset), +\(n)) is not inside one buffer the task's submitter holds")
@@ -138,7 +155,7 @@ enum TaskCodec {
                 let s = try b.readExactly(n, "parameters")
                 s.withUnsafeReadableBytes { (t + headerSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             }
-            for (i, f) in fs.enumerated() where f.dir & UInt32(CHI_DIR_IN) != 0 {
+            for (i, f) in fs.enumerated() where travels(f) {
                 if f.type == UInt32(CHI_FT_BULK) {
                     let n: UInt64 = try b.readInt("bulk length")
                     guard n <= min(limit, maxBulk) else {
@@ -155,7 +172,7 @@ enum TaskCodec {
                             throw ChiError(ENOMEM, "no room in the segment for \(n) bytes of bulk data")
                         }
                         bulks.append((i, off, n))
-                        if f.bulk_mode & UInt32(CHI_DT_WRITE) != 0 {
+                        if carriesData(f) {
                             let s = try b.readExactly(Int(n), "bulk data")
                             s.withUnsafeReadableBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                         } else {
