@@ -10,6 +10,7 @@ import re
 import socket
 import struct
 import subprocess
+import threading
 import time
 
 import pytest
@@ -171,3 +172,116 @@ def test_unauthenticated_floods_through_tls_leave_rss_flat(daemons, cluster_bin)
     assert closed == 200, f"only {closed} of 200 connections were closed"
     rc, out = client(cluster_bin, n1, "each", "2", timeout=60)
     assert rc == 0, out
+
+
+class TamperingProxy:
+    """Forwards connections from node 2 to node 1; flips one bit of the stream from node 2
+    once `flip_after` bytes have passed (0: never), and keeps the first connection's bytes
+    from node 2 so a test can replay them."""
+
+    def __init__(self, listen_port, target_port, flip_after=0):
+        self.target = target_port
+        self.flip_after = flip_after
+        self.flipped = False
+        self.recorded = b""
+        self.first = True
+        self.lst = socket.socket()
+        self.lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lst.bind(("127.0.0.1", listen_port))
+        self.lst.listen(8)
+        self.stop = False
+        self.threads = [threading.Thread(target=self._accept, daemon=True)]
+        self.threads[0].start()
+
+    def _accept(self):
+        while not self.stop:
+            try:
+                a, _ = self.lst.accept()
+            except OSError:
+                return
+            try:
+                b = socket.create_connection(("127.0.0.1", self.target), timeout=5)
+            except OSError:
+                a.close()
+                continue
+            record = self.first
+            self.first = False
+            for src, dst, up in ((a, b, True), (b, a, False)):
+                t = threading.Thread(target=self._pump, args=(src, dst, up, record), daemon=True)
+                t.start()
+                self.threads.append(t)
+
+    def _pump(self, src, dst, up, record):
+        passed = 0
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                if up and record and len(self.recorded) < (64 << 10):
+                    self.recorded += data
+                if up and self.flip_after and not self.flipped and passed + len(data) > self.flip_after:
+                    i = self.flip_after - passed
+                    data = data[:i] + bytes([data[i] ^ 0x01]) + data[i + 1:]
+                    self.flipped = True
+                passed += len(data)
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def close(self):
+        self.stop = True
+        self.lst.close()
+
+
+def test_psk_mode_refuses_an_altered_frame_and_a_replayed_handshake(daemons, cluster_bin):
+    """Node 1 is reached through a proxy (its host entry is the proxy's port; it listens on
+    another): a bit flipped after the handshake is refused by TLS, and the bytes of a real
+    handshake replayed on a new connection do not authenticate."""
+    proxy_port, real_port, p2 = free_ports(3)
+    hosts = [f"127.0.0.1:{proxy_port}", f"127.0.0.1:{p2}"]
+    # Far enough into the stream to be past the handshakes (TLS, then the node ids).
+    proxy = TamperingProxy(proxy_port, real_port, flip_after=4000)
+    try:
+        nodes = []
+        for i in (1, 2):
+            cfg = cluster_config(hosts, node_id=i)
+            if i == 1:
+                cfg["cluster"]["listen"] = f"127.0.0.1:{real_port}"
+            d = daemons.new(config=cfg, segment=unique_segment(f"t{os.getpid()}p{i}_"))
+            d.nodeid = i
+            nodes.append(d)
+        for d in nodes:
+            d.start()
+        n1, n2 = nodes
+        # Traffic from node 2 to node 1 until the flipped bit arrives and TLS refuses it.
+        deadline = time.monotonic() + 30
+        while not proxy.flipped and time.monotonic() < deadline:
+            client(cluster_bin, n2, "each", "2", timeout=60)
+        assert proxy.flipped, "the proxy never saw 4000 bytes from node 2"
+        deadline = time.monotonic() + 10
+        while "record refused" not in n1.log() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "TLS: record refused" in n1.log(), n1.log()
+        # Replay node 2's first connection byte for byte: no authentication.
+        before = status_counter(n1, "rejected_connections")
+        s = socket.create_connection(("127.0.0.1", real_port), timeout=5)
+        try:
+            s.sendall(proxy.recorded)
+        except OSError:
+            pass
+        t0 = time.monotonic()
+        assert closed_by_peer(s, 5), "a replayed handshake was not dropped"
+        # Refused by TLS, not by cluster.handshake_timeout_ms (2 s) running out.
+        assert time.monotonic() - t0 < 1.5, "the replay was only dropped by the handshake timeout"
+        assert status_counter(n1, "rejected_connections") >= before + 1
+        # The cluster keeps serving (node 2 reconnects through the proxy).
+        wait_serving(cluster_bin, n2, 2)
+    finally:
+        proxy.close()

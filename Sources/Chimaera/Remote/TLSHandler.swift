@@ -88,7 +88,8 @@ final class TLSHandler: ChannelDuplexHandler {
         let e = SSL_get_error(ssl, r)
         if e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE { return }
         let v = SSL_get_verify_result(ssl)
-        if v != X509_V_OK {
+        // UNSPECIFIED is what a handshake that verified no certificate reports (PSK mode).
+        if v != X509_V_OK && v != X509_V_ERR_UNSPECIFIED {
             fail(context, "peer certificate refused: \(String(cString: X509_verify_cert_error_string(Int(v))))")
         } else {
             fail(context, "handshake failed: \(TLSContext.lastError())")
