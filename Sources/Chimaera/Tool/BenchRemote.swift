@@ -28,6 +28,11 @@ extension Bench {
             if let s = tls["remote_rtt_ns_p50"] { out.append(("ratio_p50", (s / p * 100).rounded() / 100)) }
             if let s = plain["remote_rtt_ns_p50"] { out.append(("ratio_p50_plaintext", (s / p * 100).rounded() / 100)) }
         }
+        // Against the busy-polling ping-pong: the wire without wake-ups (issue 13's target).
+        if let p = b["baseline_tcp_busy_ns_p50"], p > 0 {
+            if let s = tls["remote_rtt_ns_p50"] { out.append(("ratio_busy_p50", (s / p * 100).rounded() / 100)) }
+            if let s = plain["remote_rtt_ns_p50"] { out.append(("ratio_busy_p50_plaintext", (s / p * 100).rounded() / 100)) }
+        }
         out.append(("nodes", 4))
         return out
     }
