@@ -46,6 +46,8 @@ int chi_pin_thread(int cpu) {
     return -r;
 }
 
+void chi_thread_name(const char *name) { (void)pthread_setname_np(pthread_self(), name); }
+
 int chi_unpin_thread(void) {
     cpu_set_t set;
     CPU_ZERO(&set);

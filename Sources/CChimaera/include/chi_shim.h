@@ -143,6 +143,8 @@ int chi_install_stop_signals(uint32_t *flag);
 void chi_ignore_write_signals(void);
 /** Pins the calling thread to one CPU. Returns 0 or -errno. */
 int chi_pin_thread(int cpu);
+/** Names the calling thread (at most 15 characters show), as top -H and gdb list it. */
+void chi_thread_name(const char *name);
 /** Lets the calling thread run on every online CPU again. */
 int chi_unpin_thread(void);
 /** The CPU the calling thread runs on (-1 if unknown); no system call with rseq/vDSO. */

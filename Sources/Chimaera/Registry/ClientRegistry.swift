@@ -71,6 +71,7 @@ final class ClientRegistry: @unchecked Sendable {
         }
         let arg = Unmanaged.passUnretained(self).toOpaque()
         let rc = pthread_create(&thread, nil, { arg in
+            chi_thread_name("chi-clients")
             Unmanaged<ClientRegistry>.fromOpaque(arg!).takeUnretainedValue().serve()
             return nil
         }, arg)
@@ -360,8 +361,14 @@ final class ClientRegistry: @unchecked Sendable {
                 }
                 return false
             }
-            let freed = spans.freeAll(owner: s.owner)
-            spans.free(s.areaOff, owner: SpanMap.runtimeOwner)
+            // A dead client's memory goes back to the system too (MADV_REMOVE punches the
+            // pages out of the segment's file), not only back to the heap.
+            let base = segment.base
+            let discard: (UInt64, UInt64) -> Void = { off, len in
+                _ = madvise(base + Int(off), Int(len), MADV_REMOVE)
+            }
+            let freed = spans.freeAll(owner: s.owner, discard: discard)
+            spans.free(s.areaOff, owner: SpanMap.runtimeOwner, discard: discard)
             Log.debug("clients: client \(s.clientId) reclaimed: \(freed) spans")
             s.reset()
             return true

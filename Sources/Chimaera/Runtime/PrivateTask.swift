@@ -118,6 +118,17 @@ final class PrivateTaskPool: @unchecked Sendable {
         return pt
     }
 
+    /// Makes `n` free tasks of `size`'s class ahead of use (on the owner's thread).
+    func prewarm(_ n: Int, size: Int) {
+        guard size <= maxSize else { return }
+        let c = Self.cls(of: size)
+        for _ in 0..<n {
+            let pt = PrivateTask(cls: c, pool: self)
+            all.append(pt)
+            free[c].append(Ref(pt))
+        }
+    }
+
     /// Returns a private task to the pool it came from (any thread).
     static func give(_ pt: PrivateTask) {
         pt.waiter = nil

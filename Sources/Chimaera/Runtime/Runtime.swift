@@ -306,6 +306,15 @@ package final class Runtime: @unchecked Sendable {
         return poolsByName.values.sorted { $0.id < $1.id }
     }
 
+    /// Calls `body` for each live pool under the runtime's lock, in no particular order and
+    /// without allocating (the orchestrator's tick uses it while tasks run). `body` must not
+    /// create or destroy pools.
+    func forEachLivePool(_ body: (RuntimePool) -> Void) {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        for p in poolsByName.values { body(p) }
+    }
+
     /// Switches the work-orchestration policy (SetWorkOrchestrator).
     package func setWorkOrchestrator(_ name: String) throws(ChiError) { try orchestrator.use(name) }
 

@@ -123,6 +123,7 @@ final class Orchestrator: @unchecked Sendable {
     }
 
     private func loop() {
+        chi_thread_name("chi-orchestrate")
         while chi_load32(stopFlag) == 0 {
             if everyWorkerAsleep {
                 let seen = chi_load32(activity)
@@ -167,7 +168,7 @@ final class Orchestrator: @unchecked Sendable {
         }
         laneLoads.removeAll(keepingCapacity: true)
         laneObjects.removeAll(keepingCapacity: true)
-        for pool in rt.livePools() {
+        rt.forEachLivePool { pool in
             for c in pool.local {
                 for lane in c.lanes {
                     let busy = UInt64(Clock.ns(ticks: lane.busyTicks)), tasks = lane.tasksRun

@@ -227,7 +227,9 @@ final class Worker: @unchecked Sendable {
 
     private func run() {
         chi_tls_set_worker(Unmanaged.passUnretained(self).toOpaque())
+        chi_thread_name("chi-worker-\(id)")
         if cpu >= 0 { pin(to: cpu) }
+        prewarm()
         var idleSince: UInt64 = 0
         var ioSince: UInt64 = 0
         var spins: UInt32 = 0
@@ -794,6 +796,35 @@ final class Worker: @unchecked Sendable {
     }
 
     // MARK: Records
+
+    /// Records, private tasks and fibers made before the first task: a task lent to another
+    /// worker comes back by message, so the steady state needs some slack beyond what one
+    /// task in flight uses, and the task path should not be what makes it.
+    static let prewarmRecords = 64, prewarmPrivateTasks = 16, prewarmFibers = 2
+    nonisolated(unsafe) private static let placeholderTask: UnsafeMutablePointer<chi_task_t> = {
+        let t = UnsafeMutablePointer<chi_task_t>.allocate(capacity: 1)
+        t.initialize(to: chi_task_t())
+        return t
+    }()
+
+    private func prewarm() {
+        for _ in 0..<Self.prewarmRecords {
+            let r = TaskRecord(task: Self.placeholderTask)
+            r.owner = id
+            r.index = allRecords.count
+            allRecords.append(r)
+            freeRecords.append(Ref(r))
+        }
+        for size in [PrivateTaskPool.size(ofClass: 0), PrivateTaskPool.size(ofClass: 1)] {
+            privateTasks.prewarm(Self.prewarmPrivateTasks, size: size)
+        }
+        for _ in 0..<min(Self.prewarmFibers, limits.fiberCache, limits.maxFibers) {
+            guard let f = try? Fiber(worker: self) else { break }
+            f.index = allFibers.count
+            allFibers.append(f)
+            idleFibers.append(Ref(f))
+        }
+    }
 
     /// A record for task `t`, unretained: the worker's `allRecords` owns it.
     @inline(__always)

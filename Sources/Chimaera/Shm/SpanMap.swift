@@ -188,9 +188,11 @@ package final class SpanMap: @unchecked Sendable {
     }
 
     /// Takes back a slab span or an extent (by its first span) from `owner`. Returns false,
-    /// changing nothing, when `off` is not such a start held by `owner`.
+    /// changing nothing, when `off` is not such a start held by `owner`. `discard`, if given,
+    /// is called with the extent's (offset, bytes) before it is free, so that no new owner
+    /// can have it yet (to give its pages back to the system).
     @discardableResult
-    package func free(_ off: UInt64, owner: UInt16) -> Bool {
+    package func free(_ off: UInt64, owner: UInt16, discard: ((UInt64, UInt64) -> Void)? = nil) -> Bool {
         withLock {
             guard let s = spanIndex(off), spanOffset(s) == off else { return false }
             let e = entry(s)
@@ -201,21 +203,36 @@ package final class SpanMap: @unchecked Sendable {
             case .largeTask, .largeBuffer, .control: n = Int(e.extra)
             default: return false
             }
+            discard?(off, UInt64(n) << Self.spanShift)
             release(s, n)
             held[Int(owner)] -= Int32(n)
             return true
         }
     }
 
-    /// Takes back everything `owner` holds. Returns the spans freed.
+    /// Takes back everything `owner` holds. Returns the spans freed. `discard`, if given, is
+    /// called with each run of the owner's spans (offset, bytes) before the run is free.
     @discardableResult
-    package func freeAll(owner: UInt16) -> Int {
+    package func freeAll(owner: UInt16, discard: ((UInt64, UInt64) -> Void)? = nil) -> Int {
         withLock {
             var n = 0
-            for s in 0..<spanCount where entry(s).owner == owner && entry(s).kind != Kind.free.rawValue {
-                release(s, 1)
+            var run: (start: Int, count: Int)? = nil
+            func flush() {
+                guard let r = run else { return }
+                discard?(spanOffset(r.start), UInt64(r.count) << Self.spanShift)
+                release(r.start, r.count)
+                run = nil
+            }
+            for s in 0..<spanCount {
+                let e = entry(s)
+                guard e.owner == owner && e.kind != Kind.free.rawValue else {
+                    flush()
+                    continue
+                }
+                if let r = run, r.start + r.count == s { run = (r.start, r.count + 1) } else { flush(); run = (s, 1) }
                 n += 1
             }
+            flush()
             held[Int(owner)] = 0
             return n
         }
