@@ -123,6 +123,31 @@ def test_certificate_mode_serves_and_refuses_strangers(cert_cluster, cluster_bin
     assert rc == 0, out
 
 
+def test_a_cluster_certificate_speaks_only_for_its_host(cert_cluster, daemons, cluster_bin, tmp_path):
+    """A runtime with a certificate from the cluster CA, but for another host, claims node 2:
+    refused after TLS, because node 2's host entry is not in the certificate."""
+    ports, certs, (n1, n2) = cert_cluster
+    wait_serving(cluster_bin, n1, 2)
+    ours = (x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes()),
+            serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None))
+    cert, key = write_pair(tmp_path, "elsewhere", make_leaf(ours, "10.9.9.9", -1, 30))
+    ip = free_ports(1)[0]
+    cfg = cluster_config([f"127.0.0.1:{ports[0]}", f"127.0.0.1:{ip}"], node_id=2)
+    del cfg["cluster"]["key"]
+    cfg["cluster"]["tls"] = {"ca": certs / "ca.pem", "cert": cert, "key": key}
+    intruder = daemons.new(config=cfg, segment=unique_segment(f"t{os.getpid()}h_"))
+    intruder.start()
+    intruder.nodeid = 2
+    rc, out = client(cluster_bin, intruder, "each", "2", timeout=60)
+    assert rc != 0, out
+    deadline = time.monotonic() + 10
+    while "does not name 127.0.0.1" not in n1.log() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert "its certificate does not name 127.0.0.1, the host of node 2" in n1.log(), n1.log()
+    rc, out = client(cluster_bin, n1, "each", "2", timeout=60)
+    assert rc == 0, out
+
+
 def test_psk_mode_refuses_another_key_and_plain_frames(daemons, cluster_bin):
     c = Cluster(daemons, 2).start()  # cluster.tls defaults to psk
     for i, d in enumerate(c.nodes, 1):

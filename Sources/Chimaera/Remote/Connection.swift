@@ -139,9 +139,21 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Handshake
 
     private func handshake(_ frame: inout Frame) throws {
-        if let reply = try hs.receive(&frame) { send(reply) }
+        let reply = try hs.receive(&frame)
         peerNode = hs.peer
-        guard hs.done else { return }
+        guard hs.done else {
+            if let reply { send(reply) }
+            return
+        }
+        // A cluster certificate speaks only for the host it names: the node id claimed
+        // inside TLS must be one listed at that host.
+        if let tls = try? context?.pipeline.syncOperations.handler(type: TLSHandler.self) {
+            let host = rq.map.host(hs.peer).host
+            guard tls.peerCertificateNames(host) else {
+                throw FrameError.malformed("its certificate does not name \(host), the host of node \(hs.peer)")
+            }
+        }
+        if let reply { send(reply) }
         authenticated()
         switch role {
         case .inbound: rq.inboundAuthenticated(self)

@@ -72,6 +72,14 @@ final class TLSHandler: ChannelDuplexHandler {
         encrypt(context, b, promise)
     }
 
+    /// Whether the peer's certificate names `host` (an IP address or a DNS name, in its
+    /// subject alternative names or common name). True when the peer presented none (PSK).
+    /// Network thread, after the handshake.
+    func peerCertificateNames(_ host: String) -> Bool {
+        guard let cert = SSL_get0_peer_certificate(ssl) else { return true }
+        return X509_check_ip_asc(cert, host, 0) == 1 || X509_check_host(cert, host, host.utf8.count, 0, nil) == 1
+    }
+
     // MARK: Private
 
     private func handshake(_ context: ChannelHandlerContext) {
