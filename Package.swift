@@ -25,7 +25,7 @@ let package = Package(
                        providers: [.apt(["libyaml-dev"])]),
         .systemLibrary(name: "CNuma", pkgConfig: "numa",
                        providers: [.apt(["libnuma-dev"])]),
-        .systemLibrary(name: "COpenSSL", pkgConfig: "libcrypto",
+        .systemLibrary(name: "COpenSSL", pkgConfig: "openssl",
                        providers: [.apt(["libssl-dev"])]),
         .target(name: "CChimaera", linkerSettings: [.linkedLibrary("ffi")]),
         // The YAML reader the runtime's config and the module kit share (no runtime in it).

@@ -1,9 +1,11 @@
 /* chimaera bench remote's measuring program.
  *
  *   chi_bench_remote --tcp [--iters N]
- *       The baseline: a raw TCP ping-pong between two processes on loopback (TCP_NODELAY,
- *       blocking reads, a 64-byte message each way: about one request frame). Prints
- *       {"baseline_tcp_pingpong_ns_p50": ..., "baseline_tcp_pingpong_ns_p99": ...}.
+ *       The baselines: a raw TCP ping-pong between two processes on loopback (TCP_NODELAY,
+ *       a 64-byte message each way: about one request frame), once with blocking reads and
+ *       once busy-polling (non-blocking recv in a loop, as a runtime that spins would).
+ *       Prints {"baseline_tcp_pingpong_ns_p50": ..., "baseline_tcp_pingpong_ns_p99": ...,
+ *       "baseline_tcp_busy_ns_p50": ..., "baseline_tcp_busy_ns_p99": ...}.
  *   chi_bench_remote --segment NAME --nodes N [--iters N] [--seconds S]
  *       Attached to node 1 of an N-node cluster whose pool "bench_remote" has one container
  *       per node: sync Md to the container on node 2 (p50, p99), async Md to it with 256 in
@@ -50,18 +52,20 @@ static void die(const char *what, int rc) {
     exit(1);
 }
 
+/* rd = 2: busy-poll (non-blocking recv until the bytes are in). */
 static int full_io(int fd, char *buf, size_t n, int rd) {
     size_t done = 0;
     while (done < n) {
-        ssize_t k = rd ? read(fd, buf + done, n - done) : write(fd, buf + done, n - done);
-        if (k < 0 && errno == EINTR) continue;
+        ssize_t k = rd == 2 ? recv(fd, buf + done, n - done, MSG_DONTWAIT)
+                    : rd ? read(fd, buf + done, n - done) : write(fd, buf + done, n - done);
+        if (k < 0 && (errno == EINTR || (rd == 2 && (errno == EAGAIN || errno == EWOULDBLOCK)))) continue;
         if (k <= 0) return -1;
         done += (size_t)k;
     }
     return 0;
 }
 
-static void tcp_baseline(int iters) {
+static void tcp_pingpong(int iters, int busy, int64_t *p50, int64_t *p99) {
     enum { MSG = 64 };
     struct sockaddr_in a;
     socklen_t len = sizeof a;
@@ -82,7 +86,7 @@ static void tcp_baseline(int iters) {
         int c = accept(lfd, NULL, NULL);
         if (c < 0) _exit(1);
         setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        while (full_io(c, buf, MSG, 1) == 0)
+        while (full_io(c, buf, MSG, busy ? 2 : 1) == 0)
             if (full_io(c, buf, MSG, 0) < 0) break;
         _exit(0);
     }
@@ -93,14 +97,23 @@ static void tcp_baseline(int iters) {
     memset(buf, 7, MSG);
     for (i = -1000; i < iters; i++) {
         int64_t t0 = now_ns();
-        if (full_io(fd, buf, MSG, 0) < 0 || full_io(fd, buf, MSG, 1) < 0) die("ping-pong", 0);
+        if (full_io(fd, buf, MSG, 0) < 0 || full_io(fd, buf, MSG, busy ? 2 : 1) < 0) die("ping-pong", 0);
         if (i >= 0) lat[i] = now_ns() - t0;
     }
     close(fd);
     waitpid(pid, &status, 0);
-    printf("{\"baseline_tcp_pingpong_ns_p50\": %lld, \"baseline_tcp_pingpong_ns_p99\": %lld}\n",
-           (long long)pct(lat, iters, 0.50), (long long)pct(lat, iters, 0.99));
+    *p50 = pct(lat, iters, 0.50);
+    *p99 = pct(lat, iters, 0.99);
     free(lat);
+}
+
+static void tcp_baseline(int iters) {
+    int64_t b50, b99, s50, s99;
+    tcp_pingpong(iters, 0, &b50, &b99);
+    tcp_pingpong(iters, 1, &s50, &s99);
+    printf("{\"baseline_tcp_pingpong_ns_p50\": %lld, \"baseline_tcp_pingpong_ns_p99\": %lld, "
+           "\"baseline_tcp_busy_ns_p50\": %lld, \"baseline_tcp_busy_ns_p99\": %lld}\n",
+           (long long)b50, (long long)b99, (long long)s50, (long long)s99);
 }
 
 static void md_call(chi_client_t *c, uint64_t pool, chi_domain_query_t dq, int32_t want) {

@@ -57,3 +57,19 @@ public func chiRuntimeStopNode(_ h: OpaquePointer?, _ node: UInt32) -> CInt {
         return 0
     }
 }
+
+@c(chi_cluster_keygen)
+public func chiClusterKeygen(_ dir: UnsafePointer<CChar>?, _ hostfile: UnsafePointer<CChar>?,
+                             _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        let d = try cString(dir, "dir"), f = try cString(hostfile, "hostfile")
+        let hosts: [ClusterConfig.Host]
+        do {
+            hosts = try ClusterConfig.readHostfile(f, defaultPort: ClusterConfig().port)
+        } catch {
+            throw ChiError(EINVAL, "hosts: \(error)")
+        }
+        let files = try ClusterKeygen.generate(dir: d, hosts: hosts)
+        return try copyOut(files.joined(separator: "\n"), to: buf, cap: cap, what: "the list of files written")
+    }
+}

@@ -24,6 +24,7 @@ let targets: [Target] = [
     Target(name: "request", run: Fuzz.request, seeds: Fuzz.requestSeeds),
     Target(name: "reply", run: Fuzz.reply, seeds: Fuzz.replySeeds),
     Target(name: "validate", run: Fuzz.validate, seeds: Fuzz.validateSeeds),
+    Target(name: "handshake", run: Fuzz.handshake, seeds: Fuzz.handshakeSeeds),
 ]
 
 /// The target argv[0] named; set once, before the first input.

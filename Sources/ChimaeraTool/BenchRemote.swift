@@ -6,7 +6,39 @@ extension Bench {
     /// ports and segments) and a client on node 1: sync Md to a container on node 2 beside a
     /// raw two-process TCP ping-pong measured in the same run, async throughput to node 2,
     /// and broadcast latency over 1..4 nodes.
+    /// Runs the cluster twice: with TLS (`cluster.tls: psk`, the default; the figures under
+    /// their plain names) and without (`cluster.tls: off`; the same names with `_plaintext`),
+    /// so the cost of TLS is read off one run.
     static func remote(iters: Int, seconds: Double) -> [(String, Double)]? {
+        let prog = libexec + "/chi_bench_remote"
+        let base = ChildProcess.run(prog, ["--tcp", "--iters", "\(iters)"], timeoutMs: 600_000)
+        guard base.status == 0 else {
+            Tool.fail("bench remote: baseline failed (\(base.status)): \(base.output)")
+            return nil
+        }
+        let b = ChildProcess.parseFlatJSON(base.output)
+        guard let tls = remoteCluster(iters: iters, seconds: seconds, tls: "psk"),
+              let plain = remoteCluster(iters: iters, seconds: seconds, tls: "off")
+        else { return nil }
+        var out: [(String, Double)] = []
+        for k in tls.keys.sorted() { out.append((k, tls[k]!)) }
+        for k in plain.keys.sorted() { out.append((k + "_plaintext", plain[k]!)) }
+        for k in b.keys.sorted() { out.append((k, b[k]!)) }
+        if let p = b["baseline_tcp_pingpong_ns_p50"], p > 0 {
+            if let s = tls["remote_rtt_ns_p50"] { out.append(("ratio_p50", (s / p * 100).rounded() / 100)) }
+            if let s = plain["remote_rtt_ns_p50"] { out.append(("ratio_p50_plaintext", (s / p * 100).rounded() / 100)) }
+        }
+        // Against the busy-polling ping-pong: the wire without wake-ups (issue 13's target).
+        if let p = b["baseline_tcp_busy_ns_p50"], p > 0 {
+            if let s = tls["remote_rtt_ns_p50"] { out.append(("ratio_busy_p50", (s / p * 100).rounded() / 100)) }
+            if let s = plain["remote_rtt_ns_p50"] { out.append(("ratio_busy_p50_plaintext", (s / p * 100).rounded() / 100)) }
+        }
+        out.append(("nodes", 4))
+        return out
+    }
+
+    /// One cluster of four runtimes with `cluster.tls: tls`, and the client's figures.
+    static func remoteCluster(iters: Int, seconds: Double, tls: String) -> [String: Double]? {
         let nodes = 4
         guard let ports = freePorts(nodes) else {
             Tool.fail("bench remote: no free TCP ports on 127.0.0.1")
@@ -24,6 +56,7 @@ extension Bench {
               hosts: [\(ports.map { "127.0.0.1:\($0)" }.joined(separator: ", "))]
               key: "\(key)"
               timeout_ms: 10000
+              tls: \(tls)
 
             """
         guard let f = fopen(cfg, "w") else {
@@ -50,26 +83,13 @@ extension Bench {
             }
         }
         let prog = libexec + "/chi_bench_remote"
-        let base = ChildProcess.run(prog, ["--tcp", "--iters", "\(iters)"], timeoutMs: 600_000)
-        guard base.status == 0 else {
-            Tool.fail("bench remote: baseline failed (\(base.status)): \(base.output)")
-            return nil
-        }
         let client = ChildProcess.run(prog, ["--segment", segments[0], "--nodes", "\(nodes)",
                                              "--iters", "\(iters)", "--seconds", "\(seconds)"], timeoutMs: 1_200_000)
         guard client.status == 0 else {
             Tool.fail("bench remote: client failed (\(client.status)): \(client.output)")
             return nil
         }
-        let b = ChildProcess.parseFlatJSON(base.output), c = ChildProcess.parseFlatJSON(client.output)
-        var out: [(String, Double)] = []
-        for k in c.keys.sorted() { out.append((k, c[k]!)) }
-        for k in b.keys.sorted() { out.append((k, b[k]!)) }
-        if let s = c["remote_rtt_ns_p50"], let p = b["baseline_tcp_pingpong_ns_p50"], p > 0 {
-            out.append(("ratio_p50", (s / p * 100).rounded() / 100))
-        }
-        out.append(("nodes", Double(nodes)))
-        return out
+        return ChildProcess.parseFlatJSON(client.output)
     }
 
     /// `n` TCP ports free on 127.0.0.1 now (bound together, then released).

@@ -11,11 +11,15 @@ struct Cluster: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "One runtime per host of the hostfile (local hosts here, others through ssh).")
 
-    @Argument(help: "start, stop or status") var sub: String
+    @Argument(help: "start, stop, status, or keygen DIR") var sub: String
+
+    @Argument(help: "keygen: the directory for the CA and the certificates") var dir: String?
 
     @OptionGroup var runtime: RuntimeOptions
 
-    @Option(help: "The cluster's hosts, one a line.") var hostfile: String
+    @Option(help: "The cluster's hosts, one a line.") var hostfile: String?
+
+    @Option(help: "keygen: the hosts to make certificates for (a hostfile).") var hosts: String?
 
     @Option(help: "Where start writes each node's log and pid file.") var logDir = "/tmp"
 
@@ -32,8 +36,13 @@ struct Cluster: ParsableCommand {
     func run() throws { try Tool.finish(main()) }
 
     private func main() -> Int32 {
+        if sub == "keygen" { return keygen() }
         guard ["start", "stop", "status"].contains(sub) else {
-            Tool.fail("cluster: expected start, stop or status, not \"\(sub)\"")
+            Tool.fail("cluster: expected start, stop, status or keygen, not \"\(sub)\"")
+            return 2
+        }
+        guard let hostfile else {
+            Tool.fail("cluster \(sub): missing --hostfile")
             return 2
         }
         if sub == "start" {
@@ -97,6 +106,21 @@ struct Cluster: ParsableCommand {
             if r.status != 0 { failed += 1 }
         }
         return failed == 0 ? 0 : 1
+    }
+
+    /// `cluster keygen DIR --hosts FILE`: a cluster CA and a certificate per host of FILE.
+    private func keygen() -> Int32 {
+        guard let dir, let file = hosts ?? hostfile else {
+            Tool.fail("cluster keygen: expected DIR --hosts FILE")
+            return 2
+        }
+        do throws(ToolError) {
+            print(try textOut { chi_cluster_keygen(dir, file, $0, $1) })
+            return 0
+        } catch {
+            Tool.fail(error.message)
+            return 1
+        }
     }
 
     private func absolute(_ p: String) -> String {

@@ -25,6 +25,8 @@ def test_small_message_reports_latency_throughput_and_its_baseline():
     assert fig["sync_rtt_ns_p50"] <= fig["sync_rtt_ns_p99"] <= fig["sync_rtt_ns_p999"]
     ratio = fig["sync_rtt_ns_p50"] / fig["baseline_pingpong_ns_p50"]
     assert abs(fig["ratio_p50"] - ratio) < 0.01 * ratio + 0.01
+    busy = fig["remote_rtt_ns_p50"] / fig["baseline_tcp_busy_ns_p50"]
+    assert abs(fig["ratio_busy_p50"] - busy) < 0.01 * busy + 0.01
 
 
 def test_idle_reports_cpu_wake_and_startup_and_leaves_nothing_behind():
@@ -56,11 +58,15 @@ def test_remote_case_runs_a_local_cluster_and_reports_every_key():
     fig = bench("remote", "--iters", "500", "--seconds", "0.3", timeout=600)
     for key in ("remote_rtt_ns_p50", "remote_rtt_ns_p99", "baseline_tcp_pingpong_ns_p50",
                 "ratio_p50", "remote_async_tasks_per_s", "bcast_us_p50_n1", "bcast_us_p50_n2",
-                "bcast_us_p50_n3", "bcast_us_p50_n4"):
+                "bcast_us_p50_n3", "bcast_us_p50_n4", "baseline_tcp_busy_ns_p50", "ratio_busy_p50",
+                "remote_rtt_ns_p50_plaintext", "remote_async_tasks_per_s_plaintext",
+                "ratio_busy_p50_plaintext"):
         assert key in fig and fig[key] > 0, (key, fig)
     assert fig["remote_rtt_ns_p50"] <= fig["remote_rtt_ns_p99"]
     ratio = fig["remote_rtt_ns_p50"] / fig["baseline_tcp_pingpong_ns_p50"]
     assert abs(fig["ratio_p50"] - ratio) < 0.01 * ratio + 0.01
+    busy = fig["remote_rtt_ns_p50"] / fig["baseline_tcp_busy_ns_p50"]
+    assert abs(fig["ratio_busy_p50"] - busy) < 0.01 * busy + 0.01
     # Broadcasting to more nodes never gets cheaper than to one.
     assert fig["bcast_us_p50_n4"] >= fig["bcast_us_p50_n1"]
     after = {p.name for p in Path("/dev/shm").glob("chimaera_bench_remote_*")}

@@ -217,7 +217,8 @@ def closed_by_peer(s, seconds=5):
 
 
 def test_wrong_key_and_garbage_are_rejected(daemons, cluster_bin):
-    c = Cluster(daemons, 2).start()
+    # The HMAC handshake itself, in the clear (test_cluster_tls covers it inside TLS).
+    c = Cluster(daemons, 2, tls="off").start()
     for i, d in enumerate(c.nodes, 1):
         d.nodeid = i
     port = c.ports[0]
@@ -243,7 +244,7 @@ def test_wrong_key_and_garbage_are_rejected(daemons, cluster_bin):
     # (It cannot listen on node 2's port, so its host list puts node 2 on a fresh port.)
     ip = free_ports(1)[0]
     intruder = daemons.new(config=cluster_config([c.hosts[0], f"127.0.0.1:{ip}"],
-                                                 key="another-cluster-key-999", node_id=2),
+                                                 key="another-cluster-key-999", node_id=2, tls="off"),
                            segment=unique_segment(f"t{os.getpid()}x_"))
     intruder.start()
     intruder.nodeid = 2

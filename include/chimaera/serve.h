@@ -40,6 +40,11 @@ int chi_config_resolve(const chi_serve_opts_t *opts, char *buf, size_t cap);
  *  1 if there was one, 0 if there was none, -EBUSY if a runtime serves it. */
 int chi_segment_remove(const char *segment);
 
+/** Makes a cluster CA and a certificate and key per host of `hostfile` in `dir` (for
+ *  cluster.tls: {ca, cert, key}); writes the paths written, one a line, into buf[0..cap).
+ *  Returns 0 or -errno (chi_last_error says why). */
+int chi_cluster_keygen(const char *dir, const char *hostfile, char *buf, size_t cap);
+
 /** Version of the library as text ("0.1.0"); static storage. */
 const char *chi_version_string(void);
 

@@ -232,6 +232,30 @@ package struct ClusterConfig: Sendable, Equatable {
     package var timeoutMs = 5000
     /// `cluster.heartbeat_ms`: how often an idle connection is probed.
     package var heartbeatMs = 500
+    /// How peer connections are secured (`cluster.tls`).
+    package enum TLSMode: Sendable, Equatable {
+        /// TLS 1.3 with an external PSK derived from `cluster.key` (the default).
+        case psk
+        /// TLS 1.3 with mutual certificate authentication: PEM files.
+        case certificates(ca: String, cert: String, key: String)
+        /// No TLS: frames travel in the clear after the HMAC handshake. For measuring what
+        /// TLS costs only; anyone on the path can read and alter them.
+        case off
+    }
+    /// `cluster.tls`: `{ca, cert, key}` file paths, `psk` or `off`.
+    package var tls = TLSMode.psk
+    /// `cluster.max_pending_connections`: connections accepted but not yet authenticated;
+    /// one more is closed at once (and logged) until a handshake ends.
+    package var maxPendingConnections = 64
+    /// `cluster.handshake_timeout_ms`: how long an accepted connection may take to
+    /// authenticate before it is closed.
+    package var handshakeTimeoutMs = 2000
+    /// `cluster.max_bulk`: the largest bulk field a peer's request may carry or ask for;
+    /// a larger one is answered with CHI_EMSGSIZE and nothing is allocated.
+    package var maxBulk = 64 << 20
+    /// `cluster.connection_budget`: bulk bytes the requests of one connection may hold here
+    /// at once; a request past it is answered with ENOBUFS.
+    package var connectionBudget = 256 << 20
 
     package init() {}
 
@@ -292,6 +316,35 @@ extension RuntimeConfig {
     fileprivate static let portRange = 1...65535
     fileprivate static let timeoutRange = 50...3_600_000
     fileprivate static let heartbeatRange = 10...600_000
+    /// The frame decoder's ceiling (TaskCodec.maxBulk) bounds both.
+    fileprivate static let maxBulkRange = 1...(256 << 20)
+    fileprivate static let budgetRange = (1 << 20)...(1 << 40)
+
+    fileprivate static func readTLS(_ v: YAMLNode, _ key: String, _ r: ValueReader) throws(ConfigError) -> ClusterConfig.TLSMode {
+        if case .scalar = v {
+            return try r.scalar(v, key, "psk, off, or a mapping {ca, cert, key}") {
+                $0 == "psk" ? .psk : $0 == "off" ? .off : nil
+            }
+        }
+        var files: [String: String] = [:]
+        for e in try r.entries(of: v, path: key) {
+            let k = key + "." + e.key
+            guard ["ca", "cert", "key"].contains(e.key) else { throw r.unknownKey(k, line: e.keyLine) }
+            files[e.key] = try r.scalar(e.value, k, "a PEM file path") { $0.isEmpty ? nil : $0 }
+        }
+        for k in ["ca", "cert", "key"] where files[k] == nil {
+            throw ConfigError(file: r.file, line: v.line, message: "\(key).\(k): required (a PEM file path)")
+        }
+        return .certificates(ca: files["ca"]!, cert: files["cert"]!, key: files["key"]!)
+    }
+
+    fileprivate static func clusterSize(
+        _ v: YAMLNode, _ key: String, _ r: ValueReader, _ range: ClosedRange<Int>
+    ) throws(ConfigError) -> Int {
+        let expected = "a size between \(sizeText(range.lowerBound)) and "
+            + "\(sizeText(range.upperBound)) (bytes, or a number with a K, M or G suffix)"
+        return try r.scalar(v, key, expected) { parseSize($0).flatMap { range.contains($0) ? $0 : nil } }
+    }
 
     fileprivate mutating func readCluster(_ node: YAMLNode, _ r: ValueReader) throws(ConfigError) {
         var hostNodes: YAMLNode?
@@ -318,6 +371,11 @@ extension RuntimeConfig {
                 keyFile = (try r.scalar(v, key, "a file path") { $0.isEmpty ? nil : $0 }, entry.keyLine)
             case "timeout_ms": cluster.timeoutMs = try r.integer(v, key, in: Self.timeoutRange)
             case "heartbeat_ms": cluster.heartbeatMs = try r.integer(v, key, in: Self.heartbeatRange)
+            case "tls": cluster.tls = try Self.readTLS(v, key, r)
+            case "max_pending_connections": cluster.maxPendingConnections = try r.integer(v, key, in: 1...65536)
+            case "handshake_timeout_ms": cluster.handshakeTimeoutMs = try r.integer(v, key, in: Self.timeoutRange)
+            case "max_bulk": cluster.maxBulk = try Self.clusterSize(v, key, r, Self.maxBulkRange)
+            case "connection_budget": cluster.connectionBudget = try Self.clusterSize(v, key, r, Self.budgetRange)
             default: throw r.unknownKey(key, line: entry.keyLine)
             }
         }
@@ -348,6 +406,11 @@ extension RuntimeConfig {
         if cluster.nodeId > cluster.hosts.count && !(cluster.hosts.isEmpty && cluster.nodeId <= 1) {
             throw ConfigError(file: r.file, line: line,
                               message: "cluster.node_id: \(cluster.nodeId) is beyond the \(cluster.hosts.count) hosts listed")
+        }
+        if case .certificates(let ca, _, _) = cluster.tls, cluster.key.isEmpty {
+            // TLS authenticates peers; the HMAC handshake inside it then only exchanges node
+            // ids, under a key every holder of the CA certificate can compute.
+            cluster.key = Array(try readFile(ca)) + Array("chimaera cluster ca".utf8)
         }
         if cluster.isMultiNode && cluster.key.isEmpty {
             throw ConfigError(file: r.file, line: line,

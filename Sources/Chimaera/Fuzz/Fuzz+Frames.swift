@@ -30,8 +30,8 @@ extension Fuzz {
                     precondition(buffer.readerIndex == before, "a refused frame consumed bytes")
                     let len = stream.loadBigEndianUInt32(at: taken)
                     switch error {
-                    case .tooLarge(let n):
-                        precondition(n == len && len > FrameDecoder.maxBody, "refused a frame within the limit")
+                    case .tooLarge(let n, let limit):
+                        precondition(n == len && len > limit && limit == FrameDecoder.maxBody, "refused a frame within the limit")
                     case .unknownType(let t):
                         precondition(t == stream[taken + 4] && FrameType(rawValue: t) == nil, "refused a known type")
                     case .malformed:

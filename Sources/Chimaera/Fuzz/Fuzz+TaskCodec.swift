@@ -29,7 +29,7 @@ extension Fuzz {
         }
         let fs = TaskCodec.fields(m)
         var allSizesTravel = true
-        for (i, f) in fs.enumerated() where f.type == UInt32(CHI_FT_BULK) && f.dir & UInt32(CHI_DIR_IN) != 0 {
+        for (i, f) in fs.enumerated() where f.type == UInt32(CHI_FT_BULK) && TaskCodec.travels(f) {
             let ptr = (t + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
             let have = bulks.first { $0.field == i }
             if let have {

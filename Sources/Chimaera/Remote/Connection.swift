@@ -21,13 +21,16 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
 
     unowned(unsafe) let rq: RemoteQueue
     let role: Role
+    /// The frame size this connection's decoder accepts: `FrameLimit.preAuth` until the
+    /// handshake completes.
+    let limit: FrameLimit
     /// Set in channelActive; used only on the network thread.
     private(set) var context: ChannelHandlerContext?
     private(set) var remoteAddress = "?"
     private(set) var authed = false
     /// The node at the other end, once authenticated.
     private(set) var peerNode: UInt32 = 0
-    private var nonce: [UInt8] = []
+    private var hs: Handshake
     var lastHeardNs = chi_now_ns()
     var closing = false
 
@@ -36,13 +39,26 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
     /// Requests of this connection still running here (inbound): reading pauses above
     /// `RemoteQueue.maxInflight`, which is how a fast peer feels back-pressure.
     let inflight = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// Bulk bytes held here by this connection's running requests (inbound), against
+    /// `cluster.connection_budget`. Added on the network thread, given back by workers.
+    let bulkBytes = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     var paused = false
+    /// Counted in `RemoteQueue.pendingInbound` (accepted, not yet authenticated).
+    var countedPending = false
 
-    init(rq: RemoteQueue, role: Role, writeFd: Int32 = -1) {
+    init(rq: RemoteQueue, role: Role, limit: FrameLimit, writeFd: Int32 = -1) {
         self.rq = rq
         self.role = role
+        self.limit = limit
         self.writeFd = writeFd
+        let hsRole: Handshake.Role
+        switch role {
+        case .inbound: hsRole = .acceptor
+        case .outbound(let p): hsRole = .connector(expecting: p.id)
+        }
+        hs = Handshake(key: rq.key, selfId: rq.map.selfId, nodes: rq.map.count, role: hsRole)
         inflight.initialize(to: 0)
+        bulkBytes.initialize(to: 0)
     }
 
     /// Hands the write descriptor over (to the peer, once authenticated).
@@ -57,7 +73,10 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
         writeFd = -1
     }
 
-    deinit { inflight.deallocate() }
+    deinit {
+        inflight.deallocate()
+        bulkBytes.deallocate()
+    }
 
     var isOutbound: Bool { if case .outbound = role { true } else { false } }
 
@@ -72,18 +91,11 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
         remoteAddress = context.remoteAddress.map { "\($0)" } ?? "?"
         lastHeardNs = chi_now_ns()
         if !isOutbound {
-            rq.inboundOpened(self)
-            nonce = ClusterAuth.nonce()
-            var b = ByteBuffer.frame(.challenge, capacity: 48)
-            b.writeInteger(ClusterAuth.magic)
-            b.writeInteger(ClusterAuth.version)
-            b.writeInteger(rq.map.selfId)
-            b.writeBytes(nonce)
-            b.endFrame()
-            context.writeAndFlush(wrapOutboundOut(b), promise: nil)
+            guard rq.inboundOpened(self) else { return }
+            context.writeAndFlush(wrapOutboundOut(hs.challenge()), promise: nil)
         }
         // A connection that does not finish the handshake in time is dropped.
-        let deadline = TimeAmount.milliseconds(Int64(max(1000, rq.timeoutMs)))
+        let deadline = TimeAmount.milliseconds(Int64(rq.handshakeTimeoutMs))
         context.eventLoop.scheduleTask(in: deadline) { [self] in
             if !authed && !closing { reject("no handshake within \(deadline.nanoseconds / 1_000_000) ms") }
         }
@@ -127,51 +139,34 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
     // MARK: Handshake
 
     private func handshake(_ frame: inout Frame) throws {
-        switch (frame.type, role) {
-        case (.challenge, .outbound(let peer)):
-            let magic: UInt32 = try frame.body.readInt("magic")
-            let version: UInt32 = try frame.body.readInt("version")
-            let node: UInt32 = try frame.body.readInt("node id")
-            let theirs = Array(try frame.body.readExactly(ClusterAuth.nonceSize, "nonce").readableBytesView)
-            guard magic == ClusterAuth.magic, version == ClusterAuth.version else {
-                throw FrameError.malformed("not a Chimaera runtime (or protocol version \(version))")
-            }
-            guard node == peer.id else {
-                throw FrameError.malformed("\(rq.map.describe(peer.id)) answers as node \(node): host lists differ")
-            }
-            peerNode = node
-            nonce = ClusterAuth.nonce()
-            var b = ByteBuffer.frame(.auth, capacity: 80)
-            b.writeInteger(rq.map.selfId)
-            b.writeBytes(nonce)
-            b.writeBytes(ClusterAuth.mac(key: rq.key, label: 0x63, nonce: theirs, from: rq.map.selfId, to: node))
-            b.endFrame()
-            send(b)
-        case (.auth, .inbound):
-            let node: UInt32 = try frame.body.readInt("node id")
-            let theirs = Array(try frame.body.readExactly(ClusterAuth.nonceSize, "nonce").readableBytesView)
-            let mac = Array(try frame.body.readExactly(ClusterAuth.macSize, "mac").readableBytesView)
-            let want = ClusterAuth.mac(key: rq.key, label: 0x63, nonce: nonce, from: node, to: rq.map.selfId)
-            guard ClusterAuth.equal(mac, want) else { throw FrameError.malformed("wrong cluster key") }
-            guard node >= 1, Int(node) <= rq.map.count, node != rq.map.selfId else {
-                throw FrameError.malformed("node id \(node) is not a peer of this cluster")
-            }
-            peerNode = node
-            authed = true
-            var b = ByteBuffer.frame(.authOK, capacity: 40)
-            b.writeBytes(ClusterAuth.mac(key: rq.key, label: 0x73, nonce: theirs, from: rq.map.selfId, to: node))
-            b.endFrame()
-            send(b)
-            rq.inboundAuthenticated(self)
-        case (.authOK, .outbound(let peer)):
-            let mac = Array(try frame.body.readExactly(ClusterAuth.macSize, "mac").readableBytesView)
-            let want = ClusterAuth.mac(key: rq.key, label: 0x73, nonce: nonce, from: peer.id, to: rq.map.selfId)
-            guard ClusterAuth.equal(mac, want) else { throw FrameError.malformed("wrong cluster key (the peer's proof failed)") }
-            authed = true
-            rq.peerUp(peer, self)
-        default:
-            throw FrameError.malformed("\(frame.type) frame before the handshake finished")
+        let reply = try hs.receive(&frame)
+        peerNode = hs.peer
+        guard hs.done else {
+            if let reply { send(reply) }
+            return
         }
+        // A cluster certificate speaks only for the host it names: the node id claimed
+        // inside TLS must be one listed at that host.
+        if let tls = try? context?.pipeline.syncOperations.handler(type: TLSHandler.self) {
+            let host = rq.map.host(hs.peer).host
+            guard tls.peerCertificateNames(host) else {
+                throw FrameError.malformed("its certificate does not name \(host), the host of node \(hs.peer)")
+            }
+        }
+        if let reply { send(reply) }
+        authenticated()
+        switch role {
+        case .inbound: rq.inboundAuthenticated(self)
+        case .outbound(let peer): rq.peerUp(peer, self)
+        }
+    }
+
+    /// The peer proved itself: it may now send frames as large as a bulk request needs,
+    /// and it no longer counts against `cluster.max_pending_connections`.
+    private func authenticated() {
+        authed = true
+        limit.maxBody = rq.maxFrameBody
+        rq.pendingEnded(self)
     }
 
     // MARK: Writing (network thread)

@@ -29,28 +29,42 @@ struct Frame {
 }
 
 enum FrameError: Error, CustomStringConvertible {
-    case tooLarge(UInt32)
+    case tooLarge(UInt32, limit: UInt32)
     case unknownType(UInt8)
     case malformed(String)
 
     var description: String {
         switch self {
-        case .tooLarge(let n): return "frame of \(n) bytes exceeds the limit"
+        case .tooLarge(let n, let limit): return "frame of \(n) bytes exceeds the limit of \(limit) bytes"
         case .unknownType(let t): return "unknown frame type \(t)"
         case .malformed(let why): return "malformed frame: \(why)"
         }
     }
 }
 
+/// The largest frame body a connection accepts now: small until its handshake completes,
+/// then what the largest bulk request needs. Shared by the connection (which raises it once
+/// the peer proved itself) and its decoder; both run on the network thread.
+final class FrameLimit: @unchecked Sendable {
+    /// Before authentication: the handshake frames are under 100 bytes. Anything larger
+    /// closes the connection as soon as its header is in, so an unauthenticated peer makes
+    /// the runtime buffer at most this much (plus NIO's one read) per connection.
+    static let preAuth: UInt32 = 256
+    var maxBody: UInt32 = preAuth
+}
+
 /// Splits the byte stream into frames; rejects oversized and unknown ones before buffering
 /// their bodies, so a stream of garbage costs at most one header.
 struct FrameDecoder: ByteToMessageDecoder {
     typealias InboundOut = Frame
-    /// Bulk data travels inside frames: the largest bulk transfer plus its task.
+    /// The ceiling for any frame: the largest bulk transfer (TaskCodec.maxBulk) plus its task.
     static let maxBody: UInt32 = (256 << 20) + (1 << 20)
+    let limit: FrameLimit
+
+    init(limit: FrameLimit = FrameLimit()) { self.limit = limit }
 
     mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let frame = try Self.next(&buffer) else { return .needMoreData }
+        guard let frame = try Self.next(&buffer, maxBody: limit.maxBody) else { return .needMoreData }
         context.fireChannelRead(Self.wrapInboundOut(frame))
         return .continue
     }
@@ -59,12 +73,13 @@ struct FrameDecoder: ByteToMessageDecoder {
     /// nothing while it has not all arrived. A pure function of the bytes, so the fuzz target
     /// (Sources/Chimaera/Fuzz) drives it without a channel.
     ///
-    /// - Throws: `FrameError` for an oversized or unknown frame, as soon as its header is in.
-    static func next(_ buffer: inout ByteBuffer) throws(FrameError) -> Frame? {
+    /// - Throws: `FrameError` for an oversized (above `maxBody`, never above the ceiling)
+    ///   or unknown frame, as soon as its header is in.
+    static func next(_ buffer: inout ByteBuffer, maxBody: UInt32 = Self.maxBody) throws(FrameError) -> Frame? {
         guard let len = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self),
               let rawType = buffer.getInteger(at: buffer.readerIndex + 4, as: UInt8.self)
         else { return nil }
-        guard len <= maxBody else { throw FrameError.tooLarge(len) }
+        guard len <= min(maxBody, Self.maxBody) else { throw FrameError.tooLarge(len, limit: min(maxBody, Self.maxBody)) }
         guard let type = FrameType(rawValue: rawType) else { throw FrameError.unknownType(rawType) }
         guard buffer.readableBytes >= 5 + Int(len) else { return nil }
         buffer.moveReaderIndex(forwardBy: 5)

@@ -47,9 +47,14 @@ final class Peer: @unchecked Sendable {
     var lastLoggedReason = ""
     let nextReqId = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
-    init(id: UInt32, host: ClusterConfig.Host) {
+    /// Whether workers write frames straight into the socket. With TLS they cannot (the
+    /// connection's `SSL` belongs to the network thread), so frames go through the outbox.
+    let directWrites: Bool
+
+    init(id: UInt32, host: ClusterConfig.Host, directWrites: Bool = true) {
         self.id = id
         self.host = host
+        self.directWrites = directWrites
         nextReqId.initialize(to: 0)
     }
 
@@ -95,6 +100,11 @@ final class Peer: @unchecked Sendable {
                 if nioWriting || !outbox.isEmpty {
                     outbox.append(frame)
                     return .done
+                }
+                if !directWrites {
+                    outbox.append(frame)
+                    nioWriting = true
+                    return .drain
                 }
                 let written = frame.withUnsafeReadableBytes { b -> Int in
                     var off = 0

@@ -33,9 +33,13 @@ extension RemoteQueue {
                     ClientBootstrap(group: loop)
                         .channelInitializer { [self] channel in
                             channel.eventLoop.makeCompletedFuture {
-                                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                                let limit = FrameLimit()
+                                if let tls = self.tls {
+                                    try channel.pipeline.syncOperations.addHandler(try TLSHandler(tls, server: false))
+                                }
+                                try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
                                 try channel.pipeline.syncOperations.addHandler(
-                                    Connection(rq: self, role: .outbound(p), writeFd: wfd))
+                                    Connection(rq: self, role: .outbound(p), limit: limit, writeFd: wfd))
                             }
                         }
                         .withConnectedSocket(fd)
@@ -98,7 +102,33 @@ extension RemoteQueue {
         finish(e.record, worker: e.worker)
     }
 
-    func inboundOpened(_ c: Connection) { inbound[ObjectIdentifier(c)] = c }
+    /// An accepted connection starts its handshake, unless `cluster.max_pending_connections`
+    /// others are mid-handshake already: then it is closed at once (and logged, once a
+    /// second at most). Returns whether it may go on.
+    func inboundOpened(_ c: Connection) -> Bool {
+        guard pendingInbound < maxPendingConnections else {
+            count(.refusedPending)
+            count(.rejectedConnections)
+            let now = chi_now_ns()
+            if now &- lastPendingLogNs >= 1_000_000_000 {
+                lastPendingLogNs = now
+                Log.warn("remote: refusing a connection from \(c.remoteAddress): \(pendingInbound) connections are mid-handshake (cluster.max_pending_connections)")
+            }
+            c.close()
+            return false
+        }
+        pendingInbound += 1
+        c.countedPending = true
+        inbound[ObjectIdentifier(c)] = c
+        return true
+    }
+
+    /// A connection left the handshake (authenticated or closed).
+    func pendingEnded(_ c: Connection) {
+        guard c.countedPending else { return }
+        c.countedPending = false
+        pendingInbound -= 1
+    }
 
     /// A peer proved itself on the connection it opened here: it is alive, so if this node
     /// has no connection to it, open one now rather than at the next retry.
@@ -134,8 +164,9 @@ extension RemoteQueue {
                 markDown(p, reason)
             }
         case .inbound:
-            inbound[ObjectIdentifier(c)] = nil
-            if !c.isAuthenticated { count(.rejectedConnections) }
+            let known = inbound.removeValue(forKey: ObjectIdentifier(c)) != nil
+            pendingEnded(c)
+            if known && !c.isAuthenticated { count(.rejectedConnections) }
         }
     }
 

@@ -36,9 +36,12 @@ extension RemoteQueue {
         raw.initializeMemory(as: UInt8.self, repeating: 0, count: Int(size))
         let bulks: [(field: Int, off: UInt64, size: UInt64)]
         do {
-            bulks = try TaskCodec.decodeRequestFields(&body, into: raw, m, segment: runtime.segment, slab: runtime.slab)
+            let held = chi_load64(c.bulkBytes)
+            bulks = try TaskCodec.decodeRequestFields(&body, into: raw, m, segment: runtime.segment, slab: runtime.slab,
+                                                      maxBulk: maxBulk, budget: connectionBudget &- min(held, connectionBudget))
         } catch let e as ChiError {
             PrivateTaskPool.give(block)
+            if e.code == EMSGSIZE || e.code == ENOBUFS { count(.refusedBulk) }
             return reject(e.code, e.message)
         } catch {
             PrivateTaskPool.give(block)
@@ -54,6 +57,7 @@ extension RemoteQueue {
         t.pointee.flags = h.flags & ~UInt32(CHI_TASK_PERIODIC | CHI_TASK_FIRE_AND_FORGET)
         t.pointee.lane_hash = h.laneHash
         let inc = RemoteIncoming(conn: c, reqId: h.reqId, block: block, bulks: bulks)
+        if !bulks.isEmpty { _ = chi_add64(c.bulkBytes, inc.bulkTotal) }
         let n = chi_add64(c.inflight, 1) &+ 1
         if n >= Self.maxInflight { c.setReading(false) }
         submit(inc, container: pool.containers[Int(h.container)])

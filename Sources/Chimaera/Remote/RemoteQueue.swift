@@ -14,6 +14,8 @@ final class RemoteIncoming: @unchecked Sendable {
     var task: UnsafeMutablePointer<chi_task_t> { block.task }
     /// The runtime's buffers holding its bulk data, by field index.
     let bulks: [(field: Int, off: UInt64, size: UInt64)]
+    /// The bytes of `bulks`, charged to the connection's budget while the request runs.
+    var bulkTotal: UInt64 { bulks.reduce(0) { $0 + $1.size } }
     /// For local jobs: called with the status on the worker.
     let onDone: (@Sendable (CInt, String?) -> Void)?
 
@@ -45,6 +47,20 @@ package final class RemoteQueue: @unchecked Sendable {
     let timeoutMs: Int
     let timeoutNs: UInt64
     let heartbeatNs: UInt64
+    /// `cluster.handshake_timeout_ms`, `cluster.max_pending_connections`, `cluster.max_bulk`
+    /// and `cluster.connection_budget` (see ClusterConfig).
+    let handshakeTimeoutMs: Int
+    let maxPendingConnections: Int
+    let maxBulk: UInt64
+    let connectionBudget: UInt64
+    /// The frame body an authenticated peer may send: one largest bulk field and its task.
+    var maxFrameBody: UInt32 { UInt32(min(UInt64(FrameDecoder.maxBody), maxBulk + (1 << 20))) }
+    /// `cluster.tls`; nil when off. Made by `start`.
+    let tlsMode: ClusterConfig.TLSMode
+    private(set) var tls: TLSContext?
+    /// Inbound connections mid-handshake (network thread only).
+    var pendingInbound = 0
+    var lastPendingLogNs: UInt64 = 0
     let listenHost: String
     let listenPort: Int
     private let group: MultiThreadedEventLoopGroup
@@ -67,7 +83,7 @@ package final class RemoteQueue: @unchecked Sendable {
 
     // Counters (relaxed atomics; for statistics).
     let counters = UnsafeMutablePointer<UInt64>.allocate(capacity: 8)
-    enum Counter: Int { case sent = 0, served, failed, rejectedConnections, catalogPools }
+    enum Counter: Int { case sent = 0, served, failed, rejectedConnections, catalogPools, refusedPending, refusedBulk }
 
     package init(runtime: Runtime, map: ClusterMap, config: ClusterConfig) {
         self.runtime = runtime
@@ -76,6 +92,11 @@ package final class RemoteQueue: @unchecked Sendable {
         timeoutMs = config.timeoutMs
         timeoutNs = UInt64(config.timeoutMs) * 1_000_000
         heartbeatNs = UInt64(config.heartbeatMs) * 1_000_000
+        handshakeTimeoutMs = config.handshakeTimeoutMs
+        tlsMode = config.tls
+        maxPendingConnections = config.maxPendingConnections
+        maxBulk = UInt64(config.maxBulk)
+        connectionBudget = UInt64(config.connectionBudget)
         let me = map.host(map.selfId)
         if config.listen.isEmpty {
             listenHost = me.host
@@ -88,7 +109,9 @@ package final class RemoteQueue: @unchecked Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
         counters.initialize(repeating: 0, count: 8)
-        for (i, h) in map.hosts.enumerated() { peers.append(Peer(id: UInt32(i + 1), host: h)) }
+        for (i, h) in map.hosts.enumerated() {
+            peers.append(Peer(id: UInt32(i + 1), host: h, directWrites: config.tls == .off))
+        }
         batches = Array(repeating: Array(repeating: nil, count: peers.count), count: runtime.workers.count)
         dirty = Array(repeating: [], count: runtime.workers.count)
     }
@@ -104,14 +127,17 @@ package final class RemoteQueue: @unchecked Sendable {
     /// Listens, connects to every peer and pulls their catalogs (waiting at most the timeout
     /// for peers that answer; a peer that is down is simply retried later).
     package func start() throws(ChiError) {
+        if tlsMode != .off { tls = try TLSContext(mode: tlsMode, key: key) }
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(ChannelOptions.backlog, value: 256)
             .serverChannelOption(ChannelOptions.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(ChannelOptions.socketOption(.tcp_nodelay), value: 1)
             .childChannelInitializer { [self] channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(Connection(rq: self, role: .inbound))
+                    let limit = FrameLimit()
+                    if let tls = self.tls { try channel.pipeline.syncOperations.addHandler(try TLSHandler(tls, server: true)) }
+                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder(limit: limit)))
+                    try channel.pipeline.syncOperations.addHandler(Connection(rq: self, role: .inbound, limit: limit))
                 }
             }
         do {
@@ -183,7 +209,9 @@ package final class RemoteQueue: @unchecked Sendable {
         let frame: ByteBuffer
         do {
             let owner = r.bulkOwner
-            frame = try TaskCodec.encodeRequest(t, m, container: c.id, reqId: reqId) { runtime.resolveBulk($0, $1, owner: owner) }
+            frame = try TaskCodec.encodeRequest(t, m, container: c.id, reqId: reqId, maxBulk: maxBulk) {
+                runtime.resolveBulk($0, $1, owner: owner)
+            }
         } catch {
             r.errorMessage = error.message
             w.complete(r, rc: -error.code)
@@ -221,6 +249,7 @@ package final class RemoteQueue: @unchecked Sendable {
             } else {
                 send(b, to: peer(conn.peerNode))
             }
+            if !inc.bulks.isEmpty { _ = chi_sub64(conn.bulkBytes, inc.bulkTotal) }
             let left = chi_sub64(conn.inflight, 1) &- 1
             if left == Self.maxInflight / 2 && !stopped { loop.execute { conn.setReading(true) } }
         } else {

@@ -6,7 +6,10 @@ import NIOCore
 ///
 /// Request: `u64 request id, u64 pool, u32 method, u32 container, u32 task size, u32 prio,
 /// u32 flags, u32 lane hash`, then every IN/INOUT field in descriptor order: plain fields as
-/// their bytes; bulk fields as `u64 length` followed by the data when the field is DT_WRITE.
+/// their bytes; every bulk field (an OUT one too: the remote side needs its buffer) as
+/// `u64 length` followed by the data when the field `carriesData` (IN and DT_WRITE or
+/// DT_EXPOSE: the seed's DT_EXPOSE lets the remote side read the buffer, so its bytes go
+/// eagerly; nothing is pulled on demand yet).
 /// Reply: `u64 request id, i32 rc, u32 runs, u32 message length, message`, then every
 /// OUT/INOUT plain field, then `u64 length + data` for each DT_EXPOSE bulk field. A method
 /// without descriptors sends its whole parameter block both ways. Shared-memory pointers that
@@ -40,15 +43,32 @@ enum TaskCodec {
         f.type != UInt32(CHI_FT_BULK) && f.type != UInt32(CHI_FT_SHM_PTR)
     }
 
-    /// The byte count of bulk field `f` of task `t`, checked against the limit.
-    static func bulkLength(_ t: UnsafeRawPointer, _ f: Field, _ all: UnsafeBufferPointer<Field>) throws(ChiError) -> UInt64 {
+    /// Whether field `f` is in a request: IN/INOUT fields, and every bulk field.
+    @inline(__always)
+    static func travels(_ f: Field) -> Bool {
+        f.dir & UInt32(CHI_DIR_IN) != 0 || f.type == UInt32(CHI_FT_BULK)
+    }
+
+    /// Whether bulk field `f`'s bytes go with the request: an IN field that is DT_WRITE (the
+    /// data travels) or DT_EXPOSE (the remote side may read it). An OUT-only bulk field
+    /// gets a zeroed buffer there.
+    @inline(__always)
+    static func carriesData(_ f: Field) -> Bool {
+        f.dir & UInt32(CHI_DIR_IN) != 0 && f.bulk_mode & UInt32(CHI_DT_WRITE | CHI_DT_EXPOSE) != 0
+    }
+
+    /// The byte count of bulk field `f` of task `t`, checked against `limit` (at most
+    /// `maxBulk`, the frame decoder's ceiling).
+    static func bulkLength(_ t: UnsafeRawPointer, _ f: Field, _ all: UnsafeBufferPointer<Field>,
+                           limit: UInt64 = maxBulk) throws(ChiError) -> UInt64 {
         let i = Int(f.bulk_size_field)
         guard i >= 0 && i < all.count else {
             throw ChiError(CInt(CHI_EBADTASK), "bulk field \(String(cString: f.name)) names no size field")
         }
         let n = value(t, all[i])
-        guard n <= maxBulk else {
-            throw ChiError(EMSGSIZE, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds the \(maxBulk >> 20) MiB a remote task may carry")
+        let limit = min(limit, maxBulk)
+        guard n <= limit else {
+            throw ChiError(EMSGSIZE, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds the \(sizeText(Int(limit))) a remote task may carry (cluster.max_bulk)")
         }
         return n
     }
@@ -58,7 +78,7 @@ enum TaskCodec {
     /// Encodes task `t` (method `m`) for container `container` of another node.
     /// `resolve` checks a bulk pointer of the task (inside one buffer its submitter holds).
     static func encodeRequest(_ t: UnsafeMutablePointer<chi_task_t>, _ m: UnsafePointer<chi_method_desc_t>,
-                              container: UInt32, reqId: UInt64,
+                              container: UInt32, reqId: UInt64, maxBulk limit: UInt64 = maxBulk,
                               resolve: (chi_shm_ptr_t, UInt64) -> UnsafeMutableRawPointer?) throws(ChiError) -> ByteBuffer
     {
         let raw = UnsafeRawPointer(t)
@@ -75,11 +95,11 @@ enum TaskCodec {
         if fs.isEmpty {
             b.writeBytes(UnsafeRawBufferPointer(start: raw + headerSize, count: Int(m.pointee.task_size) - headerSize))
         }
-        for f in fs where f.dir & UInt32(CHI_DIR_IN) != 0 {
+        for f in fs where travels(f) {
             if f.type == UInt32(CHI_FT_BULK) {
-                let n = try bulkLength(raw, f, fs)
+                let n = try bulkLength(raw, f, fs, limit: limit)
                 b.writeInteger(n)
-                if f.bulk_mode & UInt32(CHI_DT_WRITE) != 0 && n > 0 {
+                if carriesData(f) && n > 0 {
                     let ptr = (raw + Int(f.offset)).loadUnaligned(as: chi_shm_ptr_t.self)
                     guard let p = resolve(ptr, n) else {
                         throw ChiError(EFAULT, "bulk field \(String(cString: f.name)): [\(ptr.offset), +\(n)) is not inside one buffer the task's submitter holds")
@@ -117,10 +137,14 @@ enum TaskCodec {
     /// the runtime's buffers (`slab`) in `segment` for each bulk field. Returns the buffers
     /// (offset, length) by field index. Throws FrameError when the body does not match the
     /// descriptors, a bulk length that differs from its size field included; ChiError(ENOMEM)
-    /// when the segment is full. On any throw the buffers made so far are freed.
+    /// when the segment is full. A bulk length above `maxBulk` throws ChiError(EMSGSIZE), and
+    /// bulk lengths adding up to more than `budget` throw ChiError(ENOBUFS), both before
+    /// anything is allocated or zeroed: a 100-byte frame must not make the runtime touch
+    /// 256 MiB. On any throw the buffers made so far are freed.
     static func decodeRequestFields(_ b: inout ByteBuffer, into t: UnsafeMutableRawPointer,
                                     _ m: UnsafePointer<chi_method_desc_t>, segment: SharedSegment,
-                                    slab: SlabAllocator) throws -> [(field: Int, off: UInt64, size: UInt64)]
+                                    slab: SlabAllocator, maxBulk limit: UInt64 = maxBulk,
+                                    budget: UInt64 = .max) throws -> [(field: Int, off: UInt64, size: UInt64)]
     {
         let fs = fields(m)
         var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
@@ -131,10 +155,16 @@ enum TaskCodec {
                 let s = try b.readExactly(n, "parameters")
                 s.withUnsafeReadableBytes { (t + headerSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             }
-            for (i, f) in fs.enumerated() where f.dir & UInt32(CHI_DIR_IN) != 0 {
+            for (i, f) in fs.enumerated() where travels(f) {
                 if f.type == UInt32(CHI_FT_BULK) {
                     let n: UInt64 = try b.readInt("bulk length")
-                    guard n <= maxBulk else { throw FrameError.malformed("bulk of \(n) bytes") }
+                    guard n <= min(limit, maxBulk) else {
+                        throw ChiError(EMSGSIZE, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds the \(sizeText(Int(min(limit, maxBulk)))) a request may carry here (cluster.max_bulk)")
+                    }
+                    let held = sent.reduce(0) { $0 + $1.length }
+                    guard n <= budget && held <= budget - n else {
+                        throw ChiError(ENOBUFS, "bulk field \(String(cString: f.name)) of \(n) bytes exceeds what the connection may still hold here (\(budget) bytes left of cluster.connection_budget)")
+                    }
                     sent.append((i, n))
                     var ptr = chi_shm_ptr_t()
                     if n > 0 {
@@ -142,7 +172,7 @@ enum TaskCodec {
                             throw ChiError(ENOMEM, "no room in the segment for \(n) bytes of bulk data")
                         }
                         bulks.append((i, off, n))
-                        if f.bulk_mode & UInt32(CHI_DT_WRITE) != 0 {
+                        if carriesData(f) {
                             let s = try b.readExactly(Int(n), "bulk data")
                             s.withUnsafeReadableBytes { p.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
                         } else {

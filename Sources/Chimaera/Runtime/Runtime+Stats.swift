@@ -63,6 +63,8 @@ extension Runtime {
             j.key("served"); j.int(Int(rq.counter(.served)))
             j.key("failed"); j.int(Int(rq.counter(.failed)))
             j.key("rejected_connections"); j.int(Int(rq.counter(.rejectedConnections)))
+            j.key("refused_pending"); j.int(Int(rq.counter(.refusedPending)))
+            j.key("refused_bulk"); j.int(Int(rq.counter(.refusedBulk)))
             j.key("pools_from_catalogs"); j.int(Int(rq.counter(.catalogPools)))
             j.key("peers"); j.openArray()
             for p in rq.peerStates() {

@@ -1,0 +1,170 @@
+import COpenSSL
+import NIOCore
+
+/// Why a TLS connection failed, as OpenSSL (or certificate verification) tells it.
+struct TLSError: Error, CustomStringConvertible {
+    let reason: String
+    var description: String { "TLS: \(reason)" }
+}
+
+/// TLS 1.3 on one peer connection: OpenSSL's libssl over two memory BIOs, as the first
+/// handler of the channel (ciphertext below it, frames above it). One `SSL` per connection,
+/// used only on the network thread; workers hand their frames to it through the peer's
+/// outbox (`Peer.send`), since this kernel has no kernel TLS to encrypt in the socket.
+///
+/// Until the handshake completes, writes from above wait here and at most
+/// `TLSContext.preHandshakeBytes` of ciphertext are buffered; a failed handshake is reported
+/// with its reason through `errorCaught` (the connection logs it and closes).
+final class TLSHandler: ChannelDuplexHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    private let ssl: OpaquePointer
+    private let rbio: OpaquePointer
+    private let wbio: OpaquePointer
+    private let isServer: Bool
+    private var established = false
+    private var failed = false
+    private var waiting: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+
+    init(_ ctx: TLSContext, server: Bool) throws(ChiError) {
+        guard let s = SSL_new(server ? ctx.server : ctx.client),
+              let r = BIO_new(BIO_s_mem()), let w = BIO_new(BIO_s_mem())
+        else { throw ChiError(ENOMEM, "TLS: cannot create a connection: \(TLSContext.lastError())") }
+        ssl = s
+        rbio = r
+        wbio = w
+        isServer = server
+        SSL_set_bio(s, r, w) // the SSL owns both BIOs from here
+        if server { SSL_set_accept_state(s) } else { SSL_set_connect_state(s) }
+    }
+
+    deinit { SSL_free(ssl) }
+
+    func channelActive(context: ChannelHandlerContext) {
+        context.fireChannelActive()
+        if !isServer { handshake(context) }
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !failed else { return }
+        let b = unwrapInboundIn(data)
+        let n = b.withUnsafeReadableBytes { BIO_write(rbio, $0.baseAddress, Int32($0.count)) }
+        guard n == b.readableBytes else { return fail(context, "cannot buffer \(b.readableBytes) bytes") }
+        if !established {
+            guard chi_bio_pending(rbio) <= TLSContext.preHandshakeBytes else {
+                return fail(context, "more than \(TLSContext.preHandshakeBytes) bytes before the handshake completed")
+            }
+            handshake(context)
+            guard established else { return }
+        }
+        readPlaintext(context)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        let b = unwrapOutboundIn(data)
+        guard established else {
+            if failed { promise?.fail(TLSError(reason: "the connection failed")) } else { waiting.append((b, promise)) }
+            return
+        }
+        encrypt(context, b, promise)
+    }
+
+    /// Whether the peer's certificate names `host` (an IP address or a DNS name, in its
+    /// subject alternative names or common name). True when the peer presented none (PSK).
+    /// Network thread, after the handshake.
+    func peerCertificateNames(_ host: String) -> Bool {
+        guard let cert = SSL_get0_peer_certificate(ssl) else { return true }
+        return X509_check_ip_asc(cert, host, 0) == 1 || X509_check_host(cert, host, host.utf8.count, 0, nil) == 1
+    }
+
+    // MARK: Private
+
+    private func handshake(_ context: ChannelHandlerContext) {
+        let r = SSL_do_handshake(ssl)
+        sendCiphertext(context, promise: nil, flush: true)
+        if r == 1 {
+            established = true
+            let w = waiting
+            waiting = []
+            for (b, p) in w { encrypt(context, b, p) }
+            if !w.isEmpty { context.flush() }
+            return
+        }
+        let e = SSL_get_error(ssl, r)
+        if e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE { return }
+        let v = SSL_get_verify_result(ssl)
+        // UNSPECIFIED is what a handshake that verified no certificate reports (PSK mode).
+        if v != X509_V_OK && v != X509_V_ERR_UNSPECIFIED {
+            fail(context, "peer certificate refused: \(String(cString: X509_verify_cert_error_string(Int(v))))")
+        } else {
+            fail(context, "handshake failed: \(TLSContext.lastError())")
+        }
+    }
+
+    private func readPlaintext(_ context: ChannelHandlerContext) {
+        while !failed {
+            var out = context.channel.allocator.buffer(capacity: 16 << 10)
+            var rc: Int32 = 0
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 << 10) { p in
+                rc = SSL_read(ssl, p.baseAddress, Int32(min(p.count, Int(Int32.max))))
+                return rc > 0 ? Int(rc) : 0
+            }
+            if rc > 0 {
+                context.fireChannelRead(wrapInboundOut(out))
+                continue
+            }
+            let e = SSL_get_error(ssl, rc)
+            if e == SSL_ERROR_WANT_READ { break }
+            if e == SSL_ERROR_ZERO_RETURN {
+                context.close(promise: nil)
+                break
+            }
+            fail(context, "record refused: \(TLSContext.lastError())")
+        }
+    }
+
+    private func encrypt(_ context: ChannelHandlerContext, _ b: ByteBuffer, _ promise: EventLoopPromise<Void>?) {
+        let ok = b.withUnsafeReadableBytes { p -> Bool in
+            var off = 0
+            while off < p.count {
+                let n = SSL_write(ssl, p.baseAddress! + off, Int32(min(p.count - off, 1 << 30)))
+                if n <= 0 { return false }
+                off += Int(n)
+            }
+            return true
+        }
+        guard ok else {
+            promise?.fail(TLSError(reason: "cannot encrypt: \(TLSContext.lastError())"))
+            return fail(context, "cannot encrypt")
+        }
+        sendCiphertext(context, promise: promise, flush: false)
+    }
+
+    /// Moves what OpenSSL produced into the channel (completing `promise` when it is out).
+    private func sendCiphertext(_ context: ChannelHandlerContext, promise: EventLoopPromise<Void>?, flush: Bool) {
+        let n = chi_bio_pending(wbio)
+        guard n > 0 else {
+            promise?.succeed(())
+            return
+        }
+        var out = context.channel.allocator.buffer(capacity: n)
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { p in
+            Int(max(0, BIO_read(wbio, p.baseAddress, Int32(n))))
+        }
+        if flush { context.writeAndFlush(wrapOutboundOut(out), promise: promise) }
+        else { context.write(wrapOutboundOut(out), promise: promise) }
+    }
+
+    private func fail(_ context: ChannelHandlerContext, _ why: String) {
+        guard !failed else { return }
+        failed = true
+        sendCiphertext(context, promise: nil, flush: true) // the alert, if any
+        for (_, p) in waiting { p?.fail(TLSError(reason: why)) }
+        waiting = []
+        context.fireErrorCaught(TLSError(reason: why))
+        context.close(promise: nil)
+    }
+}
