@@ -64,6 +64,7 @@ deps:
 	    { echo "apt-get install$$missing failed (are you root?)"; exit 1; }; \
 	fi
 	@python3 -c 'import pytest' 2>/dev/null || pip install -q pytest
+	@python3 -c 'import cryptography' 2>/dev/null || pip install -q cryptography
 
 # ---- the library -------------------------------------------------------------------------
 $(STAGE)/lib/$(SONAME): $(SWIFT_SOURCES) Sources/ChimaeraCExports/chimaera.map
@@ -97,9 +98,12 @@ modules: $(foreach m,$(MODULES),$(STAGE)/lib/chimaera/lib$(m).so)
 # runs for `start` is the library's one copy, the same modules bind to. Its own Swift standard
 # library is linked statically (only C crosses to the library). CHIMAERA_TOOL=1 adds the
 # target to Package.swift; its own scratch path keeps the library's build untouched.
+# In the sanitized variant the tool itself is built plain: the sanitized library needs the ASan
+# runtime first in the process, which a Swift executable cannot link shared, so the tests run
+# the tool with LD_PRELOAD of the toolchain's libclang_rt.asan (Tests/e2e/test_sanitized.py).
 TOOL_SWIFT_BUILD ?= $(SWIFT_BUILD)-tool
 $(STAGE)/bin/chimaera: $(TOOL_SOURCES) $(STAGE)/lib/$(SONAME) $(STAGE)/include/chimaera/chimaera.h
-	CHIMAERA_TOOL=1 swift build -c release --product chimaera-tool --scratch-path $(TOOL_SWIFT_BUILD) $(SWIFT_FLAGS) \
+	CHIMAERA_TOOL=1 swift build -c release --product chimaera-tool --scratch-path $(TOOL_SWIFT_BUILD) \
 	  --static-swift-stdlib -Xcc -I$(CURDIR)/include -Xlinker -L$(STAGE)/lib -Xlinker -rpath -Xlinker '$$ORIGIN/../lib'
 	@mkdir -p $(dir $@)
 	cp $(TOOL_SWIFT_BUILD)/release/chimaera-tool $@.tmp && mv -f $@.tmp $@

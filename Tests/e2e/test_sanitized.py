@@ -50,6 +50,15 @@ def san_cc():
     return str(Path(swiftc).resolve().parent / "clang")
 
 
+def asan_runtime():
+    """The toolchain's shared ASan runtime, for LD_PRELOAD into the (unsanitized) tool."""
+    out = subprocess.run([san_cc(), "-print-file-name=libclang_rt.asan-x86_64.so"],
+                         stdout=subprocess.PIPE, text=True, timeout=60).stdout.strip()
+    if not out or not Path(out).exists():
+        pytest.fail(f"the toolchain has no shared ASan runtime ({out!r})")
+    return out
+
+
 def san_env(report_dir, leaks=True):
     """Sanitizer settings for the processes of one test.
 
@@ -155,9 +164,13 @@ def run_with_daemon(src, san_bin, san_stage, daemons, tmp_path, config=TEST_CONF
     report_dir = tmp_path / "reports"
     report_dir.mkdir()
     d = daemons.new(stage=san_stage, config=config)
-    d.env.update(san_env(report_dir, leaks=False))
+    # The tool is a plain Swift executable (it cannot link the ASan runtime shared), so the
+    # sanitized library it loads gets the runtime through LD_PRELOAD; the programs under
+    # test are linked with it and must not get a second copy.
+    d.env.update(san_env(report_dir, leaks=False), LD_PRELOAD=asan_runtime())
     d.start()
     env = dict(d.env, **san_env(report_dir), CHI_DAEMON_PID=str(d.pid), CHI_STAGE=str(san_stage))
+    del env["LD_PRELOAD"]
     rc, text, _ = run_program(binary, env, report_dir, args)
     st, status = d.status()
     rc_stop, stopped = d.stop()
