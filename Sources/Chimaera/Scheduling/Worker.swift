@@ -53,8 +53,9 @@ final class Worker: @unchecked Sendable {
     var timers = TimerHeap()
     /// Every record and fiber this worker made (they are reused, never freed); the queues
     /// below refer to them unowned.
-    private var allRecords: [TaskRecord] = []
-    private var allFibers: [Fiber] = []
+    /// Every record and fiber the worker made (Worker+Records).
+    var allRecords: [TaskRecord] = []
+    var allFibers: [Fiber] = []
     var freeRecords: [Ref<TaskRecord>] = []
     var idleFibers: [Ref<Fiber>] = []
     /// Fibers without a stack (given back beyond the cache), reused before new ones.
@@ -792,75 +793,6 @@ final class Worker: @unchecked Sendable {
                 t.pointee.rc = -CInt(CHI_ESTOPPED)
                 if chi_xchg32(t.donePtr, DoneWord.done) == DoneWord.sleeper { _ = chi_futex_wake(t.donePtr, Int32.max) }
             }
-        }
-    }
-
-    // MARK: Records
-
-    /// Records, private tasks and fibers made before the first task: a task lent to another
-    /// worker comes back by message, so the steady state needs some slack beyond what one
-    /// task in flight uses, and the task path should not be what makes it.
-    static let prewarmRecords = 64, prewarmPrivateTasks = 16, prewarmFibers = 2
-    nonisolated(unsafe) private static let placeholderTask: UnsafeMutablePointer<chi_task_t> = {
-        let t = UnsafeMutablePointer<chi_task_t>.allocate(capacity: 1)
-        t.initialize(to: chi_task_t())
-        return t
-    }()
-
-    private func prewarm() {
-        for _ in 0..<Self.prewarmRecords {
-            let r = TaskRecord(task: Self.placeholderTask)
-            r.owner = id
-            r.index = allRecords.count
-            allRecords.append(r)
-            freeRecords.append(Ref(r))
-        }
-        for size in [PrivateTaskPool.size(ofClass: 0), PrivateTaskPool.size(ofClass: 1)] {
-            privateTasks.prewarm(Self.prewarmPrivateTasks, size: size)
-        }
-        for _ in 0..<min(Self.prewarmFibers, limits.fiberCache, limits.maxFibers) {
-            guard let f = try? Fiber(worker: self) else { break }
-            f.index = allFibers.count
-            allFibers.append(f)
-            idleFibers.append(Ref(f))
-        }
-    }
-
-    /// A record for task `t`, unretained: the worker's `allRecords` owns it.
-    @inline(__always)
-    func allocRecord(_ t: UnsafeMutablePointer<chi_task_t>, off: UInt64) -> Ref<TaskRecord> {
-        if let free = freeRecords.popLast() {
-            free.with { r in
-                r.task = t
-                r.taskOff = off
-            }
-            return free
-        }
-        let r = TaskRecord(task: t)
-        r.owner = id
-        r.index = allRecords.count
-        allRecords.append(r)
-        r.taskOff = off
-        return Ref(r)
-    }
-
-    /// Recycles a record; one made by another worker goes back to it (without waking it).
-    @inline(__always)
-    func freeRecord(_ r: TaskRecord) {
-        if r.owner != id {
-            runtime.workers[r.owner].post(.recycle, r)
-            return
-        }
-        r.reset()
-        if freeRecords.count < Self.recordCache {
-            freeRecords.append(Ref(r))
-            return
-        }
-        // Beyond the cache records are freed: a burst's memory goes back.
-        let last = allRecords.removeLast()
-        if last !== r {
-            last.index = r.index
-            allRecords[r.index] = last
         }
     }
 }
