@@ -130,7 +130,13 @@ $(STAGE)/libexec/chimaera/%: Sources/BenchTools/%.c Sources/BenchTools/bench_sam
 	$(CC) $(CFLAGS) -std=gnu11 $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera \
 	  -Wl,-rpath,'$$ORIGIN/../../lib' -lpthread $(LDLIBS_$*)
 
-bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t)) python-bench
+# small_message's version 2 (Md returns 2), which `chimaera bench upgrade` swaps in.
+$(STAGE)/libexec/chimaera/libsmall_message_v2.so: Sources/Mods/small_message/small_message.c include/chimaera/*.h $(STAGE)/lib/$(SONAME)
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -std=c11 -shared -fPIC -fvisibility=hidden $(CHI_CFLAGS) -DSM_VERSION=2 -DSM_MD_RET=2 \
+	  -o $@ $< -L$(STAGE)/lib -lchimaera
+
+bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t)) $(STAGE)/libexec/chimaera/libsmall_message_v2.so python-bench
 
 # The Python binding, staged for `chimaera bench python` (pip installs it for users).
 python-bench:

@@ -99,3 +99,25 @@ public func chiPoolInfo(_ h: OpaquePointer?, _ id: UInt64, _ name: UnsafePointer
         return 0
     }
 }
+
+@c(chi_module_upgrade)
+public func chiModuleUpgrade(_ h: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ path: UnsafePointer<CChar>?,
+                             _ flags: UInt32) -> CInt {
+    chiModuleUpgradeReport(h, name, path, flags, nil, 0)
+}
+
+@c(chi_module_upgrade_report)
+public func chiModuleUpgradeReport(_ h: OpaquePointer?, _ name: UnsafePointer<CChar>?, _ path: UnsafePointer<CChar>?,
+                                   _ flags: UInt32, _ buf: UnsafeMutablePointer<CChar>?, _ cap: Int) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        let report = try Handles.client(h).upgradeModule(try cString(name, "module name"),
+                                                         path: path.map { String(cString: $0) }, flags: flags)
+        // The upgrade happened whatever the buffer's size: a short one gets what fits.
+        if let buf, cap > 0 {
+            let bytes = Array(report.utf8.prefix(cap - 1))
+            for (i, b) in bytes.enumerated() { buf[i] = CChar(bitPattern: b) }
+            buf[bytes.count] = 0
+        }
+        return 0
+    }
+}

@@ -235,3 +235,12 @@ public func chiModuleDescribe(_ name: UnsafePointer<CChar>?,
         return 0
     }
 }
+
+@c(chi_rt_module_upgrade)
+public func chiRtModuleUpgrade(_ r: OpaquePointer?, _ t: UnsafeMutablePointer<chi_admin_upgrade_module_task_t>?) -> CInt {
+    guard let t else {
+        setLastError("task is NULL")
+        return -EINVAL
+    }
+    return ModuleServices.upgradeModule(r, t)
+}

@@ -108,6 +108,16 @@ final class Client {
 
     func setWorkOrchestrator(_ name: String) throws(ToolError) { try check { chi_runtime_set_worch(handle, name) } }
 
+    /// Hot upgrade (chi_module_upgrade_report); returns the runtime's JSON report.
+    func upgradeModule(_ name: String, path: String?, flags: UInt32) throws(ToolError) -> String {
+        var buf = [CChar](repeating: 0, count: 4096)
+        let rc = buf.withUnsafeMutableBufferPointer { b in
+            chi_module_upgrade_report(handle, name, path, flags, b.baseAddress, b.count)
+        }
+        if rc < 0 { throw ToolError.last(rc) }
+        return String(cString: buf)
+    }
+
     func createPool(module: String, name: String, containersPerNode: UInt32) throws(ToolError) -> UInt64 {
         var o = chi_pool_create_opts_t()
         o.size = UInt32(MemoryLayout<chi_pool_create_opts_t>.size)

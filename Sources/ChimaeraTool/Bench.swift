@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
             discussion: "Cases: small-message, idle\(availableExternal).")
     }
 
-    @Argument(help: "The case: small-message, idle, or one with a program in libexec/chimaera (remote, bdev, python, orchestration, scale).")
+    @Argument(help: "The case: small-message, idle, or one with a program in libexec/chimaera (remote, bdev, python, orchestration, scale, upgrade).")
     var which: String
 
     @Flag(help: "Print the figures as one JSON object.") var json = false

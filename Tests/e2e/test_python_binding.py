@@ -153,7 +153,7 @@ def test_sync_md_calls_return_one_for_every_domain_query(client, pool):
 
 def test_generic_call_is_built_from_the_module_descriptors(client, pool):
     mod = client.describe("small_message")
-    assert set(mod.methods) == {"Md", "Io"}
+    assert set(mod.methods) == {"Md", "Io", "Served"}
     md = mod.methods["Md"]
     assert (md.id, md.task_size, md.periodic_ok) == (chimaera.SM_MD, 136, True)
     assert [(f.name, f.offset, f.size) for f in md.fields] == [("depth", 128, 4), ("ret", 132, 4)]

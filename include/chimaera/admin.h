@@ -21,6 +21,10 @@ extern "C" {
 #define CHI_ADMIN_POLL_STATS      16u
 #define CHI_ADMIN_SET_WORCH       17u /* ABI 1.3 */
 #define CHI_ADMIN_GET_POOL_INFO   18u /* ABI 1.3 */
+#define CHI_ADMIN_UPGRADE_MODULE  19u /* ABI 1.5 */
+
+#define CHI_PATH_MAX 256
+#define CHI_UPGRADE_REPORT_MAX 2048
 
 typedef struct chi_admin_register_module_task {
     chi_task_t hdr;
@@ -80,6 +84,24 @@ typedef struct chi_admin_get_pool_info_task {
     uint32_t nodes;                   /* OUT */
     uint32_t reserved;
 } chi_admin_get_pool_info_task_t;
+
+/** Replaces a loaded module's code in every container of every pool of it, on every node,
+ *  while tasks keep coming (chi_module_upgrade). `phase` is 0 from clients; the runtime's own
+ *  two-phase protocol between nodes uses 1 (prepare), 2 (commit) and 3 (abort). */
+typedef struct chi_admin_upgrade_module_task {
+    chi_task_t hdr;
+    char name[CHI_NAME_MAX];           /* IN: the module */
+    char path[CHI_PATH_MAX];           /* IN: the new shared object; empty: search path again */
+    uint32_t flags;                    /* IN: CHI_UPGRADE_* */
+    uint32_t phase;                    /* IN: 0 from clients */
+    uint64_t upgrade_id;               /* INOUT: between nodes */
+    uint32_t old_version;              /* OUT */
+    uint32_t new_version;              /* OUT */
+    uint32_t containers;               /* OUT: upgraded, all nodes */
+    uint32_t reserved;
+    uint64_t pause_ns_max;             /* OUT: the longest plug of one container */
+    char report[CHI_UPGRADE_REPORT_MAX]; /* OUT: JSON, per container pauses */
+} chi_admin_upgrade_module_task_t;
 
 #ifdef __cplusplus
 }

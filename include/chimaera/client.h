@@ -111,6 +111,24 @@ int chi_shm_to_ptr(chi_client_t *client, chi_shm_ptr_t shm, size_t size, void **
 /** Loads module `name` (lib<name>.so) in the runtime. Idempotent. Blocks until done. */
 int chi_module_register(chi_client_t *client, const char *name);
 
+/** chi_module_upgrade flags (ABI 1.5). */
+#define CHI_UPGRADE_FORCE    0x1u /* accept a version that is not newer than the loaded one */
+#define CHI_UPGRADE_RECREATE 0x2u /* a module without an upgrade hook: fresh create, state lost */
+
+/** Hot upgrade (ABI 1.5): loads the new build of module `name` (the shared object at `path`,
+ *  or when `path` is NULL or empty lib<name>.so found again on the search path) and swaps it
+ *  into every container of every pool of that module on every node, while tasks keep coming:
+ *  each container is plugged (new tasks wait; none is refused), the tasks running finish in
+ *  the old code, the new version's `upgrade` hook builds the new state from the old, and the
+ *  container is unplugged. All or nothing: if any container's upgrade fails, every one keeps
+ *  the old version. Returns 0, -CHI_EVERSION (not newer, without CHI_UPGRADE_FORCE), -CHI_EABI,
+ *  -ENOTSUP (no upgrade hook, without CHI_UPGRADE_RECREATE), -EBUSY (an upgrade of it is under
+ *  way), -ETIMEDOUT (running tasks did not finish within 10 s), or the hook's error. */
+int chi_module_upgrade(chi_client_t *client, const char *name, const char *path, uint32_t flags);
+/** The same, writing a JSON report (versions, containers, the pause of each) into buf. */
+int chi_module_upgrade_report(chi_client_t *client, const char *name, const char *path,
+                              uint32_t flags, char *buf, size_t cap);
+
 /** Options for chi_pool_create; zero-initialise, set size = sizeof(chi_pool_create_opts_t). */
 typedef struct chi_pool_create_opts {
     uint32_t size;

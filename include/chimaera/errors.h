@@ -23,7 +23,8 @@ extern "C" {
 #define CHI_ESTOPPED     (CHI_EBASE + 9) /* the runtime or pool is shutting down */
 #define CHI_ENODE        (CHI_EBASE + 10) /* another node is unreachable or did not answer in time */
 #define CHI_ELIMIT       (CHI_EBASE + 11) /* a runtime limit was reached (ABI 1.2); the message names its key */
-#define CHI_ELAST        CHI_ELIMIT
+#define CHI_EVERSION     (CHI_EBASE + 12) /* an upgrade's module is not newer than the one loaded (ABI 1.5) */
+#define CHI_ELAST        CHI_EVERSION
 
 /** Returns a static, never-NULL description of a code (positive or negative). */
 const char *chi_strerror(int code);

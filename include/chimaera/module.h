@@ -106,7 +106,14 @@ typedef struct chi_module_vtable {
     /** Picks the lane (an index from chi_lane_by_hash / chi_lane_least_loaded). NULL: the
      *  first lane group, by task->lane_hash. */
     int (*map_task_to_lane)(void *state, chi_container_t *c, const chi_task_t *task);
-    /** Optional live upgrade: build new state from an older version's state. */
+    /** Optional live upgrade (chi_module_upgrade): builds this version's state of container
+     *  `c` from an older version's. Runs in the new code while the container is plugged (no
+     *  task of its pool runs). `old_state` is read-only here: if any container's upgrade
+     *  fails, every container keeps the old code and state, and this version's `destroy` frees
+     *  the new states made so far; on success the old version's `destroy` frees the old
+     *  states. The container's lanes carry over (chi_container_add_lanes for a group that
+     *  exists with the same count is a no-op here), and pollers are registered afresh, as in
+     *  create. Return 0 or -errno. */
     int (*upgrade)(chi_container_t *c, void *old_state, uint32_t old_version, void **new_state);
     /** ABI 1.3: non-NULL for a work orchestrator (chimaera/worch.h). Such a module needs no
      *  methods; it is not a pool's module. */
@@ -219,6 +226,9 @@ int chi_rt_stats_json(chi_rctx_t *rctx, char *buf, size_t cap);
 int chi_rt_set_worch(chi_rctx_t *rctx, const char *name);
 /** A pool's info by id (nonzero) or name (ABI 1.3). */
 int chi_rt_pool_info(chi_rctx_t *rctx, uint64_t pool_id, const char *name, chi_pool_info_t *info);
+struct chi_admin_upgrade_module_task;
+/** Runs UpgradeModule for the task (ABI 1.5); fields as in chimaera/admin.h. */
+int chi_rt_module_upgrade(chi_rctx_t *rctx, struct chi_admin_upgrade_module_task *t);
 
 #ifdef __cplusplus
 }

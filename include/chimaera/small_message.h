@@ -15,6 +15,7 @@ extern "C" {
 #define CHI_SM_MODULE_NAME "small_message"
 #define CHI_SM_MD 10u
 #define CHI_SM_IO 11u
+#define CHI_SM_SERVED 12u /* ABI 1.5 */
 
 #define CHI_SM_IO_WRITE 1u /* client -> runtime: the runtime checks the data */
 #define CHI_SM_IO_READ  2u /* runtime -> client: the runtime fills the buffer */
@@ -33,6 +34,13 @@ typedef struct chi_sm_io_task {
     uint32_t pattern;   /* IN: the byte value (low 8 bits) */
     uint64_t ret;       /* OUT: bytes checked or filled */
 } chi_sm_io_task_t;
+
+/** How many Md tasks the container has run since its pool was created (carried across
+ *  upgrades). */
+typedef struct chi_sm_served_task {
+    chi_task_t hdr;
+    uint64_t served;    /* OUT */
+} chi_sm_served_task_t;
 
 /** Runs Md synchronously. Returns the task's rc (or a wait error) and stores its ret. */
 static inline int chi_sm_md(chi_client_t *c, uint64_t pool_id, chi_domain_query_t dq,

@@ -43,6 +43,7 @@ extension RuntimeClient {
         case UInt32(CHI_ADMIN_POLL_STATS): return "PollStats"
         case UInt32(CHI_ADMIN_SET_WORCH): return "SetWorkOrchestrator"
         case UInt32(CHI_ADMIN_GET_POOL_INFO): return "GetPoolInfo"
+        case UInt32(CHI_ADMIN_UPGRADE_MODULE): return "UpgradeModule"
         default: return "#\(m)"
         }
     }
@@ -63,6 +64,29 @@ extension RuntimeClient {
         try adminCall(UInt32(CHI_ADMIN_REGISTER_MODULE), chi_admin_register_module_task_t.self) {
             (t) throws(ChiError) in try Self.copyName(name, into: &t.pointee.name, what: "module name")
         }
+    }
+
+    /// UpgradeModule (see chi_module_upgrade): returns the runtime's JSON report.
+    package func upgradeModule(_ name: String, path: String?, flags: UInt32) throws(ChiError) -> String {
+        var report = ""
+        let p = Array((path ?? "").utf8)
+        guard p.count < Int(CHI_PATH_MAX) else {
+            throw ChiError(ENAMETOOLONG, "module path \"\(path ?? "")\" is longer than \(CHI_PATH_MAX - 1) bytes")
+        }
+        try adminCall(UInt32(CHI_ADMIN_UPGRADE_MODULE), chi_admin_upgrade_module_task_t.self) { (t) throws(ChiError) in
+            try Self.copyName(name, into: &t.pointee.name, what: "module name")
+            withUnsafeMutableBytes(of: &t.pointee.path) { buf in
+                buf.copyBytes(from: p)
+                buf[p.count] = 0
+            }
+            t.pointee.flags = flags
+            t.pointee.phase = 0
+        } _: { t in
+            report = withUnsafeBytes(of: &t.pointee.report) { b in
+                String(decoding: b.prefix { $0 != 0 }, as: UTF8.self)
+            }
+        }
+        return report
     }
 
     package func createPool(module: String, name: String, containersPerNode: UInt32,

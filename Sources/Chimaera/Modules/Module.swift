@@ -6,6 +6,8 @@ import Glibc
 package final class Module: @unchecked Sendable {
     package let name: String
     package let path: String
+    /// The file it came from (an upgrade's candidate is loaded from a private copy).
+    package var origin: String
     package let vtable: chi_module_vtable_t
     package let version: UInt32
     /// The vtable at a stable address, for chi_module_describe.
@@ -16,11 +18,17 @@ package final class Module: @unchecked Sendable {
     private var handlersById: [OpaquePointer?] = []
     private let handle: UnsafeMutableRawPointer?
 
+    /// Unloads a module none of whose hooks ever ran (a candidate refused before use).
+    func close() {
+        if let handle { dlclose(handle) }
+    }
+
     init(name: String, path: String, vtable: chi_module_vtable_t, handle: UnsafeMutableRawPointer?)
         throws(ChiError)
     {
         self.name = name
         self.path = path
+        origin = path
         self.vtable = vtable
         self.version = vtable.version
         self.handle = handle

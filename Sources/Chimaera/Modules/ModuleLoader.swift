@@ -63,6 +63,113 @@ package final class ModuleLoader: @unchecked Sendable {
         throw ChiError(CInt(CHI_ENOMODULE), "module \"\(name)\" not found: no \(file) in \(dirs.joined(separator: ":")) (searched CHI_MODULE_PATH, LD_LIBRARY_PATH, runtime.module_path, then the built-in directory)")
     }
 
+    /// The loaded module `name`, if any.
+    package func loaded(_ name: String) -> Module? {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return loaded[name]
+    }
+
+    /// The loaded modules, by name.
+    func modules() -> [Module] {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return loaded.values.sorted { $0.name < $1.name }
+    }
+
+    /// Where `lib<name>.so` is found on the search path now.
+    func find(_ name: String) -> String? {
+        let file = "lib\(name).so"
+        for dir in searchPath {
+            let path = dir.hasSuffix("/") ? dir + file : dir + "/" + file
+            if access(path, R_OK) == 0 { return path }
+        }
+        return nil
+    }
+
+    /// Modules replaced by an upgrade: never unloaded (a task, a fiber or a reader of a
+    /// pool's module pointer may still use their code), only kept.
+    private var replaced: [Module] = []
+    private var candidates = 0
+
+    /// Loads the new build of module `name` from `path` for an upgrade, beside the loaded
+    /// one: `dlopen` hands back the old handle for a path it has open, so the file is first
+    /// copied to a private directory under a fresh name (and unlinked once mapped). The file
+    /// must be a regular file owned by this user or root and writable by no one else: the
+    /// runtime is about to run its code.
+    func loadCandidate(_ name: String, path: String) throws(ChiError) -> Module {
+        guard Self.validName(name) else {
+            throw ChiError(EINVAL, "invalid module name \"\(name)\"")
+        }
+        var st = stat()
+        guard stat(path, &st) == 0 else {
+            throw ChiError(CInt(CHI_ENOMODULE), "module \"\(name)\": cannot read \(path): \(Sys.errnoText(errno))")
+        }
+        guard st.st_mode & S_IFMT == S_IFREG else {
+            throw ChiError(EINVAL, "module \"\(name)\": \(path) is not a regular file")
+        }
+        guard st.st_uid == geteuid() || st.st_uid == 0, st.st_mode & (S_IWGRP | S_IWOTH) == 0 else {
+            throw ChiError(EPERM, "module \"\(name)\": \(path) must be owned by this user or root and writable by no one else")
+        }
+        pthread_mutex_lock(&lock)
+        candidates += 1
+        let seq = candidates
+        pthread_mutex_unlock(&lock)
+        let dir = "/tmp/chimaera-modules-\(getpid())"
+        if mkdir(dir, 0o700) != 0 && errno != EEXIST {
+            throw ChiError(errno, "cannot make \(dir): \(Sys.errnoText(errno))")
+        }
+        var dst = stat()
+        guard lstat(dir, &dst) == 0, dst.st_mode & S_IFMT == S_IFDIR, dst.st_uid == geteuid(),
+              dst.st_mode & 0o077 == 0 else {
+            throw ChiError(EPERM, "\(dir) is not a private directory of this user")
+        }
+        let copy = "\(dir)/lib\(name).\(seq).so"
+        try Self.copyFile(path, to: copy)
+        defer { unlink(copy) }
+        let m = try open(name: name, path: copy)
+        m.origin = path
+        let declared = m.vtable.name.map { String(cString: $0) } ?? ""
+        guard declared == name else {
+            m.close()
+            throw ChiError(EINVAL, "\(path) is module \"\(declared)\", not \"\(name)\"")
+        }
+        return m
+    }
+
+    private static func copyFile(_ from: String, to: String) throws(ChiError) {
+        let src = Glibc.open(from, O_RDONLY | O_CLOEXEC)
+        guard src >= 0 else { throw ChiError(errno, "cannot open \(from): \(Sys.errnoText(errno))") }
+        defer { Glibc.close(src) }
+        let dst = Glibc.open(to, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o700)
+        guard dst >= 0 else { throw ChiError(errno, "cannot create \(to): \(Sys.errnoText(errno))") }
+        defer { Glibc.close(dst) }
+        var buf = [UInt8](repeating: 0, count: 1 << 16)
+        while true {
+            let n = buf.withUnsafeMutableBytes { read(src, $0.baseAddress, $0.count) }
+            if n == 0 { break }
+            guard n > 0 else { throw ChiError(errno, "cannot read \(from): \(Sys.errnoText(errno))") }
+            let w = buf.withUnsafeBytes { write(dst, $0.baseAddress, n) }
+            guard w == n else { throw ChiError(EIO, "cannot write \(to)") }
+        }
+    }
+
+    /// Makes `m` the module loaded as `name` (an upgrade's commit); the old one is kept.
+    func replace(_ name: String, with m: Module) {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        if let old = loaded[name] { replaced.append(old) }
+        loaded[name] = m
+    }
+
+    /// A candidate whose hooks may have run (a refused or aborted upgrade): kept loaded, as
+    /// its code may still be on a stack or referenced by state it made.
+    func keep(_ m: Module) {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        replaced.append(m)
+    }
+
     /// Whether `name` is loaded.
     package func isLoaded(_ name: String) -> Bool {
         pthread_mutex_lock(&lock)
@@ -81,17 +188,22 @@ package final class ModuleLoader: @unchecked Sendable {
         }
         let entry = unsafeBitCast(sym, to: chi_module_entry_fn.self)
         guard let vt = entry() else {
+            dlclose(h)
             throw ChiError(CInt(CHI_ENOMODULE), "module \"\(name)\": \(CHI_MODULE_ENTRY_SYMBOL) in \(path) returned NULL")
         }
-        let major = Int(vt.pointee.abi_major)
+        // Read before any dlclose below: the vtable lives in the module's mapping.
+        let major = Int(vt.pointee.abi_major), minor = Int(vt.pointee.abi_minor)
+        let vtSize = Int(vt.pointee.size)
         guard major == Int(CHI_ABI_MAJOR) else {
-            throw ChiError(CInt(CHI_EABI), "module \"\(name)\" (\(path)) was built for Chimaera ABI \(major).\(vt.pointee.abi_minor), but this runtime is ABI \(CHI_ABI_MAJOR).\(CHI_ABI_MINOR); rebuild the module")
+            dlclose(h)
+            throw ChiError(CInt(CHI_EABI), "module \"\(name)\" (\(path)) was built for Chimaera ABI \(major).\(minor), but this runtime is ABI \(CHI_ABI_MAJOR).\(CHI_ABI_MINOR); rebuild the module")
         }
         // An older module's vtable is smaller: copy what it has, the rest stays zero (NULL).
         var copy = chi_module_vtable_t()
-        let n = min(Int(vt.pointee.size), MemoryLayout<chi_module_vtable_t>.size)
+        let n = min(vtSize, MemoryLayout<chi_module_vtable_t>.size)
         guard n >= MemoryLayout<chi_module_vtable_t>.offset(of: \.run)! + 8 else {
-            throw ChiError(CInt(CHI_EABI), "module \"\(name)\" (\(path)) has a vtable of \(vt.pointee.size) bytes, too small")
+            dlclose(h)
+            throw ChiError(CInt(CHI_EABI), "module \"\(name)\" (\(path)) has a vtable of \(vtSize) bytes, too small")
         }
         withUnsafeMutableBytes(of: &copy) { dst in
             dst.copyMemory(from: UnsafeRawBufferPointer(start: vt, count: n))

@@ -37,7 +37,9 @@ package enum ModuleServices {
                                   _ fn: @escaping @convention(c) (UnsafeMutableRawPointer?, UInt32) -> CInt,
                                   _ arg: UnsafeMutableRawPointer?, wait: Poller.WaitFn? = nil) {
         let con = container(c)
-        con.pollers.append(Poller(fn: fn, arg: arg, pool: con.pool, wait: wait))
+        let p = Poller(fn: fn, arg: arg, pool: con.pool, wait: wait)
+        // An upgrade hook's pollers wait for the commit (the old ones still serve meanwhile).
+        if con.rebuilding { con.pendingPollers.append(p) } else { con.pollers.append(p) }
     }
 
     package static func state(of r: OpaquePointer) -> UnsafeMutableRawPointer? {
@@ -138,6 +140,13 @@ package enum ModuleServices {
     package static func destroyPool(_ r: OpaquePointer?, _ id: UInt64) -> CInt {
         recordService(r) { (rt, rec) throws(ChiError) -> CInt in
             try rt.destroyPoolService(id, record: rec)
+            return 0
+        }
+    }
+
+    package static func upgradeModule(_ r: OpaquePointer?, _ t: UnsafeMutablePointer<chi_admin_upgrade_module_task_t>) -> CInt {
+        recordService(r) { (rt, rec) throws(ChiError) -> CInt in
+            try rt.upgradeService(t, record: rec)
             return 0
         }
     }

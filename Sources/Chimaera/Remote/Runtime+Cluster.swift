@@ -97,7 +97,7 @@ extension Runtime {
     /// Runs one admin method on the admin container of each node in `nodes`, all at once,
     /// from a runtime fiber (which waits; its worker goes on). `bulk`, when given, is copied
     /// into a shared buffer that `fill` receives.
-    private func adminOnNodes<T>(_ nodes: [UInt32], method: UInt32, type: T.Type, bulk: UnsafeRawBufferPointer?,
+    func adminOnNodes<T>(_ nodes: [UInt32], method: UInt32, type: T.Type, bulk: UnsafeRawBufferPointer?,
                                  fill: (UnsafeMutablePointer<T>, chi_shm_ptr_t?) -> Void,
                                  read: (UnsafeMutablePointer<T>) -> Void = { _ in })
         -> [(node: UInt32, rc: CInt, message: String?)]

@@ -10,7 +10,23 @@ import CChimaera
 final class RuntimePool: @unchecked Sendable {
     let id: UInt64
     let name: String
-    let module: Module
+    /// The module's code, as an unretained object pointer read atomically: a hot upgrade
+    /// swaps it while other threads read it (the loader keeps every module it loaded alive,
+    /// so a reader that saw the old one may still use it).
+    private let moduleWord = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    /// The module, retained by the caller.
+    var module: Module { moduleRef.o }
+    @inline(__always)
+    var moduleRef: Ref<Module> {
+        Ref(Unmanaged<Module>.fromOpaque(UnsafeRawPointer(bitPattern: UInt(chi_load64(moduleWord)))!))
+    }
+    /// Runs `body` on the module, borrowed (the task path: no reference counting).
+    @inline(__always)
+    func withModule<R>(_ body: (Module) throws -> R) rethrows -> R { try moduleRef.with(body) }
+    /// Swaps the module's code (an upgrade's commit, while every container is plugged).
+    func setModule(_ m: Module) {
+        chi_store64(moduleWord, UInt64(UInt(bitPattern: Unmanaged.passUnretained(m).toOpaque())))
+    }
     /// Containers each node holds, and the parameters the pool was created with (a node that
     /// joins later creates its share from these).
     var containersPerNode = 1
@@ -20,7 +36,15 @@ final class RuntimePool: @unchecked Sendable {
     /// The containers on this node, in id order.
     var local: [Container] = []
     /// Set once destruction begins; tasks arriving after it fail with CHI_ENOPOOL.
-    let destroyed = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    let destroyed = UnsafeMutablePointer<UInt32>.allocate(capacity: 2)
+    /// The plug of a hot upgrade (Runtime+Upgrade.swift), in the word after `destroyed`.
+    /// Open: tasks flow. Nested: new client tasks wait (in the worker that routed them) and
+    /// lanes run only subtasks, so what is running can finish. Closed: nothing of the pool
+    /// starts or is routed; its code and state are being swapped.
+    var gate: UnsafeMutablePointer<UInt32> { destroyed + 1 }
+    enum Gate {
+        static let open: UInt32 = 0, nested: UInt32 = 1, closed: UInt32 = 2
+    }
     /// Round-robin cursor for choose-one iteration.
     let cursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
     /// Tasks of this pool in flight, counted per worker without atomics (a task may start on
@@ -56,12 +80,12 @@ final class RuntimePool: @unchecked Sendable {
     init(id: UInt64, name: String, module: Module, workers: Int) {
         self.id = id
         self.name = name
-        self.module = module
         // One slot per worker, and one for the network thread (RemoteQueue.networkSlot).
         workerCount = max(1, workers) + 1
         inflightSlots = .allocate(capacity: workerCount * Self.slotStride)
         inflightSlots.initialize(repeating: 0, count: workerCount * Self.slotStride)
-        destroyed.initialize(to: 0)
+        moduleWord.initialize(to: UInt64(UInt(bitPattern: Unmanaged.passUnretained(module).toOpaque())))
+        destroyed.initialize(repeating: 0, count: 2)
         cursor.initialize(to: 0)
         purgeAcks.initialize(to: 0)
     }
@@ -79,6 +103,11 @@ final class Container: @unchecked Sendable {
     /// Pollers the module registered in create; handed to the lanes' workers once the pool
     /// is published.
     var pollers: [Poller] = []
+    /// Set while an upgrade hook builds the container's new state: the lanes it asks for
+    /// exist already (they carry over), and the pollers it registers wait in `pendingPollers`
+    /// until the commit hands them to the workers.
+    var rebuilding = false
+    var pendingPollers: [Poller] = []
     /// Lanes of every group, concatenated; `groups` maps a group id to its range (a short
     /// list searched linearly: a container has a handful of groups).
     var lanes: [Lane] = []
@@ -108,6 +137,11 @@ final class Container: @unchecked Sendable {
 
     /// Adds a lane group; lanes are spread over the workers of the matching latency class.
     func addLanes(group: UInt32, count: Int, prio: UInt32) throws(ChiError) {
+        if rebuilding {
+            // An upgrade keeps the lanes (tasks wait in them); it cannot reshape them.
+            if let r = range(of: group), r.count == count { return }
+            throw ChiError(EINVAL, "an upgrade hook asked for lane group \(group) with \(count) lanes; container \(id) of pool \(pool.name) keeps the lanes it has")
+        }
         guard range(of: group) == nil else {
             throw ChiError(EINVAL, "lane group \(group) already exists in container \(id) of pool \(pool.name)")
         }
@@ -173,6 +207,8 @@ final class Lane: @unchecked Sendable {
     let ownerWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     /// The worker that holds the queue.
     let queueOwnerWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    /// The pool's gate (RuntimePool.Gate), read by the lane's worker before it runs a task.
+    let gate: UnsafeMutablePointer<UInt32>
     private let runtimeRef: Ref<Runtime>
     private var top = RecordQueue()
     private var nested = RecordQueue()
@@ -192,6 +228,7 @@ final class Lane: @unchecked Sendable {
 
     init(container: Container, group: UInt32, index: Int, prio: UInt32, worker: Worker) {
         containerRef = Ref(container)
+        gate = container.pool.gate
         self.group = group
         self.index = index
         self.prio = prio

@@ -97,12 +97,22 @@ extension Runtime {
             j.close()
         }
         j.closeArray()
+        j.key("modules"); j.openArray()
+        for m in loader.modules() {
+            j.open()
+            j.key("name"); j.string(m.name)
+            j.key("version"); j.int(Int(m.version))
+            j.key("path"); j.string(m.origin)
+            j.close()
+        }
+        j.closeArray()
         j.key("pools"); j.openArray()
         for p in livePools() {
             j.open()
             j.key("id"); j.int(Int(p.id))
             j.key("name"); j.string(p.name)
             j.key("module"); j.string(p.module.name)
+            j.key("module_version"); j.int(Int(p.module.version))
             j.key("containers"); j.int(p.containers.count)
             j.key("lanes"); j.openArray()
             for c in p.containers {

@@ -20,6 +20,8 @@ package final class Runtime: @unchecked Sendable {
     /// internal client outside a worker).
     let sharedTasks: PrivateTaskPool
     let loader: ModuleLoader
+    /// Hot upgrades under way, by module (Runtime+Upgrade.swift).
+    let upgrades = UpgradeTable()
     private(set) var workers: [Worker] = []
     /// The workers, unretained, by id (read on the task path: no array retain).
     private var workerRefs: UnsafeMutablePointer<Ref<Worker>>!
@@ -241,6 +243,9 @@ package final class Runtime: @unchecked Sendable {
             }
             return p.id
         }
+        guard !upgrades.isBusy(module) else {
+            throw ChiError(EBUSY, "module \(module) is being upgraded; create the pool when the upgrade ends")
+        }
         let mod = try loader.load(module)
         reclaimRetired()
         // Ids of destroyed pools come back once reclaimed; the lowest first, so a node that
@@ -361,6 +366,10 @@ package final class Runtime: @unchecked Sendable {
             pthread_mutex_unlock(&lock)
             throw ChiError(CInt(CHI_ENOPOOL), "no pool with id \(id)")
         }
+        guard chi_load32(p.gate) == RuntimePool.Gate.open else {
+            pthread_mutex_unlock(&lock)
+            throw ChiError(EBUSY, "pool \"\(p.name)\" is being upgraded; destroy it when the upgrade ends")
+        }
         chi_store32(p.destroyed, 1)
         chi_store64(poolSlots + Int(id), 0)
         poolsByName[p.name] = nil
@@ -375,7 +384,11 @@ package final class Runtime: @unchecked Sendable {
         {
             yieldCurrent()
         }
-        for w in workers { w.post(.dropPollers, p) }
+        let dropPollers = WorkerCall { w in
+            w.pollers.removeAll { $0.pool === p }
+            _ = chi_add32(p.purgeAcks, 1)
+        }
+        for w in workers { w.post(.call, dropPollers) }
         while chi_load32(p.purgeAcks) < UInt32(2 * workers.count) && chi_now_ns() < deadline {
             yieldCurrent()
         }

@@ -101,12 +101,16 @@ extension Worker {
     }
 
     private func route(_ r: TaskRecord, in pool: RuntimePool) {
+        if mustHold(r, pool) {
+            hold(r)
+            return
+        }
         let t = r.task
-        guard let m = pool.module.method(t.pointee.method) else {
+        guard let m = pool.withModule({ $0.method(t.pointee.method) }) else {
             fail(r, CInt(CHI_ENOMETHOD))
             return
         }
-        if let why = TaskCheck.method(t, m, module: pool.module.name, limits: limits) {
+        if let why = TaskCheck.method(t, m, module: pool.withModule { $0.name }, limits: limits) {
             r.errorMessage = why
             fail(r, CInt(CHI_EBADTASK))
             return
@@ -133,7 +137,7 @@ extension Worker {
     /// or if it leaves the query dynamic, the task goes to a container chosen by its id.
     private func schedule(_ r: TaskRecord, _ pool: RuntimePool) {
         let t = r.task
-        if let mon = pool.module.vtable.monitor, let c = pool.local.first {
+        if let mon = pool.withModule({ $0.vtable.monitor }), let c = pool.local.first {
             r.container = c
             _ = mon(c.state, UInt32(CHI_MONITOR_SCHEDULE), t, r.rctx)
             r.container = nil
@@ -205,7 +209,7 @@ extension Worker {
         r.containerRef = Ref(c)
         let t = r.task
         var idx: Int
-        if let map = c.poolRef.with({ $0.module.vtable.map_task_to_lane }) {
+        if let map = c.poolRef.with({ $0.withModule { $0.vtable.map_task_to_lane } }) {
             idx = Int(map(c.state, c.handle, t))
         } else {
             idx = c.lanes.isEmpty ? -1 : Int(UInt64(t.pointee.lane_hash) % UInt64(c.lanes.count))
@@ -251,12 +255,13 @@ extension Worker {
         if top { topRunning += 1 }
         defer { if top { topRunning -= 1 } }
         var rc: CInt
-        if let fm = pool.module.handler(t.pointee.method) {
+        let mod = pool.moduleRef
+        if let fm = mod.with({ $0.handler(t.pointee.method) }) {
             rc = 0
             let e = chi_ffi_call(fm, t, UnsafeMutableRawPointer(r.rctx), resolveBulkForFFI, &rc)
             if e < 0 { rc = e }
         } else {
-            rc = pool.module.vtable.run?(c.state, t, r.rctx) ?? -CInt(CHI_ENOMETHOD)
+            rc = mod.with { $0.vtable.run }?(c.state, t, r.rctx) ?? -CInt(CHI_ENOMETHOD)
         }
         r.fiberRef = nil
         tasksRun &+= 1
@@ -287,7 +292,7 @@ extension Worker {
     }
 
     /// Fails a task before it reached a pool.
-    private func fail(_ r: TaskRecord, _ code: CInt) {
+    func fail(_ r: TaskRecord, _ code: CInt) {
         r.task.pointee.rc = -code
         if let p = r.parentRef {
             p.with { replicaDone(r, parent: $0) }
@@ -361,7 +366,7 @@ extension Worker {
     /// first failure's status or the first replica's outputs.
     private func aggregate(_ p: TaskRecord) {
         let pool = p.pool!
-        if let mon = pool.module.vtable.monitor, let c = pool.local.first {
+        if let mon = pool.withModule({ $0.vtable.monitor }), let c = pool.local.first {
             p.container = c
             p.task.pointee.rc = 0
             let rc = mon(c.state, UInt32(CHI_MONITOR_REPLICA_AGG), p.task, p.rctx)

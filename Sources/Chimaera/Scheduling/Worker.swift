@@ -130,6 +130,10 @@ final class Worker: @unchecked Sendable {
 
     /// Pollers of containers with lanes here (I/O modules reap completions through them).
     var pollers: [Poller] = []
+    /// Client tasks of plugged pools, waiting for the pool to open (Worker+Plug.swift).
+    var held = RecordQueue()
+    var heldCount = 0
+    var heldPools: [UInt64] = []
 
     static let inboxCapacity = 1 << 16
     /// How long an idle worker spins before it starts yielding its CPU now and then.
@@ -137,7 +141,9 @@ final class Worker: @unchecked Sendable {
     /// A message is an object pointer (16-byte aligned) with its kind in the low four bits.
     static let messageMask: UInt64 = 15
     enum Message: UInt64 {
-        case enqueue = 0, resume = 1, purge = 2, addPoller = 3, dropPollers = 4
+        case enqueue = 0, resume = 1, purge = 2, addPoller = 3
+        /// Runs a closure on the worker's thread (WorkerCall, Worker+Plug.swift).
+        case call = 4
         /// A record back from another node, outputs written: finish it.
         case remoteDone = 5
         /// A request from another node (a retained RemoteIncoming): route it.
@@ -386,7 +392,7 @@ final class Worker: @unchecked Sendable {
     /// flight, which the ingress rings bound). Records and fibers travel unretained (their
     /// owners keep them alive); pools and pollers retained.
     func post(_ kind: Message, _ object: AnyObject) {
-        let retained = kind == .purge || kind == .addPoller || kind == .dropPollers || kind == .remoteSubmit
+        let retained = kind == .purge || kind == .addPoller || kind == .call || kind == .remoteSubmit
             || kind == .cancel || kind.rawValue >= Message.moveLane.rawValue
         let p = retained ? Unmanaged.passRetained(object).toOpaque() : Unmanaged.passUnretained(object).toOpaque()
         let bits = UInt64(UInt(bitPattern: p)) | kind.rawValue
@@ -408,10 +414,8 @@ final class Worker: @unchecked Sendable {
             case .purge:
                 let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
                 purge(pool)
-            case .dropPollers:
-                let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
-                pollers.removeAll { $0.pool === pool }
-                _ = chi_add32(pool.purgeAcks, 1)
+            case .call:
+                Unmanaged<WorkerCall>.fromOpaque(p).takeRetainedValue().body(self)
             case .addPoller:
                 pollers.append(Unmanaged<Poller>.fromOpaque(p).takeRetainedValue())
             case .remoteDone:
@@ -541,6 +545,23 @@ final class Worker: @unchecked Sendable {
             let ran = activeLanes[i].with { lane in
                 var n = 0
                 var held = false
+                // A plugged pool (a hot upgrade): only subtasks run, or nothing; the lane stays
+                // active with what it holds and runs it once unplugged.
+                let gate = chi_load32(lane.gate)
+                if gate != RuntimePool.Gate.open {
+                    if gate == RuntimePool.Gate.nested, let r = lane.popNested() {
+                        if r.with({ runOnFiber($0) }) {
+                            lane.tasksRun &+= 1
+                            return true
+                        }
+                        lane.pushFront(r)
+                        starved = true
+                        return true
+                    }
+                    if lane.load > 0 { return true }
+                    lane.isActive = false
+                    return false
+                }
                 while n < batch, let r = lane.pop() {
                     let depth = r.with { $0.depth }
                     if depth == 0 && !admitsTopLevel() {
@@ -740,9 +761,11 @@ final class Worker: @unchecked Sendable {
                     r.remote = inc
                     complete(r, rc: -CInt(CHI_ESTOPPED))
                 }
-            case .purge, .dropPollers:
+            case .purge:
                 let pool = Unmanaged<RuntimePool>.fromOpaque(p).takeRetainedValue()
                 _ = chi_add32(pool.purgeAcks, 1)
+            case .call:
+                Unmanaged<WorkerCall>.fromOpaque(p).takeRetainedValue().body(self)
             case .addPoller:
                 _ = Unmanaged<Poller>.fromOpaque(p).takeRetainedValue()
             case .resume:
@@ -767,6 +790,7 @@ final class Worker: @unchecked Sendable {
             r.task.pointee.rc = -CInt(CHI_ESTOPPED)
             complete(r)
         }
+        failHeld()
         for lane in activeLanes {
             while let r = lane.o.pop() {
                 r.with { r in

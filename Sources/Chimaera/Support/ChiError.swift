@@ -41,6 +41,7 @@ extension ChiError {
         case CInt(CHI_ESTOPPED): return "the runtime or pool is stopping"
         case CInt(CHI_ENODE): return "another node is unreachable or did not answer in time"
         case CInt(CHI_ELIMIT): return "a runtime limit was reached"
+        case CInt(CHI_EVERSION): return "the module is not newer than the one loaded"
         default:
             if c > 0 && c < 4096, let s = strerror(c) { return String(cString: s) }
             return "unknown error \(code)"

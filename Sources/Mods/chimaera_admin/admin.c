@@ -68,6 +68,19 @@ static const chi_field_desc_t pool_info_fields[] = {
     FIELD(chi_admin_get_pool_info_task_t, nodes, CHI_FT_U32, CHI_DIR_OUT),
 };
 
+static const chi_field_desc_t upgrade_module_fields[] = {
+    FIELD(chi_admin_upgrade_module_task_t, name, CHI_FT_STR, CHI_DIR_IN),
+    FIELD(chi_admin_upgrade_module_task_t, path, CHI_FT_STR, CHI_DIR_IN),
+    FIELD(chi_admin_upgrade_module_task_t, flags, CHI_FT_U32, CHI_DIR_IN),
+    FIELD(chi_admin_upgrade_module_task_t, phase, CHI_FT_U32, CHI_DIR_IN),
+    FIELD(chi_admin_upgrade_module_task_t, upgrade_id, CHI_FT_U64, CHI_DIR_INOUT),
+    FIELD(chi_admin_upgrade_module_task_t, old_version, CHI_FT_U32, CHI_DIR_OUT),
+    FIELD(chi_admin_upgrade_module_task_t, new_version, CHI_FT_U32, CHI_DIR_OUT),
+    FIELD(chi_admin_upgrade_module_task_t, containers, CHI_FT_U32, CHI_DIR_OUT),
+    FIELD(chi_admin_upgrade_module_task_t, pause_ns_max, CHI_FT_U64, CHI_DIR_OUT),
+    FIELD(chi_admin_upgrade_module_task_t, report, CHI_FT_STR, CHI_DIR_OUT),
+};
+
 static const chi_method_desc_t admin_methods[] = {
     {CHI_ADMIN_REGISTER_MODULE, (uint32_t)sizeof(chi_admin_register_module_task_t), 0,
      COUNT_OF(register_module_fields), "RegisterModule", register_module_fields, NULL},
@@ -86,6 +99,8 @@ static const chi_method_desc_t admin_methods[] = {
      COUNT_OF(set_worch_fields), "SetWorkOrchestrator", set_worch_fields, NULL},
     {CHI_ADMIN_GET_POOL_INFO, (uint32_t)sizeof(chi_admin_get_pool_info_task_t), 0,
      COUNT_OF(pool_info_fields), "GetPoolInfo", pool_info_fields, NULL},
+    {CHI_ADMIN_UPGRADE_MODULE, (uint32_t)sizeof(chi_admin_upgrade_module_task_t), 0,
+     COUNT_OF(upgrade_module_fields), "UpgradeModule", upgrade_module_fields, NULL},
 };
 
 /* The admin pool holds no per-container state; create only sets up its lane. High-latency
@@ -194,6 +209,12 @@ static int run_pool_info(chi_admin_get_pool_info_task_t *t, chi_rctx_t *rctx) {
     return 0;
 }
 
+/* The runtime reads the task's inputs once, into its own memory, and writes only the
+ * outputs back. */
+static int run_upgrade_module(chi_admin_upgrade_module_task_t *t, chi_rctx_t *rctx) {
+    return chi_rt_module_upgrade(rctx, t);
+}
+
 static int admin_run(void *state, chi_task_t *task, chi_rctx_t *rctx) {
     (void)state;
     /* The runtime checks sizes against the descriptors; the checks are repeated here because
@@ -231,6 +252,10 @@ static int admin_run(void *state, chi_task_t *task, chi_rctx_t *rctx) {
     case CHI_ADMIN_GET_POOL_INFO: {
         chi_admin_get_pool_info_task_t *t = AS(chi_admin_get_pool_info_task_t);
         return t ? run_pool_info(t, rctx) : -CHI_EBADTASK;
+    }
+    case CHI_ADMIN_UPGRADE_MODULE: {
+        chi_admin_upgrade_module_task_t *t = AS(chi_admin_upgrade_module_task_t);
+        return t ? run_upgrade_module(t, rctx) : -CHI_EBADTASK;
     }
     default:
         return -CHI_ENOMETHOD;

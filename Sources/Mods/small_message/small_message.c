@@ -10,11 +10,23 @@
 #include "chimaera/module.h"
 #include "chimaera/small_message.h"
 
+/* The version, and what Md answers: a test builds a second version of this file with
+ * -DSM_VERSION=2 -DSM_MD_RET=2 and upgrades a running pool to it (docs/modules.md). */
+#ifndef SM_VERSION
+#define SM_VERSION 1
+#endif
+#ifndef SM_MD_RET
+#define SM_MD_RET 1
+#endif
+
 /* One container's state. The container count is taken once at create: a pool's container
- * set is fixed for its lifetime in this ABI version. */
+ * set is fixed for its lifetime in this ABI version. `served` counts the Md tasks run; one
+ * lane per container means one worker at a time, but the count is atomic all the same
+ * (subtasks of a chain run on fibers that interleave). */
 typedef struct sm_state {
     uint32_t id;
     uint32_t count;
+    _Atomic uint64_t served;
 } sm_state_t;
 
 #define FIELD(type, member, ftype, fdir)                                                   \
@@ -41,11 +53,17 @@ static const chi_field_desc_t io_fields[] = {
     [IO_F_RET] = FIELD(chi_sm_io_task_t, ret, CHI_FT_U64, CHI_DIR_OUT),
 };
 
+static const chi_field_desc_t served_fields[] = {
+    FIELD(chi_sm_served_task_t, served, CHI_FT_U64, CHI_DIR_OUT),
+};
+
 static const chi_method_desc_t sm_methods[] = {
     {CHI_SM_MD, (uint32_t)sizeof(chi_sm_md_task_t), CHI_MF_PERIODIC_OK,
      (uint32_t)(sizeof(md_fields) / sizeof(md_fields[0])), "Md", md_fields, NULL},
     {CHI_SM_IO, (uint32_t)sizeof(chi_sm_io_task_t), 0,
      (uint32_t)(sizeof(io_fields) / sizeof(io_fields[0])), "Io", io_fields, NULL},
+    {CHI_SM_SERVED, (uint32_t)sizeof(chi_sm_served_task_t), 0,
+     (uint32_t)(sizeof(served_fields) / sizeof(served_fields[0])), "Served", served_fields, NULL},
 };
 
 static int sm_create(chi_container_t *c, const void *params, uint32_t params_size,
@@ -56,6 +74,7 @@ static int sm_create(chi_container_t *c, const void *params, uint32_t params_siz
     if (s == NULL) return -ENOMEM;
     s->id = chi_container_id(c);
     s->count = chi_container_count(c);
+    atomic_init(&s->served, 0);
     int rc = chi_container_add_lanes(c, 0, 1, CHI_PRIO_LOW_LATENCY);
     if (rc < 0) {
         free(s);
@@ -70,10 +89,43 @@ static void sm_destroy(chi_container_t *c, void *state) {
     free(state);
 }
 
-static int sm_run_md(const sm_state_t *s, chi_sm_md_task_t *t, chi_rctx_t *rctx) {
+/* Hot upgrade from any earlier version: the state's layout has not changed since version 1,
+ * so the new state is a copy (the old one stays intact until the runtime frees it; if another
+ * container's upgrade fails, the old code goes on with it). A module whose layout changed
+ * would convert field by field here, by old_version. SM_UPGRADE_FAIL builds a version whose
+ * hook refuses, for the test of a failed upgrade. */
+#ifndef SM_NO_UPGRADE
+static int sm_upgrade(chi_container_t *c, void *old_state, uint32_t old_version,
+                      void **new_state) {
+    (void)c;
+    (void)old_version;
+#ifdef SM_UPGRADE_FAIL
+    (void)old_state;
+    (void)new_state;
+    return -EPROTO;
+#else
+    const sm_state_t *o = old_state;
+    sm_state_t *s = malloc(sizeof(*s));
+    if (s == NULL) return -ENOMEM;
+    s->id = o->id;
+    s->count = o->count;
+    atomic_init(&s->served, atomic_load_explicit(&o->served, memory_order_relaxed));
+    int rc = chi_container_add_lanes(c, 0, 1, CHI_PRIO_LOW_LATENCY); /* kept: a no-op */
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    *new_state = s;
+    return 0;
+#endif
+}
+#endif
+
+static int sm_run_md(sm_state_t *s, chi_sm_md_task_t *t, chi_rctx_t *rctx) {
     uint32_t depth = t->depth;
+    atomic_fetch_add_explicit(&s->served, 1, memory_order_relaxed);
     if (depth == 0) {
-        t->ret = 1;
+        t->ret = SM_MD_RET;
         return 0;
     }
     if (s->count == 0) return -CHI_ENOCONTAINER;
@@ -145,6 +197,11 @@ static int sm_run(void *state, chi_task_t *task, chi_rctx_t *rctx) {
     case CHI_SM_IO:
         if (task->size < sizeof(chi_sm_io_task_t)) return -CHI_EBADTASK;
         return sm_run_io((chi_sm_io_task_t *)task, rctx);
+    case CHI_SM_SERVED:
+        if (task->size < sizeof(chi_sm_served_task_t)) return -CHI_EBADTASK;
+        ((chi_sm_served_task_t *)task)->served =
+            atomic_load_explicit(&((sm_state_t *)state)->served, memory_order_relaxed);
+        return 0;
     default:
         return -CHI_ENOMETHOD;
     }
@@ -207,10 +264,14 @@ static int sm_map_task_to_lane(void *state, chi_container_t *c, const chi_task_t
 
 static const chi_module_vtable_t sm_vtable = {
     .size = sizeof(chi_module_vtable_t),
+#ifdef SM_ABI_MAJOR /* a build for another ABI, for the test of a refused upgrade */
+    .abi_major = SM_ABI_MAJOR,
+#else
     .abi_major = CHI_ABI_MAJOR,
+#endif
     .abi_minor = CHI_ABI_MINOR,
     .name = CHI_SM_MODULE_NAME,
-    .version = 1,
+    .version = SM_VERSION,
     .nmethods = (uint32_t)(sizeof(sm_methods) / sizeof(sm_methods[0])),
     .methods = sm_methods,
     .create = sm_create,
@@ -218,7 +279,9 @@ static const chi_module_vtable_t sm_vtable = {
     .run = sm_run,
     .monitor = sm_monitor,
     .map_task_to_lane = sm_map_task_to_lane,
-    .upgrade = NULL,
+#ifndef SM_NO_UPGRADE /* a build without the hook, for the test of a refused upgrade */
+    .upgrade = sm_upgrade,
+#endif
 };
 
 CHI_MODULE_EXPORT(&sm_vtable)

@@ -19,7 +19,7 @@ from .client import Client
 from .dq import (DomainQuery, dq_direct_hash, dq_direct_id, dq_dynamic, dq_global,
                  dq_global_bcast, dq_local_hash, dq_local_id, dq_make, dq_range)
 from .errors import (EABI, EBADTASK, ECONFIG, ENOCONTAINER, ENOMETHOD, ENOMODULE, ENOPOOL,
-                     ENORUNTIME, ESTOPPED, ENODE, ELIMIT, ChimaeraError, ChimaeraTimeoutError)
+                     ENORUNTIME, ESTOPPED, ENODE, ELIMIT, EVERSION, ChimaeraError, ChimaeraTimeoutError)
 from .layout import Result, describe
 from .pool import Future, Pool
 

@@ -9,7 +9,7 @@ from ctypes import (POINTER, Structure, c_char, c_char_p, c_int32, c_uint16, c_u
 
 # ---- version.h ---------------------------------------------------------------------------
 ABI_MAJOR = 1
-ABI_MINOR = 4
+ABI_MINOR = 5
 
 
 def abi_pack(major, minor):

@@ -145,6 +145,18 @@ class Client:
         self._check()
         self._lib.chi_module_register(self._h, name.encode())
 
+    def upgrade_module(self, name, path=None, force=False, recreate=False):
+        """Hot upgrade (chi_module_upgrade): swaps the build of module `name` at `path` (or
+        lib<name>.so found again on the search path) into every container of its pools, on
+        every node, while tasks keep coming. Returns the runtime's report: old_version,
+        new_version, containers and each container's pause_us."""
+        self._check()
+        flags = (0x1 if force else 0) | (0x2 if recreate else 0)
+        buf = create_string_buffer(4096)
+        self._lib.chi_module_upgrade_report(self._h, name.encode(),
+                                            path.encode() if path else None, flags, buf, len(buf))
+        return json.loads(buf.value.decode())
+
     def create_pool(self, module, name, containers_per_node=1, params=b""):
         """Creates (or finds, by name) a pool of `module`; returns its Pool."""
         self._check()

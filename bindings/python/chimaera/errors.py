@@ -20,6 +20,7 @@ ECONFIG = EBASE + 8
 ESTOPPED = EBASE + 9
 ENODE = EBASE + 10
 ELIMIT = EBASE + 11
+EVERSION = EBASE + 12
 
 # Used only when libchimaera.so could not be loaded, so chi_strerror is not available.
 _FALLBACK_NAMES = {
@@ -34,6 +35,7 @@ _FALLBACK_NAMES = {
     ESTOPPED: "runtime or pool stopped",
     ENODE: "another node is unreachable",
     ELIMIT: "a runtime limit was reached",
+    EVERSION: "the module is not newer than the one loaded",
 }
 
 
