@@ -80,10 +80,21 @@ enum CRuntime {
         }
         if spec.hasUpgrade {
             out.append(("Upgrade", [
-                "/** Live upgrade: builds this version's state from the state of version old_version. Returns",
-                " *  0 or -errno (the old module stays). */",
+                "/** Live upgrade (chimaera module upgrade): builds this version's state from old_state, the",
+                " *  state of version old_version, while the container is plugged. old_state is read-only: if",
+                " *  any container's upgrade fails, the old version goes on with it; otherwise the old version's",
+                " *  Destroy frees it after the swap. The lanes carry over. This copy is right while the state's",
+                " *  struct is unchanged; when a version changes it, convert field by field by old_version.",
+                " *  Returns 0 or -errno (every container keeps the old version). */",
             ] + upgradeSig(ctx, tail: " {") + [
-                "    (void)c;", "    (void)old_state;", "    (void)old_version;", "    (void)state;", "    return -ENOSYS;", "}",
+                "    (void)c;",
+                "    (void)old_version;",
+                "    \(ctx.stateType) *s = malloc(sizeof(*s));",
+                "    if (s == NULL) return -ENOMEM;",
+                "    memcpy(s, old_state, sizeof(*s));",
+                "    *state = s;",
+                "    return 0;",
+                "}",
             ]))
         }
         for m in spec.methods {

@@ -70,9 +70,15 @@ enum SwiftRuntime {
         }
         if spec.hasUpgrade {
             out.append(("Upgrade", [
-                "/// Live upgrade: builds this version's state from the state of version oldVersion.",
+                "/// Live upgrade (chimaera module upgrade): builds this version's state from `old`, the State",
+                "/// of version oldVersion, while the container is plugged. It is read-only here: if any",
+                "/// container's upgrade fails, the old version goes on with it; otherwise it is released after",
+                "/// the swap. Its class is the old build's: read it as this State while State's stored",
+                "/// properties are unchanged, and convert by oldVersion when a version changes them.",
                 "func upgrade(_ c: OpaquePointer, _ old: UnsafeMutableRawPointer?, _ oldVersion: UInt32) throws(ChiFailure) -> State {",
-                "    throw ChiFailure(-ENOSYS)",
+                "    guard let old else { throw ChiFailure(-EINVAL) }",
+                "    let o = Unmanaged<State>.fromOpaque(old).takeUnretainedValue()",
+                "    return State(id: o.id)",
                 "}",
             ]))
         }

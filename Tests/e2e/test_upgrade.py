@@ -145,3 +145,142 @@ def test_bench_upgrade_reports_pauses_and_nothing_lost():
     assert f["tasks_lost"] == 0 and f["upgrades"] == 21 and f["tasks"] > 0, f
     assert 0 < f["upgrade_pause_us_p50"] <= f["upgrade_pause_us_max"], f
     assert f["baseline_rtt_us_p50"] > 0, f
+
+
+# ---- modules made by the kit (chi_make_mod), in C and in Swift --------------------------------
+
+KIT_METHOD = "kBump:\n  id: 10\n  params:\n    served: out u64\n    version: out u32\n"
+C_BUMP = """    (void)rctx;
+    state->served++;
+    task->served = state->served;
+    task->version = CTR_ANSWER;
+    return 0;"""
+SWIFT_BUMP = """    state.served += 1
+    task.pointee.served = state.served
+    task.pointee.version = answer
+    return 0
+}"""
+
+
+def kit_repo(tmp_path, version):
+    """A repo with a C module (ctr) and a Swift one (sctr) whose Bump counts its calls in the
+    container's state and answers `version`; kUpgrade on, its skeleton kept (C) or carrying the
+    counter (Swift). Built with CMake; returns the directory holding both .so files."""
+    from test_devkit import cmake, fill, need_cmake, tool  # noqa: F401
+    need_cmake()
+    root = tmp_path / f"v{version}"
+    root.mkdir()
+    tool("chi_make_repo", "repo", "kup", cwd=root)
+    tool("chi_make_mod", "repo/ctr", cwd=root)
+    tool("chi_make_mod", "repo/sctr", "--lang", "swift", cwd=root)
+    repo = root / "repo"
+    for m in ("ctr", "sctr"):
+        y = repo / m / "include" / m / f"{m}_methods.yaml"
+        y.write_text(y.read_text().replace("kUpgrade: -1", "kUpgrade: 5") + KIT_METHOD)
+        mod = repo / m / "chimaera_mod.yaml"
+        mod.write_text(mod.read_text().replace("version: 1", f"version: {version}"))
+    tool("chi_refresh_repo", "repo", cwd=root)
+    c = repo / "ctr/src/ctr_runtime.c"
+    text = c.read_text()
+    text = text.replace("#include <string.h>", f"#include <string.h>\n#define CTR_ANSWER {version}u")
+    text = text.replace("    uint32_t id; /* the container's id in its pool */",
+                        "    uint32_t id; /* the container's id in its pool */\n    uint64_t served;")
+    text = text.replace("    (void)state;\n    (void)task;\n    (void)rctx;\n    return -ENOSYS;", C_BUMP)
+    assert C_BUMP in text and "uint64_t served;" in text
+    c.write_text(text)
+    s = repo / "sctr/Sources/sctr/sctr_runtime.swift"
+    text = s.read_text()
+    text = text.replace("import Glibc", f"import Glibc\n\nlet answer: UInt32 = {version}")
+    text = text.replace("    let id: UInt32\n", "    let id: UInt32\n    var served: UInt64 = 0\n")
+    text = text.replace("    return State(id: o.id)\n",
+                        "    let s = State(id: o.id)\n    s.served = o.served\n    return s\n")
+    text = text.replace("    -ENOSYS\n}", SWIFT_BUMP)
+    assert SWIFT_BUMP in text and "s.served = o.served" in text and "var served" in text
+    s.write_text(text)
+    cmake(repo, root / "build", f"-DCMAKE_PREFIX_PATH={STAGE}")
+    out = root / "build" / "chimaera_modules"
+    for m in ("ctr", "sctr"):
+        assert (out / f"libkup_{m}.so").exists()
+    return out
+
+
+def bump(pool, h):
+    r = pool.call("Bump", dq=chimaera.dq_direct_hash(chimaera.SUBDOMAIN_GLOBAL_CONTAINERS, h))
+    return r.version, r.served
+
+
+def test_kit_modules_in_c_and_swift_upgrade_under_load(daemons, tmp_path):
+    require_staged()
+    v1 = kit_repo(tmp_path, 1)
+    v2 = kit_repo(tmp_path, 2)
+    os.environ["CHI_MODULE_PATH"] = f"{v1}:{STAGE / 'lib' / 'chimaera'}"
+    d = daemons.start(config={**CONFIG, "runtime": {**CONFIG["runtime"], "module_path": [str(v1)]}})
+    import threading
+    import time
+    with chimaera.Client(segment=d.segment, mode="attach") as c:
+        for mod in ("kup_ctr", "kup_sctr"):
+            pool = c.create_pool(mod, f"{mod}_p", containers_per_node=2)
+            assert bump(pool, 0)[0] == 1
+            stop = threading.Event()
+            upgraded = threading.Event()
+            errors, counts = [], []
+
+            def load(tid):
+                n, last, flips, h = 0, 1, 0, tid * 1000
+                try:
+                    while not stop.is_set():
+                        after = upgraded.is_set()
+                        v, _ = bump(pool, h)
+                        h += 1
+                        n += 1
+                        assert v in (1, 2) and v >= last, (v, last)
+                        assert not after or v == 2, "submitted after the upgrade, answered 1"
+                        flips += v != last
+                        last = v
+                        futs = [pool.call_async("Bump", dq=chimaera.dq_direct_hash(
+                            chimaera.SUBDOMAIN_GLOBAL_CONTAINERS, h + i)) for i in range(4)]
+                        h += 4
+                        for f in futs:
+                            r = f.result(timeout=30)
+                            assert r.version in (1, 2)
+                            n += 1
+                    counts.append((n, flips))
+                except Exception as e:  # noqa: BLE001 (reported by the main thread)
+                    errors.append(repr(e))
+            threads = [threading.Thread(target=load, args=(i,)) for i in range(4)]
+            for t in threads:
+                t.start()
+            time.sleep(1.0)
+            rep = c.upgrade_module(mod, str(v2 / f"lib{mod}.so"))
+            upgraded.set()
+            time.sleep(1.0)
+            stop.set()
+            for t in threads:
+                t.join(timeout=60)
+            assert not errors, errors
+            assert rep["old_version"] == 1 and rep["new_version"] == 2 and rep["containers"] == 2, rep
+            total = sum(n for n, _ in counts) + 1
+            assert all(f == 1 for _, f in counts), counts
+            # The counters went on across the upgrade: every Bump counted exactly once.
+            served = sum(bump(pool, h)[1] - 1 for h in range(2))
+            assert served == total, (served, total)
+            print(mod, rep["pause_us_max"], "us pause,", total, "calls")
+
+
+def test_docs_show_the_upgrade_hooks_these_tests_run(tmp_path):
+    """docs/modules.md: the Upgrade region the kit generates, and the code the kit test adds."""
+    from test_devkit import tool
+    require_staged()
+    doc = (REPO / "docs" / "modules.md").read_text()
+    tool("chi_make_repo", "repo", "kup", cwd=tmp_path)
+    tool("chi_make_mod", "repo/ctr", cwd=tmp_path)
+    y = tmp_path / "repo/ctr/include/ctr/ctr_methods.yaml"
+    y.write_text(y.read_text().replace("kUpgrade: -1", "kUpgrade: 5"))
+    tool("chi_refresh_repo", "repo", cwd=tmp_path)
+    text = (tmp_path / "repo/ctr/src/ctr_runtime.c").read_text()
+    body = text[text.index("static int Upgrade(chi_container_t *c, void *old_state, uint32_t old_version, ctr_state_t **state) {"):]
+    body = body[:body.index("\n}\n") + 2]
+    for snippet in (body, C_BUMP, "    uint64_t served;",
+                    "    let s = State(id: o.id)\n    s.served = o.served\n    return s",
+                    "chimaera module upgrade NAME --path FILE"):
+        assert snippet in doc, f"docs/modules.md lacks:\n{snippet}"
