@@ -284,3 +284,37 @@ def test_docs_show_the_upgrade_hooks_these_tests_run(tmp_path):
                     "    let s = State(id: o.id)\n    s.served = o.served\n    return s",
                     "chimaera module upgrade NAME --path FILE"):
         assert snippet in doc, f"docs/modules.md lacks:\n{snippet}"
+
+
+def test_upgrade_reaches_every_node_and_is_all_or_nothing(daemons, tmp_path):
+    """Three nodes: an upgrade asked on node 2 swaps every node's containers; one refused on
+    node 3's container leaves all three on the version they had, state included."""
+    from test_cluster import Cluster
+    require_staged()
+    cl = Cluster(daemons, 3).start()
+    v2 = build_sm(tmp_path, "libsm_v2", "SM_VERSION=2", "SM_MD_RET=2")
+    v3 = build_sm(tmp_path, "libsm_v3f", "SM_VERSION=3", "SM_MD_RET=3", "SM_UPGRADE_FAIL_CONTAINER=2")
+    clients = [chimaera.Client(segment=d.segment, mode="attach") for d in cl.nodes]
+    try:
+        pool = clients[1].create_pool("small_message", "cluster_up")
+        pools = [c.pool("cluster_up") for c in clients]
+        for p in pools:
+            assert [md(p, i) for i in range(3)] == [1, 1, 1]
+        assert served(pools[0], 3) == [3, 3, 3]
+        rep = clients[1].upgrade_module("small_message", str(v2))
+        assert rep["old_version"] == 1 and rep["new_version"] == 2 and rep["containers"] == 3, rep
+        assert sorted({p["node"] for p in rep["pauses"]}) == [1, 2, 3], rep
+        for p in pools:
+            assert [md(p, i) for i in range(3)] == [2, 2, 2]
+        assert served(pool, 3) == [6, 6, 6]
+        with pytest.raises(ChimaeraError) as e:
+            clients[0].upgrade_module("small_message", str(v3))
+        assert e.value.code == -71 and "node 3" in e.value.message, e.value
+        for p in pools:
+            assert [md(p, i) for i in range(3)] == [2, 2, 2]
+        assert served(pool, 3) == [9, 9, 9]
+        for d in cl.nodes:
+            assert "abandoned" in d.log(), d.log()
+    finally:
+        for c in clients:
+            c.close()

@@ -104,6 +104,9 @@ static int sm_upgrade(chi_container_t *c, void *old_state, uint32_t old_version,
     (void)new_state;
     return -EPROTO;
 #else
+#ifdef SM_UPGRADE_FAIL_CONTAINER /* refuses on one container only: a cluster's all-or-nothing */
+    if (chi_container_id(c) == SM_UPGRADE_FAIL_CONTAINER) return -EPROTO;
+#endif
     const sm_state_t *o = old_state;
     sm_state_t *s = malloc(sizeof(*s));
     if (s == NULL) return -ENOMEM;
