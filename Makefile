@@ -80,7 +80,7 @@ $(STAGE)/lib/$(SONAME): $(SWIFT_SOURCES) Sources/ChimaeraCExports/chimaera.map
 lib: $(STAGE)/lib/$(SONAME)
 
 headers: $(STAGE)/include/chimaera/chimaera.h
-$(STAGE)/include/chimaera/chimaera.h: include/chimaera/*.h
+$(STAGE)/include/chimaera/chimaera.h: include/chimaera/*.h $(shell find bindings/cpp/include -type f 2>/dev/null)
 	@mkdir -p $(STAGE)/include/chimaera
 	cp include/chimaera/*.h $(STAGE)/include/chimaera/
 	@if [ -d bindings/cpp/include ]; then cp -r bindings/cpp/include/. $(STAGE)/include/; fi

@@ -46,6 +46,27 @@ struct SwiftAPITests {
         #expect(try sm.md(depth: 0, .globalBroadcast) == 4)
     }
 
+    @Test func upgradeModuleSwapsTheCodeAndRefusesAnOlderVersion() throws {
+        let d = try TestDaemon()
+        let client = try Client(segment: d.segment)
+        defer { client.close() }
+        let sm = try SmallMessageClient.create(client, name: "swift_upgrade", containersPerNode: 2)
+        #expect(try sm.md(depth: 0, .directId(1)) == 1)
+        // `make bench-tools` stages small_message's version 2 (Md returns 2) for bench upgrade.
+        let v2 = String(stagedTool.dropLast("bin/chimaera".count)) + "libexec/chimaera/libsmall_message_v2.so"
+        let report = try client.upgradeModule("small_message", path: v2)
+        #expect(report.contains("\"new_version\":2"))
+        #expect(try sm.md(depth: 0, .directId(1)) == 2)
+        #expect(try sm.md(depth: 2, .directId(0)) == 2)
+        do {
+            try client.upgradeModule("small_message", path: v2)
+            Issue.record("the same version was accepted without force")
+        } catch {
+            #expect(error.code == -CInt(CHI_EVERSION))
+        }
+        #expect(try sm.md(depth: 0, .directId(0)) == 2)
+    }
+
     @Test func asyncMdSuspendsInsteadOfBlockingAndAllComplete() async throws {
         let d = try TestDaemon()
         let client = try Client(segment: d.segment)

@@ -318,3 +318,17 @@ def test_upgrade_reaches_every_node_and_is_all_or_nothing(daemons, tmp_path):
     finally:
         for c in clients:
             c.close()
+
+
+def test_cpp_admin_client_upgrades(daemons, tmp_path):
+    from conftest import CXX
+    require_staged()
+    v2 = build_sm(tmp_path, "libsm_v2", "SM_VERSION=2", "SM_MD_RET=2")
+    exe = tmp_path / "test_cpp_upgrade"
+    rc, out = run([CXX, "-std=c++11", "-O2", "-pedantic", "-Wall", "-Wextra", "-Werror",
+                   f"-I{STAGE}/include", str(REPO / "Tests/cpp/test_cpp_upgrade.cc"), "-o", str(exe),
+                   "-pthread", f"-L{STAGE}/lib", "-lchimaera", f"-Wl,-rpath,{STAGE}/lib"], timeout=180)
+    assert rc == 0, out
+    d = daemons.start(config=CONFIG)
+    rc, out = run([exe, str(v2)], env=d.env, timeout=60)
+    assert rc == 0 and "cpp upgrade: ok" in out, out

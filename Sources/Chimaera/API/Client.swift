@@ -55,6 +55,16 @@ public final class Client: @unchecked Sendable {
     }
 
     /// Creates (or finds, by name) a pool of `module`.
+    /// Hot upgrade of module `name` to the build at `path` (nil: lib<name>.so found again on
+    /// the search path), in every container of its pools on every node, while tasks keep
+    /// coming (chi_module_upgrade). Returns the runtime's JSON report.
+    @discardableResult
+    public func upgradeModule(_ name: String, path: String? = nil, force: Bool = false,
+                              recreate: Bool = false) throws(ChimaeraError) -> String {
+        let flags = (force ? UInt32(CHI_UPGRADE_FORCE) : 0) | (recreate ? UInt32(CHI_UPGRADE_RECREATE) : 0)
+        return try api { () throws(ChiError) in try core.upgradeModule(name, path: path, flags: flags) }
+    }
+
     public func createPool(module: String, name: String, containersPerNode: UInt32 = 1,
                            params: [UInt8] = []) throws(ChimaeraError) -> Pool
     {

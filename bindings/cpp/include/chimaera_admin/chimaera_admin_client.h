@@ -37,6 +37,22 @@ public:
                       name.c_str());
     }
 
+    /// Hot upgrade (chi_module_upgrade): swaps the build of module `name` at `path` (empty:
+    /// lib<name>.so found again on the search path) into every container of its pools on every
+    /// node, while tasks keep coming. flags: CHI_UPGRADE_FORCE, CHI_UPGRADE_RECREATE. Returns
+    /// the runtime's JSON report (versions, each container's pause); throws chi::Error with
+    /// -CHI_EVERSION, -CHI_EABI, -ENOTSUP or the upgrade hook's error, the old version serving on.
+    std::string UpgradeModule(const hipc::MemContext &, const DomainQuery &, const std::string &name,
+                              const std::string &path = std::string(), uint32_t flags = 0) {
+        std::string report(4096, '\0');
+        detail::Check(chi_module_upgrade_report(handle(), name.c_str(),
+                                                path.empty() ? nullptr : path.c_str(), flags,
+                                                &report[0], report.size()),
+                      "UpgradeModule", name.c_str());
+        report.resize(std::char_traits<char>::length(report.c_str()));
+        return report;
+    }
+
     /// Creates (or finds, by name: creation is idempotent) a pool of `module` with
     /// containers_per_node containers and module-specific parameters (copied).
     PoolId CreatePool(const hipc::MemContext &, const DomainQuery &, const DomainQuery &,
