@@ -33,11 +33,11 @@ enum CreateParams {
                              in f: DeployFile) throws(FileLineError) -> [UInt8] {
         var url: String?, urlLine = line, size: UInt64?, flags: UInt32 = 0
         for e in params {
-            let key = "params." + e.key
+            let key = "\(owner): params." + e.key
             switch e.key {
             case "url", "path":
                 if url != nil {
-                    throw f.error(e.keyLine, "\(owner): \(key): give either params.url or params.path, not both")
+                    throw f.error(e.keyLine, "\(key): give either params.url or params.path, not both")
                 }
                 let v = try f.string(e.value, key)
                 url = e.key == "path" ? "fs://" + v : v
@@ -45,7 +45,7 @@ enum CreateParams {
             case "size":
                 let v = try f.size(e.value, key)
                 guard v >= CHI_BDEV_UNIT else {
-                    throw f.error(e.keyLine, "\(owner): \(key): \(v) bytes is less than one block (\(CHI_BDEV_UNIT) bytes)")
+                    throw f.error(e.keyLine, "\(key): \(v) bytes is less than one block (\(CHI_BDEV_UNIT) bytes)")
                 }
                 size = v
             case "buffered":
@@ -55,7 +55,7 @@ enum CreateParams {
             case "data_high_latency":
                 if try f.bool(e.value, key) { flags |= UInt32(CHI_BDEV_CREATE_DATA_HIGH_LATENCY) }
             default:
-                throw f.error(e.keyLine, "\(owner): \(key): unknown create parameter of bdev (known: url or path, size, buffered, temporary, data_high_latency)")
+                throw f.error(e.keyLine, "\(key): unknown create parameter of bdev (known: url or path, size, buffered, temporary, data_high_latency)")
             }
         }
         guard let url else { throw f.error(line, "\(owner): params.url (or params.path) is required for a bdev pool") }
