@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (REPO, STAGE, pid_alive, require_staged, run, shm_path, sock_path,
+from conftest import (LATENCY_RE, REPO, STAGE, pid_alive, require_staged, run, shm_path, sock_path,
                       unique_segment, wait_gone)
 
 BIN = STAGE / "bin" / "chimaera"
@@ -198,6 +198,17 @@ def test_pipeline_help():
         rc, out = run([BIN, *args])
         assert rc == 0, out
         assert "run" in out and ("chimaera_run" in out), out
+
+
+def test_client_example_pipeline(pipeline):
+    """examples/deploy/client_pipeline.yaml: client_example and `chimaera status` (from PATH)
+    against the pipeline's own runtime."""
+    text = (REPO / "examples/deploy/client_pipeline.yaml").read_text()
+    rc, out, seg = pipeline(text, env={"PATH": f"{STAGE}/bin:{os.environ['PATH']}"})
+    assert rc == 0, out
+    assert LATENCY_RE.search(out), out
+    assert "ipc_test module=small_message" in out, out
+    assert_stopped(runtime_pid(out), seg)
 
 
 def test_compressor_example_pipeline(tmp_path, pipeline):
