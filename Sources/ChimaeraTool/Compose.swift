@@ -66,6 +66,7 @@ struct ComposeFile {
         var module: String?
         var containers: UInt32 = 1
         var paramEntries: [YAMLNode.Entry] = []
+        var methods: (String, Int)?
         for e in entries {
             switch e.key {
             case "name": break
@@ -77,14 +78,19 @@ struct ComposeFile {
                 if r > maxReplicas {
                     throw f.error(e.keyLine, "\(owner): replicas: \(r) is not supported yet (pools are created without replication; use 1 or leave the key out)")
                 }
+            case "methods": methods = (f.relative(try f.string(e.value, "\(owner): methods")), e.keyLine)
             case "params":
                 if !e.value.isNull { paramEntries = try f.entries(e.value, "\(owner): params") }
             default:
-                throw f.error(e.keyLine, "\(owner): unknown key `\(e.key)` (expected: name, module, containers_per_node, replicas, params)")
+                throw f.error(e.keyLine, "\(owner): unknown key `\(e.key)` (expected: name, module, containers_per_node, replicas, params, methods)")
             }
         }
         guard let module else { throw f.error(node.line, "\(owner): key `module` is required") }
-        let params = try CreateParams.encode(module: module, params: paramEntries, line: node.line, owner: owner, in: f)
+        let params = if let (file, line) = methods {
+            try CreateParams.encode(methodsFile: file, keyLine: line, params: paramEntries, owner: owner, in: f)
+        } else {
+            try CreateParams.encode(module: module, params: paramEntries, line: node.line, owner: owner, in: f)
+        }
         return Pool(name: name, module: module, containersPerNode: containers, params: params, line: node.line)
     }
 }
@@ -103,7 +109,8 @@ struct Compose: ParsableCommand {
                   replicas: 1              # only 1 for now
                   params: {path: /tmp/blocks.bin, size: 64M}
             `params` are the module's create parameters by name (bdev: url or path,
-            size, buffered, temporary, data_high_latency). A pool that exists with
+            size, buffered, temporary, data_high_latency; another module's from its
+            kCreate, given `methods: <module>_methods.yaml`). A pool that exists with
             the same module and containers per node is left as it is; one that
             differs is an error. Exit status: 0 done, 1 refused, 2 a bad file.
             """)

@@ -1,4 +1,5 @@
 import CChimaeraABI
+import ChimaeraDevKit
 import ChimaeraYAML
 import Glibc
 
@@ -6,11 +7,11 @@ import Glibc
 /// module's Create expects (`chi_pool_create_opts_t.params`).
 ///
 /// Modules publish no descriptor of their create parameters at run time (their method
-/// descriptors cover tasks, not Create), so the layouts the tool knows are listed here, one
-/// function per module; the built-in bdev is the one with parameters. A module not listed takes
-/// no parameters from a compose file. When modules describe kCreate's parameters (the module
-/// kit's `<name>_methods.yaml` already declares them), this table can give way to a generic
-/// encoder over that descriptor.
+/// descriptors cover tasks, not Create), so the layout comes from one of two places: the
+/// module's `<name>_methods.yaml` (the module kit's declaration, whose kCreate params are laid
+/// out as the generated `<name>_create_params_t` is: declaration order, natural C alignment),
+/// named by the pool's `methods` key; else the layouts the tool knows, one function per module
+/// (the built-in bdev). When modules describe kCreate at run time, both can give way to that.
 enum CreateParams {
     /// The bytes for `params` of a pool of `module`, empty when `params` is empty.
     ///
@@ -23,7 +24,100 @@ enum CreateParams {
         case CHI_BDEV_MODULE_NAME: return try bdev(params, line: line, owner: owner, in: f)
         default:
             guard let first = params.first else { return [] }
-            throw f.error(first.keyLine, "\(owner): params.\(first.key): module \"\(module)\" takes no create parameters the tool knows of (known: bdev's url or path, size, buffered, temporary, data_high_latency)")
+            throw f.error(first.keyLine, "\(owner): params.\(first.key): module \"\(module)\" takes no create parameters the tool knows of (give the pool `methods: <module>_methods.yaml` to lay them out from its kCreate)")
+        }
+    }
+
+    /// The bytes for `params` laid out as the kCreate params `methodsFile` declares.
+    ///
+    /// - Throws: An unreadable or invalid methods file, a key kCreate does not declare, or a
+    ///   value outside its type, naming the pool and the key.
+    static func encode(methodsFile: String, keyLine: Int, params: [YAMLNode.Entry], owner: String,
+                       in f: DeployFile) throws(FileLineError) -> [UInt8] {
+        let spec: ModuleSpec
+        do throws(FileLineError) {
+            let text = try DeployFile.readText(methodsFile)
+            do throws(GenerateErrors) {
+                spec = try MethodsFile.parse(text, file: methodsFile)
+            } catch {
+                throw f.error(keyLine, "\(owner): methods: \(error.description)")
+            }
+        } catch {
+            throw f.error(keyLine, "\(owner): methods: \(methodsFile): \(error.message)")
+        }
+        return try generic(spec.createParams, params, owner: owner, file: methodsFile, in: f)
+    }
+
+    /// Lays the values out as a C struct of `fields` in order, each at its natural alignment;
+    /// fields not given stay zero (as a module's Create sees a shorter struct's tail).
+    private static func generic(_ fields: [FieldSpec], _ params: [YAMLNode.Entry], owner: String, file: String,
+                                in f: DeployFile) throws(FileLineError) -> [UInt8] {
+        guard !params.isEmpty else { return [] }
+        var offsets: [String: (Int, FieldSpec)] = [:]
+        var at = 0, maxAlign = 1
+        for field in fields {
+            let (size, align) = layout(field.type)
+            at = (at + align - 1) / align * align
+            offsets[field.name] = (at, field)
+            at += size
+            maxAlign = max(maxAlign, align)
+        }
+        var bytes = [UInt8](repeating: 0, count: (at + maxAlign - 1) / maxAlign * maxAlign)
+        let known = fields.map(\.name).joined(separator: ", ")
+        for e in params {
+            let key = "\(owner): params.\(e.key)"
+            guard let (offset, field) = offsets[e.key] else {
+                throw f.error(e.keyLine, "\(key): kCreate in \(file) declares no such parameter (it declares: \(known.isEmpty ? "none" : known))")
+            }
+            let v = try value(field.type, e.value, key, in: f)
+            bytes.replaceSubrange(offset..<(offset + v.count), with: v)
+        }
+        return bytes
+    }
+
+    /// Size and alignment of a create parameter (the kit allows numbers, bool, str and bytes).
+    private static func layout(_ t: FieldType) -> (Int, Int) {
+        switch t {
+        case .u8, .i8, .bool: (1, 1)
+        case .u16, .i16: (2, 2)
+        case .u32, .i32, .f32: (4, 4)
+        case .u64, .i64, .f64: (8, 8)
+        case .bytes(let n), .str(let n): (n, 1)
+        case .bulk, .shmPtr: (16, 8)
+        case .domainQuery: (24, 8)
+        }
+    }
+
+    /// One value's bytes, checked against its type.
+    private static func value(_ t: FieldType, _ node: YAMLNode, _ key: String, in f: DeployFile) throws(FileLineError) -> [UInt8] {
+        func int(_ lo: Int64, _ hi: Int64) throws(FileLineError) -> Int64 {
+            Int64(try f.integer(node, key, in: Int(lo)...Int(hi)))
+        }
+        func le<T>(_ v: T) -> [UInt8] { withUnsafeBytes(of: v) { Array($0) } }
+        switch t {
+        case .u8: return le(UInt8(try int(0, 255)))
+        case .i8: return le(Int8(try int(-128, 127)))
+        case .u16: return le(UInt16(try int(0, 65535)))
+        case .i16: return le(Int16(try int(-32768, 32767)))
+        case .u32: return le(UInt32(try int(0, Int64(UInt32.max))))
+        case .i32: return le(Int32(try int(Int64(Int32.min), Int64(Int32.max))))
+        case .i64: return le(try int(Int64.min, Int64.max))
+        case .u64:
+            let text = try f.string(node, key)
+            guard let v = UInt64(text) else { throw f.error(node.line, "\(key): expected an unsigned 64-bit integer, got \"\(text)\"") }
+            return le(v)
+        case .f32, .f64:
+            let text = try f.string(node, key)
+            guard let v = Double(text) else { throw f.error(node.line, "\(key): expected a number, got \"\(text)\"") }
+            return t == .f32 ? le(Float(v)) : le(v)
+        case .bool: return [try f.bool(node, key) ? 1 : 0]
+        case .str(let n), .bytes(let n):
+            let text = Array(try f.string(node, key).utf8)
+            let room = t == .str(n) ? n - 1 : n
+            guard text.count <= room else { throw f.error(node.line, "\(key): longer than \(room) bytes") }
+            return text
+        case .bulk, .shmPtr, .domainQuery:
+            throw f.error(node.line, "\(key): a shared-memory pointer cannot be a create parameter")
         }
     }
 

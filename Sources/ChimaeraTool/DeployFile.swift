@@ -22,6 +22,18 @@ struct DeployFile {
         return (f, try f.entries(root, "the file"))
     }
 
+    /// A whole text file (a module's methods YAML, say).
+    static func readText(_ path: String) throws(FileLineError) -> String {
+        guard let bytes = readAll(path) else { throw FileLineError(file: path, line: nil, message: "cannot read it: " + Sys.errnoText()) }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// `path` as seen from this file's directory (an absolute path stays as it is).
+    func relative(_ other: String) -> String {
+        guard !other.hasPrefix("/"), let slash = path.lastIndex(of: "/") else { return other }
+        return String(path[...slash]) + other
+    }
+
     func error(_ line: Int?, _ message: String) -> FileLineError {
         FileLineError(file: path, line: line, message: message)
     }

@@ -6,7 +6,7 @@ import os
 
 import pytest
 
-from conftest import STAGE, REPO, require_staged, run, unique_segment
+from conftest import CC, STAGE, REPO, require_staged, run, unique_segment
 
 BIN = STAGE / "bin" / "chimaera"
 
@@ -104,6 +104,103 @@ def test_compose_refusals_from_the_runtime_name_the_pool(daemons, tmp_path):
     assert rc == 1, out
     assert "pool \"r_dev\"" in out, out
     assert "r_dev" not in pools(d)
+
+
+# A module whose Create writes the parameters it received to the file they name: the layout
+# below is what chi_refresh_repo generates for PARAMS_YAML (declaration order, C alignment).
+PARAMS_MODULE_C = r"""
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <chimaera/module.h>
+
+typedef struct {
+    uint8_t tag;
+    int64_t bias;
+    uint32_t level;
+    char out[200];
+    double ratio;
+    bool flag;
+} params_t;
+
+static int create(chi_container_t *c, const void *params, uint32_t size, void **state) {
+    params_t p;
+    memset(&p, 0, sizeof p);
+    memcpy(&p, params, size < sizeof p ? size : sizeof p);
+    if (chi_container_id(c) == 0 && p.out[0]) {
+        FILE *f = fopen(p.out, "w");
+        if (f == NULL) return -errno;
+        fprintf(f, "size=%u sizeof=%zu tag=%u bias=%lld level=%u ratio=%.3f flag=%d\n", size, sizeof p, p.tag,
+                (long long)p.bias, p.level, p.ratio, p.flag);
+        fclose(f);
+    }
+    *state = NULL;
+    return chi_container_add_lanes(c, 0, 1, CHI_PRIO_LOW_LATENCY);
+}
+static void destroy(chi_container_t *c, void *s) { (void)c; (void)s; }
+static int run(void *s, chi_task_t *t, chi_rctx_t *r) { (void)s; (void)t; (void)r; return 0; }
+static const chi_method_desc_t methods[] = {{10, sizeof(chi_task_t), 0, 0, "Nop", NULL, NULL}};
+static const chi_module_vtable_t vt = {
+    .size = sizeof vt, .abi_major = CHI_ABI_MAJOR, .abi_minor = CHI_ABI_MINOR,
+    .name = "param_probe", .version = 1, .nmethods = 1, .methods = methods,
+    .create = create, .destroy = destroy, .run = run};
+CHI_MODULE_EXPORT(&vt)
+"""
+
+PARAMS_YAML = """\
+kCreate:
+  id: 0
+  params:
+    tag: in u8
+    bias: in i64
+    level: in u32
+    out: in str[200]
+    ratio: in f64
+    flag: in bool
+kDestroy: 1
+kNop:
+  id: 10
+"""
+
+
+def test_compose_lays_out_params_from_a_methods_file(daemons, tmp_path):
+    require_staged()
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    src = tmp_path / "param_probe.c"
+    src.write_text(PARAMS_MODULE_C)
+    rc, out = run([CC, "-std=c11", "-shared", "-fPIC", "-Wall", "-Werror", f"-I{STAGE}/include",
+                   src, "-o", mods / "libparam_probe.so", f"-L{STAGE}/lib", "-lchimaera"], timeout=60)
+    assert rc == 0, out
+    (tmp_path / "param_probe_methods.yaml").write_text(PARAMS_YAML)
+    d = daemons.start(config={"runtime": {"shm_size": "256M", "module_path": [str(mods)]}})
+    seen = tmp_path / "seen.txt"
+    f = tmp_path / "probe.yaml"
+    f.write_text(f"""\
+pools:
+  - name: probe
+    module: param_probe
+    methods: param_probe_methods.yaml    # beside this file
+    containers_per_node: 2
+    params: {{tag: 200, bias: -42, level: 7, out: "{seen}", ratio: 0.25, flag: true}}
+""")
+    rc, out = compose(d, f)
+    assert rc == 0, out
+    assert seen.read_text() == "size=240 sizeof=240 tag=200 bias=-42 level=7 ratio=0.250 flag=1\n"
+
+    bad = tmp_path / "probe_bad.yaml"
+    bad.write_text("pools:\n  - name: probe2\n    module: param_probe\n"
+                   "    methods: param_probe_methods.yaml\n    params:\n      tag: 300\n      levle: 1\n")
+    rc, out = compose(d, bad)
+    assert rc == 2 and f"{bad}:6: pool \"probe2\": params.tag: expected an integer from 0 to 255" in out, out
+    bad.write_text("pools:\n  - name: probe2\n    module: param_probe\n"
+                   "    methods: param_probe_methods.yaml\n    params:\n      levle: 1\n")
+    rc, out = compose(d, bad)
+    assert rc == 2 and "params.levle: kCreate in" in out and "tag, bias, level" in out, out
+    bad.write_text("pools:\n  - name: probe2\n    module: param_probe\n    methods: nowhere.yaml\n")
+    rc, out = compose(d, bad)
+    assert rc == 2 and f"{bad}:4: pool \"probe2\": methods:" in out and "nowhere.yaml" in out, out
 
 
 BAD_FILES = {
