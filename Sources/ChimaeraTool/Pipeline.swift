@@ -33,6 +33,9 @@ struct PipelineRun: ParsableCommand {
     @Option(help: "How long to wait for the runtime to serve, in milliseconds.")
     var startTimeoutMs = 30000
 
+    @Option(help: "Append the runtime's output here (default: a temporary file, shown if it fails).")
+    var runtimeLog: String?
+
     func run() throws {
         let spec: PipelineFile
         do throws(FileLineError) {
@@ -46,7 +49,9 @@ struct PipelineRun: ParsableCommand {
             Tool.fail("--segment \(seg): not a valid segment name")
             throw ExitCode(2)
         }
-        var runner = PipelineRunner(spec: spec, segment: seg, startTimeoutMs: max(startTimeoutMs, 100))
+        if let runtimeLog, !Tool.checkParentDirectory(runtimeLog, "--runtime-log") { throw ExitCode(2) }
+        var runner = PipelineRunner(spec: spec, segment: seg, startTimeoutMs: max(startTimeoutMs, 100),
+                                    runtimeLog: runtimeLog)
         throw ExitCode(runner.run())
     }
 }

@@ -11,16 +11,19 @@ struct PipelineRunner {
     let spec: PipelineFile
     let segment: String
     let startTimeoutMs: Int
+    /// Where the runtime's output goes; nil: a file in the work directory, removed at the end.
+    let runtimeLog: String?
 
     private var runtimePid: pid_t = 0
     private var workDir = ""
     private var env: [String: String] = [:]
     private var signals = sigset_t()
 
-    init(spec: PipelineFile, segment: String, startTimeoutMs: Int) {
+    init(spec: PipelineFile, segment: String, startTimeoutMs: Int, runtimeLog: String?) {
         self.spec = spec
         self.segment = segment
         self.startTimeoutMs = startTimeoutMs
+        self.runtimeLog = runtimeLog
     }
 
     /// `pipe_<name>_<pid>`, the name cut to what a segment name allows.
@@ -104,7 +107,7 @@ struct PipelineRunner {
             }
             args += ["--config", path]
         }
-        let log = workDir + "/runtime.log"
+        let log = runtimeLog ?? workDir + "/runtime.log"
         say("pipeline \(name): \(r.name): starting runtime \"\(segment)\"")
         switch spawn(args, env: env, output: log) {
         case .failure(let msg):

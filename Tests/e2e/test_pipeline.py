@@ -167,6 +167,38 @@ def test_pipeline_sigterm_stops_app_and_runtime(tmp_path, pipeline):
     assert_stopped(runtime_pid(out), seg)
 
 
+def test_pipeline_sigint_while_waiting_after_start_stops_runtime(tmp_path, pipeline):
+    """Ctrl-C during chimaera_run's `sleep`: no application runs, the runtime is stopped, and
+    --runtime-log keeps the runtime's output."""
+    require_staged()
+    f = tmp_path / "slow.yaml"
+    f.write_text(f"name: slow\npkgs:\n{runtime_pkg(sleep=60)}  - pkg_type: app\n    cmd: echo app-ran\n")
+    seg = unique_segment("t")
+    pipeline.started.append(seg)
+    log, rlog = tmp_path / "out", tmp_path / "runtime.log"
+    env = dict(os.environ, CHI_MODULE_PATH=str(STAGE / "lib/chimaera"))
+    with open(log, "wb") as o:
+        p = subprocess.Popen([str(BIN), "pipeline", "run", str(f), "--segment", seg,
+                              "--runtime-log", str(rlog)],
+                             stdout=o, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
+    try:
+        deadline = time.monotonic() + 20
+        while not SERVING.search(log.read_text()) and time.monotonic() < deadline:
+            assert p.poll() is None, log.read_text()
+            time.sleep(0.05)
+        p.send_signal(signal.SIGINT)
+        rc = p.wait(timeout=20)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait(timeout=10)
+    out = log.read_text()
+    assert rc == 128 + signal.SIGINT, out
+    assert "interrupted by signal 2" in out and "app-ran" not in out, out
+    assert rlog.exists(), "--runtime-log was not written"
+    assert_stopped(runtime_pid(out), seg)
+
+
 def _ppid(d):
     try:
         return int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
