@@ -22,7 +22,8 @@ struct PipelineRun: ParsableCommand {
             CHIMAERA_SEGMENT naming the runtime started and CHIMAERA_PIPELINE_DIR the file's \
             directory. The runtime is stopped when the last application ends, when one fails \
             (the pipeline exits with its status) and on SIGINT or SIGTERM (exit 128 + signal). \
-            Over a hostfile is not supported yet: the runtime starts on this node only.
+            With --hostfile, chimaera_run starts one runtime per host (as `chimaera cluster start`; \
+            the config must set cluster.key) and the applications run here, against this node's runtime.
             """)
 
     @Argument(help: "The pipeline file (YAML).") var file: String
@@ -32,6 +33,9 @@ struct PipelineRun: ParsableCommand {
 
     @Option(help: "How long to wait for the runtime to serve, in milliseconds.")
     var startTimeoutMs = 30000
+
+    @Option(help: "Start one runtime per host of this hostfile (chimaera cluster start); applications run here.")
+    var hostfile: String?
 
     @Option(help: "Append the runtime's output here (default: a temporary file, shown if it fails).")
     var runtimeLog: String?
@@ -49,9 +53,13 @@ struct PipelineRun: ParsableCommand {
             Tool.fail("--segment \(seg): not a valid segment name")
             throw ExitCode(2)
         }
+        if let h = hostfile, access(h, R_OK) != 0 {
+            Tool.fail("--hostfile \(h): \(Sys.errnoText())")
+            throw ExitCode(2)
+        }
         if let runtimeLog, !Tool.checkParentDirectory(runtimeLog, "--runtime-log") { throw ExitCode(2) }
         var runner = PipelineRunner(spec: spec, segment: seg, startTimeoutMs: max(startTimeoutMs, 100),
-                                    runtimeLog: runtimeLog)
+                                    runtimeLog: runtimeLog, hostfile: hostfile)
         throw ExitCode(runner.run())
     }
 }

@@ -14,16 +14,23 @@ struct PipelineRunner {
     /// Where the runtime's output goes; nil: a file in the work directory, removed at the end.
     let runtimeLog: String?
 
-    private var runtimePid: pid_t = 0
-    private var workDir = ""
-    private var env: [String: String] = [:]
-    private var signals = sigset_t()
+    /// With a hostfile: one runtime per host (`chimaera cluster start`), applications on this
+    /// node's; see PipelineRunner+Cluster.swift.
+    let hostfile: String?
 
-    init(spec: PipelineFile, segment: String, startTimeoutMs: Int, runtimeLog: String?) {
+    private var runtimePid: pid_t = 0
+    var workDir = ""
+    var env: [String: String] = [:]
+    private var signals = sigset_t()
+    /// With a hostfile, once `cluster start` ran: this node's segments (applications use the first).
+    var clusterSegments: [String]?
+
+    init(spec: PipelineFile, segment: String, startTimeoutMs: Int, runtimeLog: String?, hostfile: String?) {
         self.spec = spec
         self.segment = segment
         self.startTimeoutMs = startTimeoutMs
         self.runtimeLog = runtimeLog
+        self.hostfile = hostfile
     }
 
     /// `pipe_<name>_<pid>`, the name cut to what a segment name allows.
@@ -33,7 +40,7 @@ struct PipelineRunner {
     }
 
     /// The outcome of waiting for a child.
-    private enum Wait {
+    enum Wait {
         case exited(Int32)
         case signalled(Int32)
         case timedOut
@@ -93,9 +100,9 @@ struct PipelineRunner {
     /// Starts the runtime and registers its modules; nil on success, else the exit status.
     private mutating func startRuntime(_ r: PipelineFile.Runtime) -> Int32? {
         let name = spec.name
-        var args = [ChildProcess.selfExe, "start", "--segment", segment, "--pid-file", workDir + "/runtime.pid"]
+        var configArgs: [String] = []
         if let c = r.config {
-            args += ["--config", expandVariables(c, env)]
+            configArgs = ["--config", expandVariables(c, env)]
         } else if r.port != nil || r.shmSize != nil {
             var text = ""
             if let s = r.shmSize { text += "runtime:\n  shm_size: \(s)\n" }
@@ -105,8 +112,13 @@ struct PipelineRunner {
                 Tool.fail("pipeline \(name): \(path): \(Sys.errnoText())")
                 return 1
             }
-            args += ["--config", path]
+            configArgs = ["--config", path]
         }
+        if let hostfile {
+            guard let (seg, pid) = startCluster(r, hostfile: hostfile, configArgs: configArgs) else { return 1 }
+            return finishStart(r, segment: seg, pid: pid)
+        }
+        let args = [ChildProcess.selfExe, "start", "--segment", segment, "--pid-file", workDir + "/runtime.pid"] + configArgs
         let log = runtimeLog ?? workDir + "/runtime.log"
         say("pipeline \(name): \(r.name): starting runtime \"\(segment)\"")
         switch spawn(args, env: env, output: log) {
@@ -134,7 +146,12 @@ struct PipelineRunner {
                 }
             }
         }
-        let pid = runtimePid
+        return finishStart(r, segment: segment, pid: runtimePid)
+    }
+
+    /// Registers the modules on the runtime serving `segment` and waits `sleep`; nil on success.
+    private mutating func finishStart(_ r: PipelineFile.Runtime, segment: String, pid: pid_t) -> Int32? {
+        let name = spec.name
         do throws(ToolError) {
             let c = try Client(segment: segment, timeoutMs: 5000)
             for m in r.modules {
@@ -166,6 +183,7 @@ struct PipelineRunner {
 
     /// Stops the runtime this pipeline started, if any; returns the report's tail.
     private mutating func stopRuntime() -> String {
+        if let segs = clusterSegments { return stopCluster(segs) }
         let pid = runtimePid
         guard pid > 0 else { return "" }
         runtimePid = 0
@@ -219,14 +237,14 @@ struct PipelineRunner {
 
     // MARK: processes
 
-    private enum Spawned {
+    enum Spawned {
         case success(pid_t)
         case failure(String)
     }
 
     /// Starts `argv` in a new process group with `env` and an empty signal mask; stdout and
     /// stderr go to `output` (appended) when given, else to ours.
-    private func spawn(_ argv: [String], env: [String: String], output: String?, search: Bool = false) -> Spawned {
+    func spawn(_ argv: [String], env: [String: String], output: String?, search: Bool = false) -> Spawned {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -258,7 +276,7 @@ struct PipelineRunner {
 
     /// Waits for child `pid` to end until `deadline` (monotonic ns), or for a blocked signal
     /// (unless `interruptible` is false: then signals wait for later).
-    private func waitChild(_ pid: pid_t, until deadline: UInt64, interruptible: Bool = true) -> Wait {
+    func waitChild(_ pid: pid_t, until deadline: UInt64, interruptible: Bool = true) -> Wait {
         while true {
             var status: Int32 = 0
             let r = waitpid(pid, &status, WNOHANG)
@@ -287,7 +305,7 @@ struct PipelineRunner {
 
     // MARK: files and environment
 
-    private func say(_ text: String) {
+    func say(_ text: String) {
         print(text)
         fflush(nil)
     }
@@ -321,7 +339,7 @@ struct PipelineRunner {
         return text.withCString { write(fd, $0, strlen($0)) } == text.utf8.count
     }
 
-    private static func readFile(_ path: String) -> String? {
+    static func readFile(_ path: String) -> String? {
         let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return nil }
         defer { close(fd) }

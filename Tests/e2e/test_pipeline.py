@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import (LATENCY_RE, REPO, STAGE, pid_alive, require_staged, run, shm_path, sock_path,
-                      unique_segment, wait_gone)
+from conftest import (LATENCY_RE, REPO, STAGE, cmdline_pids, pid_alive, require_staged, run,
+                      shm_path, sock_path, to_yaml, unique_segment, wait_gone)
 
 BIN = STAGE / "bin" / "chimaera"
 SERVING = re.compile(r'runtime "([^"]+)" serving \(pid (\d+)')
@@ -41,8 +41,11 @@ def pipeline(tmp_path):
     go.started = started
     yield go
     for seg in started:
-        for p in (shm_path(seg), sock_path(seg)):
-            p.unlink(missing_ok=True)
+        for s in (seg, f"{seg}_n1", f"{seg}_n2"):
+            for pid in cmdline_pids(BIN, s):
+                os.kill(pid, signal.SIGKILL)
+            for p in (shm_path(s), sock_path(s)):
+                p.unlink(missing_ok=True)
 
 
 def runtime_pid(out):
@@ -197,6 +200,38 @@ def test_pipeline_sigint_while_waiting_after_start_stops_runtime(tmp_path, pipel
     assert "interrupted by signal 2" in out and "app-ran" not in out, out
     assert rlog.exists(), "--runtime-log was not written"
     assert_stopped(runtime_pid(out), seg)
+
+
+def test_pipeline_over_a_hostfile_starts_and_stops_every_node(pipeline, tmp_path):
+    """--hostfile: two local nodes (chimaera cluster start); the application talks to this
+    node's runtime, which sees its peer; both nodes and segments are gone afterwards."""
+    import socket
+    ports = []
+    for _ in range(2):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+    hosts = tmp_path / "hosts"
+    hosts.write_text("".join(f"127.0.0.1:{p}\n" for p in ports))
+    cfg = tmp_path / "cluster.yaml"
+    cfg.write_text(to_yaml({"runtime": {"shm_size": "64M", "pin_workers": False},
+                            "cluster": {"key": '"pipeline-test-key-0123456789"'}}) + "\n")
+    rc, out, seg = pipeline(f"""\
+name: clustered
+pkgs:
+  - pkg_type: chimaera_run
+    config: {cfg}
+    modules: [small_message]
+  - pkg_type: status
+    cmd: "{BIN} status"
+""", "--hostfile", str(hosts), timeout=120)
+    assert rc == 0, out
+    assert f'runtime "{seg}_n1" serving' in out, out
+    assert "cluster: node 1 of 2" in out, out
+    assert f'cluster "{seg}" stopped' in out, out
+    for s in (f"{seg}_n1", f"{seg}_n2"):
+        assert not cmdline_pids(BIN, s), f"a runtime of {s} still runs"
+        assert not shm_path(s).exists(), f"{shm_path(s)} was left behind"
 
 
 def _ppid(d):
