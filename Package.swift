@@ -70,7 +70,7 @@ let package = Package(
         // so a process that runs a runtime holds the one copy inside that library.
         .executableTarget(
             name: "ChimaeraTool",
-            dependencies: ["CChimaeraABI", "ChimaeraDevKit",
+            dependencies: ["CChimaeraABI", "ChimaeraDevKit", "ChimaeraYAML",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
     ] : [])

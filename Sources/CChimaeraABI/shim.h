@@ -1,4 +1,5 @@
 /* libchimaera.so's public C ABI, for the `chimaera` tool (Sources/ChimaeraTool); the Makefile
- * puts include/ on the path (-Xcc -I). */
+ * puts include/ on the path (-Xcc -I). bdev.h: compose encodes bdev's create parameters. */
 #include "chimaera/chimaera.h"
 #include "chimaera/small_message.h"
+#include "chimaera/bdev.h"

@@ -17,6 +17,8 @@ SUBCOMMANDS = {
     "stop": ["--segment", "--timeout-ms", "--all"],
     "status": ["--segment", "--json", "--cpu-window-ms"],
     "worch": ["--segment"],
+    "compose": ["--segment", "--config", "--json", "--timeout-ms"],
+    "pipeline": ["run"],
     "bench": ["--json", "--segment", "--sync", "--async", "--threads", "--seconds", "--iters", "--contended"],
     "cluster": ["--hostfile", "--log-dir", "--json"],
     "make-repo": [],
