@@ -21,8 +21,8 @@
 
 /* One container's state. The container count is taken once at create: a pool's container
  * set is fixed for its lifetime in this ABI version. `served` counts the Md tasks run; one
- * lane per container means one worker at a time, but the count is atomic all the same
- * (subtasks of a chain run on fibers that interleave). */
+ * lane per container means one worker at a time (fibers of a chain interleave only where
+ * they wait), so it needs no locked add; it is atomic so that readers see whole values. */
 typedef struct sm_state {
     uint32_t id;
     uint32_t count;
@@ -126,7 +126,10 @@ static int sm_upgrade(chi_container_t *c, void *old_state, uint32_t old_version,
 
 static int sm_run_md(sm_state_t *s, chi_sm_md_task_t *t, chi_rctx_t *rctx) {
     uint32_t depth = t->depth;
-    atomic_fetch_add_explicit(&s->served, 1, memory_order_relaxed);
+    /* Not a locked add: a container's tasks run on one worker at a time (its lane's), and a
+     * locked instruction per Md costs the async path measurably. */
+    atomic_store_explicit(&s->served, atomic_load_explicit(&s->served, memory_order_relaxed) + 1,
+                          memory_order_relaxed);
     if (depth == 0) {
         t->ret = SM_MD_RET;
         return 0;
