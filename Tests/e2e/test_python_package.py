@@ -48,18 +48,33 @@ def test_pip_install_into_a_fresh_virtualenv_then_import(daemon, tmp_path):
         pytest.skip(f"python3 -m venv is unusable here (`make deps` installs python3-venv):\n{out}")
     assert rc == 0, out
     vpy = venv / "bin" / "python"
+    # The build bundles the staged library and built-in modules ($CHI_STAGE names the stage
+    # when, as here, the package is built outside the source tree).
     rc, out = run([vpy, "-m", "pip", "install", "--no-build-isolation", "--no-index", src],
-                  env=py_env(lib=None, pythonpath=None), timeout=600)
+                  env=py_env(lib=None, pythonpath=None, CHI_STAGE=str(STAGE)), timeout=600)
     assert rc == 0, f"pip install failed:\n{out}"
+    assert not (src / "chimaera" / "lib").exists(), "the build left its copy in the source"
+    # No environment variable at all: the library is the one installed beside the package.
     code = ("import chimaera, sys; print(chimaera.__file__); print(chimaera.abi_version()); "
+            "print(chimaera._lib.path()); "
             "c = chimaera.Client(); p = c.create_pool('small_message', 'venv'); "
             "print('md', p.md(timeout=30)); c.close()")
-    rc, out = python(code, py_env(pythonpath=None, CHIMAERA_SEGMENT=daemon.segment),
-                     exe=vpy, cwd=tmp_path)
+    env = py_env(lib=None, pythonpath=None, CHIMAERA_SEGMENT=daemon.segment)
+    env.pop("CHI_MODULE_PATH", None)
+    env.pop("LD_LIBRARY_PATH", None)
+    rc, out = python(code, env, exe=vpy, cwd=tmp_path)
     assert rc == 0, out
     lines = out.splitlines()
     assert lines[0].startswith(str(venv)), f"imported from outside the virtualenv: {lines[0]}"
-    assert lines[1] == f"({chimaera.ABI_MAJOR}, {chimaera.ABI_MINOR})" and lines[2] == "md 1"
+    assert lines[1] == f"({chimaera.ABI_MAJOR}, {chimaera.ABI_MINOR})" and lines[3] == "md 1"
+    assert lines[2].startswith(str(venv)), f"the library came from outside the virtualenv: {lines[2]}"
+    # An embedded runtime from the installed package: its built-in modules are the bundled ones.
+    code = ("import chimaera; c = chimaera.Client(mode='embedded'); "
+            "p = c.create_pool('small_message', 'emb'); print('md', p.md(timeout=30)); c.close()")
+    env = py_env(lib=None, pythonpath=None, CHIMAERA_SEGMENT=unique_segment("venvemb"))
+    env.pop("CHI_MODULE_PATH", None)
+    rc, out = python(code, env, exe=vpy, cwd=tmp_path)
+    assert rc == 0 and "md 1" in out, out
 
 
 def test_the_library_is_found_beside_the_package_or_on_the_library_path(tmp_path):

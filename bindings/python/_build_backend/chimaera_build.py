@@ -9,9 +9,11 @@ metadata. This file can go once every supported Python bundles setuptools >= 70.
 """
 
 import base64
+import contextlib
 import hashlib
 import os
 import re
+import shutil
 import zipfile
 from pathlib import Path
 
@@ -94,6 +96,37 @@ def _build_wheel_fallback(wheel_directory):
     return wheel_name
 
 
+def _stage():
+    """The staged Chimaera prefix to bundle: $CHI_STAGE, else the repository's build/ when the
+    package is built from its place in the source tree (bindings/python); None if neither has
+    the library."""
+    for d in (os.environ.get("CHI_STAGE"), ROOT.parents[1] / "build"):
+        if d and (Path(d) / "lib" / "libchimaera.so.1").is_file():
+            return Path(d)
+    return None
+
+
+@contextlib.contextmanager
+def _bundled():
+    """Copies the library and its built-in modules into the package for the build (found there
+    first at import: no CHIMAERA_LIB, no library path), and removes the copies afterwards. A
+    library already beside the package (copied by hand) is used as it is."""
+    pkg = ROOT / "chimaera"
+    stage = _stage()
+    if stage is None or any(pkg.glob("libchimaera.so*")) or (pkg / "lib").exists():
+        yield
+        return
+    lib = pkg / "lib"
+    try:
+        (lib / "chimaera").mkdir(parents=True)
+        shutil.copy2(stage / "lib" / "libchimaera.so.1", lib / "libchimaera.so.1")
+        for m in sorted((stage / "lib" / "chimaera").glob("*.so")):
+            shutil.copy2(m, lib / "chimaera" / m.name)
+        yield
+    finally:
+        shutil.rmtree(lib, ignore_errors=True)
+
+
 # ---- PEP 517 hooks -------------------------------------------------------------------------
 
 def get_requires_for_build_wheel(config_settings=None):
@@ -103,9 +136,10 @@ def get_requires_for_build_wheel(config_settings=None):
 
 def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
     st = _setuptools()
-    if st:
-        return st.build_wheel(wheel_directory, config_settings, metadata_directory)
-    return _build_wheel_fallback(wheel_directory)
+    with _bundled():
+        if st:
+            return st.build_wheel(wheel_directory, config_settings, metadata_directory)
+        return _build_wheel_fallback(wheel_directory)
 
 
 def get_requires_for_build_sdist(config_settings=None):
