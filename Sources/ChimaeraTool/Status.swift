@@ -71,12 +71,16 @@ struct Status: ParsableCommand {
         for w in top.objects("workers") {
             print("  #\(w.int("id")) \(w.string("kind")) cpu=\(w.int("cpu")) tasks=\(w.int("tasks_run")) busy=\(w.int("busy_ns") / 1000)us sleeps=\(w.int("sleeps")) fibers=\(w.int("fibers"))")
         }
+        print("modules:")
+        for m in top.objects("modules") {
+            print("  \(m.string("name")) version \(m.int("version")) from \(m.string("path"))")
+        }
         print("pools:")
         for p in top.objects("pools") {
             let lanes = p.objects("lanes")
             let run = lanes.reduce(0) { $0 + $1.int("tasks_run") }
             let queued = lanes.reduce(0) { $0 + $1.int("queued") }
-            print("  #\(p.int("id")) \(p.string("name")) module=\(p.string("module")) containers=\(p.int("containers")) lanes=\(lanes.count) tasks=\(run) queued=\(queued)")
+            print("  #\(p.int("id")) \(p.string("name")) module=\(p.string("module")) v\(p.int("module_version")) containers=\(p.int("containers")) lanes=\(lanes.count) tasks=\(run) queued=\(queued)")
         }
         return 0
     }

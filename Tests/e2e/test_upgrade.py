@@ -114,6 +114,11 @@ def test_refused_upgrades_leave_the_old_version_serving(daemons, tmp_path):
         status = json.loads(d.status("--json")[1])
         mods = {m["name"]: m for m in status.get("modules", [])}
         assert mods.get("small_message", {}).get("version") == 2, status.get("modules")
+        pools = {p["name"]: p for p in status["pools"]}
+        assert pools["up_refused"]["module_version"] == 2
+        assert [(x["container"], x["node"]) for x in pools["up_refused"]["placement"]] == [(0, 1), (1, 1)]
+        rc, text = d.status()
+        assert rc == 0 and "small_message version 2 from" in text and "module=small_message v2" in text, text
 
 
 def test_cli_module_upgrade(daemons, tmp_path):

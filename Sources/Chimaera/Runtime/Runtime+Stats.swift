@@ -114,6 +114,14 @@ extension Runtime {
             j.key("module"); j.string(p.module.name)
             j.key("module_version"); j.int(Int(p.module.version))
             j.key("containers"); j.int(p.containers.count)
+            j.key("placement"); j.openArray()
+            for c in p.containers {
+                j.open()
+                j.key("container"); j.int(Int(c.id))
+                j.key("node"); j.int(Int(c.node))
+                j.close()
+            }
+            j.closeArray()
             j.key("lanes"); j.openArray()
             for c in p.containers {
                 for l in c.lanes {
