@@ -121,3 +121,11 @@ public func chiModuleUpgradeReport(_ h: OpaquePointer?, _ name: UnsafePointer<CC
         return 0
     }
 }
+
+@c(chi_container_migrate)
+public func chiContainerMigrate(_ h: OpaquePointer?, _ pool: UInt64, _ container: UInt32, _ to: UInt32) -> CInt {
+    chiTry { () throws(ChiError) -> CInt in
+        _ = try Handles.client(h).migrateContainer(pool: pool, container: container, to: to)
+        return 0
+    }
+}

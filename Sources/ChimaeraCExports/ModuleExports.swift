@@ -244,3 +244,34 @@ public func chiRtModuleUpgrade(_ r: OpaquePointer?, _ t: UnsafeMutablePointer<ch
     }
     return ModuleServices.upgradeModule(r, t)
 }
+
+@c(chi_rt_container_migrate)
+public func chiRtContainerMigrate(_ r: OpaquePointer?, _ t: UnsafeMutablePointer<chi_admin_migrate_container_task_t>?) -> CInt {
+    guard let t else {
+        setLastError("task is NULL")
+        return -EINVAL
+    }
+    return ModuleServices.migrateContainer(r, t)
+}
+
+@c(chi_migrate_write)
+public func chiMigrateWrite(_ s: OpaquePointer?, _ buf: UnsafeRawPointer?, _ len: Int) -> CInt {
+    guard let s else { return -EINVAL }
+    if len == 0 { return 0 }
+    guard let buf else { return -EINVAL }
+    return ModuleServices.migrateWrite(s, buf, len)
+}
+
+@c(chi_migrate_read)
+public func chiMigrateRead(_ s: OpaquePointer?, _ buf: UnsafeMutableRawPointer?, _ len: Int) -> Int {
+    guard let s else { return -Int(EINVAL) }
+    if len == 0 { return 0 }
+    guard let buf else { return -Int(EINVAL) }
+    return ModuleServices.migrateRead(s, buf, len)
+}
+
+@c(chi_migrate_remaining)
+public func chiMigrateRemaining(_ s: OpaquePointer?) -> UInt64 {
+    guard let s else { return 0 }
+    return ModuleServices.migrateRemaining(s)
+}

@@ -22,6 +22,7 @@ extern "C" {
 #define CHI_ADMIN_SET_WORCH       17u /* ABI 1.3 */
 #define CHI_ADMIN_GET_POOL_INFO   18u /* ABI 1.3 */
 #define CHI_ADMIN_UPGRADE_MODULE  19u /* ABI 1.5 */
+#define CHI_ADMIN_MIGRATE_CONTAINER 20u /* ABI 1.5 */
 
 #define CHI_PATH_MAX 256
 #define CHI_UPGRADE_REPORT_MAX 2048
@@ -102,6 +103,25 @@ typedef struct chi_admin_upgrade_module_task {
     uint64_t pause_ns_max;             /* OUT: the longest plug of one container */
     char report[CHI_UPGRADE_REPORT_MAX]; /* OUT: JSON, per container pauses */
 } chi_admin_upgrade_module_task_t;
+
+/** Moves one container of a pool to another node, its id unchanged (chi_container_migrate).
+ *  `phase` is 0 from clients; between nodes the runtime uses 1 (begin), 2 (a piece of the state
+ *  in `data`), 3 (commit: build the container), 4 (abort) and 5 (the new placement). */
+typedef struct chi_admin_migrate_container_task {
+    chi_task_t hdr;
+    uint64_t pool_id;                  /* IN */
+    uint32_t container;                /* IN */
+    uint32_t to_node;                  /* IN */
+    uint32_t phase;                    /* IN: 0 from clients */
+    uint32_t version;                  /* IN: between nodes, the module version / placement version */
+    uint64_t migration_id;             /* INOUT: between nodes */
+    uint64_t offset;                   /* IN: phase 2 */
+    uint64_t total;                    /* IN: phase 1, 3 */
+    chi_shm_ptr_t data;                /* IN: phase 2, bulk of data_size bytes, DT_WRITE */
+    uint64_t data_size;                /* IN */
+    uint64_t pause_ns;                 /* OUT: how long the container was plugged */
+    uint64_t state_bytes;              /* OUT: the state's size on the wire */
+} chi_admin_migrate_container_task_t;
 
 #ifdef __cplusplus
 }

@@ -125,6 +125,14 @@ int chi_module_register(chi_client_t *client, const char *name);
  *  -ENOTSUP (no upgrade hook, without CHI_UPGRADE_RECREATE), -EBUSY (an upgrade of it is under
  *  way), -ETIMEDOUT (running tasks did not finish within 10 s), or the hook's error. */
 int chi_module_upgrade(chi_client_t *client, const char *name, const char *path, uint32_t flags);
+/** Moves container `container` of pool `pool_id` to node `to_node` (ABI 1.5): it is plugged on
+ *  its node (new tasks wait), drained, its state streamed to `to_node` (the module's
+ *  migrate_out / migrate_in hooks) and built there; then every node routes to the new place,
+ *  and tasks that reach the old one are forwarded. The container id never changes. Returns 0,
+ *  -ENOTSUP (the module cannot migrate), -CHI_ENOCONTAINER, -CHI_ENODE, or the hooks' error
+ *  (the container then stays where it was, serving). */
+int chi_container_migrate(chi_client_t *client, uint64_t pool_id, uint32_t container, uint32_t to_node);
+
 /** The same, writing a JSON report (versions, containers, the pause of each) into buf. */
 int chi_module_upgrade_report(chi_client_t *client, const char *name, const char *path,
                               uint32_t flags, char *buf, size_t cap);

@@ -80,6 +80,8 @@ typedef struct chi_method_desc {
 typedef struct chi_container chi_container_t;
 /** The context of one running task. */
 typedef struct chi_rctx chi_rctx_t;
+/** Where migrate_out writes a container's state, and where migrate_in reads it (ABI 1.5). */
+typedef struct chi_migrate_stream chi_migrate_stream_t;
 
 /* Monitor modes. */
 #define CHI_MONITOR_SCHEDULE    1u /* rewrite task->dom_query to a direct query (dynamic) */
@@ -118,6 +120,16 @@ typedef struct chi_module_vtable {
     /** ABI 1.3: non-NULL for a work orchestrator (chimaera/worch.h). Such a module needs no
      *  methods; it is not a pool's module. */
     const chi_worch_ops_t *worch;
+    /** ABI 1.5, optional: container migration (chi_container_migrate). migrate_out writes the
+     *  state of container `c` with chi_migrate_write, in as many pieces as it likes (the runtime
+     *  spools them to a file, not memory, and streams them to the destination); it runs while
+     *  the container is plugged and must leave `state` intact (if the move fails, the container
+     *  stays and serves on with it). migrate_in builds the container on the destination from
+     *  the same bytes, read with chi_migrate_read, and adds its lanes and pollers as create
+     *  does; `version` is the version of the module that wrote them. The source's `destroy`
+     *  frees the old state once the destination serves. Return 0 or -errno. */
+    int (*migrate_out)(chi_container_t *c, void *state, chi_migrate_stream_t *out);
+    int (*migrate_in)(chi_container_t *c, chi_migrate_stream_t *in, uint32_t version, void **state);
 } chi_module_vtable_t;
 
 typedef const chi_module_vtable_t *(*chi_module_entry_fn)(void);
@@ -226,7 +238,18 @@ int chi_rt_stats_json(chi_rctx_t *rctx, char *buf, size_t cap);
 int chi_rt_set_worch(chi_rctx_t *rctx, const char *name);
 /** A pool's info by id (nonzero) or name (ABI 1.3). */
 int chi_rt_pool_info(chi_rctx_t *rctx, uint64_t pool_id, const char *name, chi_pool_info_t *info);
+/** Appends `len` bytes to a migration stream (in migrate_out). Returns 0 or -errno. */
+int chi_migrate_write(chi_migrate_stream_t *s, const void *buf, size_t len);
+/** Reads up to `len` bytes of a migration stream (in migrate_in); returns the count (0 at the
+ *  end) or -errno. */
+long chi_migrate_read(chi_migrate_stream_t *s, void *buf, size_t len);
+/** The bytes left to read in a migration stream (in migrate_in). */
+uint64_t chi_migrate_remaining(chi_migrate_stream_t *s);
+
 struct chi_admin_upgrade_module_task;
+struct chi_admin_migrate_container_task;
+/** Runs MigrateContainer for the task (ABI 1.5); fields as in chimaera/admin.h. */
+int chi_rt_container_migrate(chi_rctx_t *rctx, struct chi_admin_migrate_container_task *t);
 /** Runs UpgradeModule for the task (ABI 1.5); fields as in chimaera/admin.h. */
 int chi_rt_module_upgrade(chi_rctx_t *rctx, struct chi_admin_upgrade_module_task *t);
 

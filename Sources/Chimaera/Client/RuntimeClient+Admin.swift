@@ -44,6 +44,7 @@ extension RuntimeClient {
         case UInt32(CHI_ADMIN_SET_WORCH): return "SetWorkOrchestrator"
         case UInt32(CHI_ADMIN_GET_POOL_INFO): return "GetPoolInfo"
         case UInt32(CHI_ADMIN_UPGRADE_MODULE): return "UpgradeModule"
+        case UInt32(CHI_ADMIN_MIGRATE_CONTAINER): return "MigrateContainer"
         default: return "#\(m)"
         }
     }
@@ -64,6 +65,20 @@ extension RuntimeClient {
         try adminCall(UInt32(CHI_ADMIN_REGISTER_MODULE), chi_admin_register_module_task_t.self) {
             (t) throws(ChiError) in try Self.copyName(name, into: &t.pointee.name, what: "module name")
         }
+    }
+
+    /// MigrateContainer (see chi_container_migrate): returns the pause and the state's size.
+    package func migrateContainer(pool: UInt64, container: UInt32, to: UInt32) throws(ChiError)
+        -> (pauseNs: UInt64, stateBytes: UInt64)
+    {
+        var out: (UInt64, UInt64) = (0, 0)
+        try adminCall(UInt32(CHI_ADMIN_MIGRATE_CONTAINER), chi_admin_migrate_container_task_t.self) { (t) throws(ChiError) in
+            t.pointee.pool_id = pool
+            t.pointee.container = container
+            t.pointee.to_node = to
+            t.pointee.phase = 0
+        } _: { t in out = (t.pointee.pause_ns, t.pointee.state_bytes) }
+        return out
     }
 
     /// UpgradeModule (see chi_module_upgrade): returns the runtime's JSON report.

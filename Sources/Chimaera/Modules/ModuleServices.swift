@@ -151,6 +151,26 @@ package enum ModuleServices {
         }
     }
 
+    package static func migrateContainer(_ r: OpaquePointer?, _ t: UnsafeMutablePointer<chi_admin_migrate_container_task_t>) -> CInt {
+        recordService(r) { (rt, rec) throws(ChiError) -> CInt in
+            try rt.migrateService(t, record: rec)
+            return 0
+        }
+    }
+
+    package static func migrateWrite(_ s: OpaquePointer, _ p: UnsafeRawPointer, _ n: Int) -> CInt {
+        MigrateStream.from(s).write(p, n)
+    }
+
+    package static func migrateRead(_ s: OpaquePointer, _ p: UnsafeMutableRawPointer, _ n: Int) -> Int {
+        let st = MigrateStream.from(s)
+        let got = st.read(p, n, at: st.readPos)
+        if got > 0 { st.readPos += UInt64(got) }
+        return got
+    }
+
+    package static func migrateRemaining(_ s: OpaquePointer) -> UInt64 { MigrateStream.from(s).remaining }
+
     package static func registerModule(_ r: OpaquePointer?, _ name: String) -> CInt {
         recordService(r) { (rt, rec) throws(ChiError) -> CInt in
             try rt.registerModuleService(name, record: rec)

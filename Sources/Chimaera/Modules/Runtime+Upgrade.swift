@@ -281,7 +281,7 @@ extension Runtime {
         let pools = livePools().filter { $0.moduleRef.is(old) }
         let p = PreparedUpgrade(name: name, old: old, new: new, pools: pools)
         loader.keep(new)
-        try plugAndDrain(p)
+        p.pluggedAt = try plugAndDrain(pools, what: "module \(name)")
         // The new states, built in the new code from the old states (read-only).
         for pool in pools {
             for c in pool.local {
@@ -314,14 +314,15 @@ extension Runtime {
         return p
     }
 
-    /// Plugs every pool of the upgrade and waits until none of their tasks runs.
-    private func plugAndDrain(_ p: PreparedUpgrade) throws(ChiError) {
-        p.pluggedAt = chi_now_ns()
-        let deadline = p.pluggedAt &+ Self.upgradeDrainNs
-        setGates(p.pools, RuntimePool.Gate.nested)
+    /// Plugs `pools` and waits until none of their tasks runs; leaves them closed and returns
+    /// when they were plugged. On a timeout they are opened again.
+    func plugAndDrain(_ pools: [RuntimePool], what: String) throws(ChiError) -> UInt64 {
+        let pluggedAt = chi_now_ns()
+        let deadline = pluggedAt &+ Self.upgradeDrainNs
+        setGates(pools, RuntimePool.Gate.nested)
         // After the barrier no worker is half-way through routing a task past the open gate.
         while true {
-            guard let running = askWorkers({ w in p.pools.contains { w.runsTask(of: $0) } }, deadline: deadline) else {
+            guard let running = askWorkers({ w in pools.contains { w.runsTask(of: $0) } }, deadline: deadline) else {
                 break
             }
             if running {
@@ -329,16 +330,16 @@ extension Runtime {
                 yieldCurrent()
                 continue
             }
-            setGates(p.pools, RuntimePool.Gate.closed)
+            setGates(pools, RuntimePool.Gate.closed)
             // A subtask may have started between the answer and the close: ask again.
-            guard let again = askWorkers({ w in p.pools.contains { w.runsTask(of: $0) } }, deadline: deadline) else {
+            guard let again = askWorkers({ w in pools.contains { w.runsTask(of: $0) } }, deadline: deadline) else {
                 break
             }
-            if !again { return }
-            setGates(p.pools, RuntimePool.Gate.nested)
+            if !again { return pluggedAt }
+            setGates(pools, RuntimePool.Gate.nested)
         }
-        unplug(p.pools)
-        throw ChiError(ETIMEDOUT, "module \(p.name): tasks of its pools still ran after \(Self.upgradeDrainNs / 1_000_000_000) s plugged; nothing was changed")
+        unplug(pools)
+        throw ChiError(ETIMEDOUT, "\(what): tasks of its pools still ran after \(Self.upgradeDrainNs / 1_000_000_000) s plugged; nothing was changed")
     }
 
     /// Swaps code and state, hands over the pollers, unplugs; the old states are freed after.
@@ -383,12 +384,12 @@ extension Runtime {
         Log.warn("module \(p.name): upgrade to version \(p.new.version) abandoned on \(cluster.describe(nodeId)), version \(p.old.version) serves on: \(why)")
     }
 
-    private func setGates(_ pools: [RuntimePool], _ g: UInt32) {
+    func setGates(_ pools: [RuntimePool], _ g: UInt32) {
         for pool in pools { chi_store32(pool.gate, g) }
     }
 
     /// Opens the gates and has every worker route what it held.
-    private func unplug(_ pools: [RuntimePool]) {
+    func unplug(_ pools: [RuntimePool]) {
         setGates(pools, RuntimePool.Gate.open)
         let release = WorkerCall { $0.releaseHeld() }
         for w in workers { w.post(.call, release) }
@@ -397,7 +398,7 @@ extension Runtime {
     /// Runs `query` on every worker's thread and answers whether any said yes; nil if not all
     /// answered by `deadline`. Doubles as a barrier: every worker has finished what it was
     /// doing when the call was posted.
-    private func askWorkers(_ query: @escaping (Worker) -> Bool, deadline: UInt64) -> Bool? {
+    func askWorkers(_ query: @escaping (Worker) -> Bool, deadline: UInt64) -> Bool? {
         let tally = Tally()
         let call = WorkerCall { w in
             if query(w) { _ = chi_add32(tally.yes, 1) }

@@ -25,7 +25,11 @@ extension RemoteQueue {
         guard h.taskSize == m.pointee.task_size else {
             return reject(CInt(CHI_EBADTASK), "method \(h.method) of \(pool.module.name) has a \(m.pointee.task_size)-byte task here, \(h.taskSize) there: module versions differ")
         }
-        guard Int(h.container) < pool.containers.count, pool.containers[Int(h.container)].node == map.selfId else {
+        // A container that moved away is forwarded to where this node's map says it is, unless
+        // that is the sender (two maps that disagree must not bounce a task between them).
+        guard Int(h.container) < pool.containers.count,
+              pool.containers[Int(h.container)].node == map.selfId || pool.containers[Int(h.container)].node != c.peerNode
+        else {
             return reject(CInt(CHI_ENOCONTAINER), "container \(h.container) of pool \(pool.name) is not here")
         }
         let size = UInt64(m.pointee.task_size)

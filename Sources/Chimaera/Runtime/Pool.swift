@@ -98,7 +98,14 @@ final class Container: @unchecked Sendable {
     let poolRef: Ref<RuntimePool>
     var pool: RuntimePool { poolRef.o }
     let id: UInt32
-    let node: UInt32
+    /// The node that holds it: changed by a migration (Runtime+Migrate.swift) while other
+    /// threads route by it, so a word read atomically.
+    private let nodeWord = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    @inline(__always)
+    var node: UInt32 { chi_load32(nodeWord) }
+    func setNode(_ n: UInt32) { chi_store32(nodeWord, n) }
+    /// How many times it moved: a placement is applied only over an older one.
+    var placementVersion: UInt32 = 0
     var state: UnsafeMutableRawPointer?
     /// Pollers the module registered in create; handed to the lanes' workers once the pool
     /// is published.
@@ -118,7 +125,7 @@ final class Container: @unchecked Sendable {
     init(pool: RuntimePool, id: UInt32, node: UInt32, runtime: Runtime) {
         poolRef = Ref(pool)
         self.id = id
-        self.node = node
+        nodeWord.initialize(to: node)
         runtimeRef = Ref(runtime)
     }
 

@@ -22,6 +22,8 @@ package final class Runtime: @unchecked Sendable {
     let loader: ModuleLoader
     /// Hot upgrades under way, by module (Runtime+Upgrade.swift).
     let upgrades = UpgradeTable()
+    /// Containers arriving from other nodes (Runtime+Migrate.swift).
+    let migrations = MigrationTable()
     private(set) var workers: [Worker] = []
     /// The workers, unretained, by id (read on the task path: no array retain).
     private var workerRefs: UnsafeMutablePointer<Ref<Worker>>!
@@ -263,18 +265,19 @@ package final class Runtime: @unchecked Sendable {
         let perNode = max(1, containersPerNode)
         pool.containersPerNode = perNode
         if let params { pool.createParams = Array(params) }
-        // Containers are numbered node by node; only this node's get state and lanes.
+        // Containers are numbered node by node; only this node's get state and lanes. All
+        // exist before the first create hook runs (chi_container_count is the pool's size).
         for i in 0..<(perNode * cluster.count) {
             let node = ClusterMap.node(ofContainer: i, perNode: perNode)
-            let c = Container(pool: pool, id: UInt32(i), node: node, runtime: self)
-            pool.containers.append(c)
-            if node != nodeId { continue }
+            pool.containers.append(Container(pool: pool, id: UInt32(i), node: node, runtime: self))
+        }
+        for c in pool.containers where c.node == nodeId {
+            let i = Int(c.id)
             pool.local.append(c)
             if let create = mod.vtable.create {
                 var state: UnsafeMutableRawPointer?
                 let rc = create(c.handle, params?.baseAddress, UInt32(params?.count ?? 0), &state)
                 if rc < 0 {
-                    pool.containers.removeLast()
                     pool.local.removeLast()
                     destroyContainers(pool)
                     throw ChiError(-rc, "module \(module): create of container \(i) of pool \"\(name)\" failed: \(ChiError.describe(rc))")

@@ -81,6 +81,26 @@ static const chi_field_desc_t upgrade_module_fields[] = {
     FIELD(chi_admin_upgrade_module_task_t, report, CHI_FT_STR, CHI_DIR_OUT),
 };
 
+enum { MG_F_POOL, MG_F_CONTAINER, MG_F_TO, MG_F_PHASE, MG_F_VERSION, MG_F_ID, MG_F_OFFSET,
+       MG_F_TOTAL, MG_F_DATA, MG_F_DATA_SIZE, MG_F_PAUSE, MG_F_BYTES };
+
+static const chi_field_desc_t migrate_fields[] = {
+    [MG_F_POOL] = FIELD(chi_admin_migrate_container_task_t, pool_id, CHI_FT_U64, CHI_DIR_IN),
+    [MG_F_CONTAINER] = FIELD(chi_admin_migrate_container_task_t, container, CHI_FT_U32, CHI_DIR_IN),
+    [MG_F_TO] = FIELD(chi_admin_migrate_container_task_t, to_node, CHI_FT_U32, CHI_DIR_IN),
+    [MG_F_PHASE] = FIELD(chi_admin_migrate_container_task_t, phase, CHI_FT_U32, CHI_DIR_IN),
+    [MG_F_VERSION] = FIELD(chi_admin_migrate_container_task_t, version, CHI_FT_U32, CHI_DIR_IN),
+    [MG_F_ID] = FIELD(chi_admin_migrate_container_task_t, migration_id, CHI_FT_U64, CHI_DIR_INOUT),
+    [MG_F_OFFSET] = FIELD(chi_admin_migrate_container_task_t, offset, CHI_FT_U64, CHI_DIR_IN),
+    [MG_F_TOTAL] = FIELD(chi_admin_migrate_container_task_t, total, CHI_FT_U64, CHI_DIR_IN),
+    [MG_F_DATA] = {"data", (uint32_t)offsetof(chi_admin_migrate_container_task_t, data),
+                   (uint32_t)sizeof(chi_shm_ptr_t), CHI_FT_BULK, CHI_DIR_IN, MG_F_DATA_SIZE,
+                   CHI_DT_WRITE},
+    [MG_F_DATA_SIZE] = FIELD(chi_admin_migrate_container_task_t, data_size, CHI_FT_U64, CHI_DIR_IN),
+    [MG_F_PAUSE] = FIELD(chi_admin_migrate_container_task_t, pause_ns, CHI_FT_U64, CHI_DIR_OUT),
+    [MG_F_BYTES] = FIELD(chi_admin_migrate_container_task_t, state_bytes, CHI_FT_U64, CHI_DIR_OUT),
+};
+
 static const chi_method_desc_t admin_methods[] = {
     {CHI_ADMIN_REGISTER_MODULE, (uint32_t)sizeof(chi_admin_register_module_task_t), 0,
      COUNT_OF(register_module_fields), "RegisterModule", register_module_fields, NULL},
@@ -101,6 +121,8 @@ static const chi_method_desc_t admin_methods[] = {
      COUNT_OF(pool_info_fields), "GetPoolInfo", pool_info_fields, NULL},
     {CHI_ADMIN_UPGRADE_MODULE, (uint32_t)sizeof(chi_admin_upgrade_module_task_t), 0,
      COUNT_OF(upgrade_module_fields), "UpgradeModule", upgrade_module_fields, NULL},
+    {CHI_ADMIN_MIGRATE_CONTAINER, (uint32_t)sizeof(chi_admin_migrate_container_task_t), 0,
+     COUNT_OF(migrate_fields), "MigrateContainer", migrate_fields, NULL},
 };
 
 /* The admin pool holds no per-container state; create only sets up its lane. High-latency
@@ -256,6 +278,10 @@ static int admin_run(void *state, chi_task_t *task, chi_rctx_t *rctx) {
     case CHI_ADMIN_UPGRADE_MODULE: {
         chi_admin_upgrade_module_task_t *t = AS(chi_admin_upgrade_module_task_t);
         return t ? run_upgrade_module(t, rctx) : -CHI_EBADTASK;
+    }
+    case CHI_ADMIN_MIGRATE_CONTAINER: {
+        chi_admin_migrate_container_task_t *t = AS(chi_admin_migrate_container_task_t);
+        return t ? chi_rt_container_migrate(rctx, t) : -CHI_EBADTASK;
     }
     default:
         return -CHI_ENOMETHOD;

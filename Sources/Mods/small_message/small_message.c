@@ -124,6 +124,50 @@ static int sm_upgrade(chi_container_t *c, void *old_state, uint32_t old_version,
 }
 #endif
 
+/* Migration: the state on the wire is {magic, id, count, served}, little-endian as the nodes of
+ * one cluster are. The id and count never change when a container moves. */
+#define SM_MIGRATE_MAGIC 0x534d4731u /* "SMG1" */
+struct sm_wire {
+    uint32_t magic, id, count, reserved;
+    uint64_t served;
+};
+
+static int sm_migrate_out(chi_container_t *c, void *state, chi_migrate_stream_t *out) {
+    (void)c;
+    const sm_state_t *s = state;
+    struct sm_wire w = {SM_MIGRATE_MAGIC, s->id, s->count, 0,
+                        atomic_load_explicit(&s->served, memory_order_relaxed)};
+    return chi_migrate_write(out, &w, sizeof w);
+}
+
+static int sm_migrate_in(chi_container_t *c, chi_migrate_stream_t *in, uint32_t version,
+                         void **state) {
+    (void)version; /* every version so far writes the same bytes */
+    struct sm_wire w;
+    size_t got = 0;
+    while (got < sizeof w) {
+        long n = chi_migrate_read(in, (char *)&w + got, sizeof w - got);
+        if (n < 0) return (int)n;
+        if (n == 0) return -ENODATA; /* short */
+        got += (size_t)n;
+    }
+    /* The bytes came over the network: checked before use. */
+    if (w.magic != SM_MIGRATE_MAGIC) return -EBADMSG;
+    if (w.id != chi_container_id(c) || w.count != chi_container_count(c)) return -EPROTO;
+    sm_state_t *s = malloc(sizeof(*s));
+    if (s == NULL) return -ENOMEM;
+    s->id = w.id;
+    s->count = w.count;
+    atomic_init(&s->served, w.served);
+    int rc = chi_container_add_lanes(c, 0, 1, CHI_PRIO_LOW_LATENCY);
+    if (rc < 0) {
+        free(s);
+        return rc;
+    }
+    *state = s;
+    return 0;
+}
+
 static int sm_run_md(sm_state_t *s, chi_sm_md_task_t *t, chi_rctx_t *rctx) {
     uint32_t depth = t->depth;
     /* Not a locked add: a container's tasks run on one worker at a time (its lane's), and a
@@ -288,6 +332,8 @@ static const chi_module_vtable_t sm_vtable = {
 #ifndef SM_NO_UPGRADE /* a build without the hook, for the test of a refused upgrade */
     .upgrade = sm_upgrade,
 #endif
+    .migrate_out = sm_migrate_out,
+    .migrate_in = sm_migrate_in,
 };
 
 CHI_MODULE_EXPORT(&sm_vtable)

@@ -47,6 +47,7 @@ FUNCTIONS = [
     ("chi_ptr_to_shm", [c_void_p, c_void_p, POINTER(ChiShmPtr)], c_int, True),
     ("chi_shm_to_ptr", [c_void_p, ChiShmPtr, c_size_t, POINTER(c_void_p)], c_int, True),
     ("chi_module_register", [c_void_p, c_char_p], c_int, True),
+    ("chi_container_migrate", [c_void_p, c_uint64, c_uint32, c_uint32], c_int, True),
     ("chi_module_upgrade_report", [c_void_p, c_char_p, c_char_p, c_uint32, c_char_p, c_size_t], c_int, True),
     ("chi_pool_create", [c_void_p, POINTER(ChiPoolCreateOpts), POINTER(c_uint64)], c_int, True),
     ("chi_pool_get_id", [c_void_p, c_char_p, POINTER(c_uint64)], c_int, True),

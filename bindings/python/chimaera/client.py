@@ -157,6 +157,16 @@ class Client:
                                             path.encode() if path else None, flags, buf, len(buf))
         return json.loads(buf.value.decode())
 
+    def migrate_container(self, pool, container, to_node):
+        """Moves container `container` of `pool` (a Pool, a name or an id) to node `to_node`
+        (chi_container_migrate); its id does not change and every node routes to it there."""
+        self._check()
+        if isinstance(pool, str):
+            pool = self.pool_info(pool)["id"]
+        elif not isinstance(pool, int):
+            pool = pool.id
+        self._lib.chi_container_migrate(self._h, pool, container, to_node)
+
     def create_pool(self, module, name, containers_per_node=1, params=b""):
         """Creates (or finds, by name) a pool of `module`; returns its Pool."""
         self._check()

@@ -1,0 +1,103 @@
+"""Container migration (chi_container_migrate, `chimaera migrate`) across three nodes: a
+small_message container moves while clients on every node call it, with nothing lost or
+doubled (its Served counter moves with it), the container id kept, every node routing to the
+new place, and stale requests forwarded; refusals leave the container where it was."""
+
+import json
+import os
+import sys
+import threading
+import time
+
+import pytest
+
+from conftest import REPO, STAGE, require_staged, run
+
+sys.path.insert(0, str(REPO / "bindings" / "python"))
+os.environ["CHIMAERA_LIB"] = str(STAGE / "lib" / "libchimaera.so.1")
+import chimaera  # noqa: E402
+from chimaera import ChimaeraError  # noqa: E402
+
+GLOBAL = chimaera.SUBDOMAIN_GLOBAL_CONTAINERS
+
+
+def md(pool, container):
+    return pool.call("Md", depth=0, dq=chimaera.dq_direct_id(GLOBAL, container), timeout=30).ret
+
+
+def served(pool, container):
+    return pool.call("Served", dq=chimaera.dq_direct_id(GLOBAL, container), timeout=30).served
+
+
+def placement(node, pool_name):
+    rc, out = node.status("--json")
+    assert rc == 0, out
+    p = next(p for p in json.loads(out)["pools"] if p["name"] == pool_name)
+    return {x["container"]: x["node"] for x in p["placement"]}
+
+
+def test_a_container_moves_under_load_from_every_node(daemons):
+    from test_cluster import Cluster
+    require_staged()
+    cl = Cluster(daemons, 3).start()
+    clients = [chimaera.Client(segment=d.segment, mode="attach") for d in cl.nodes]
+    stop = threading.Event()
+    threads = []
+    try:
+        clients[0].create_pool("small_message", "mig")
+        pools = [c.pool("mig") for c in clients]
+        for p in pools:
+            assert [md(p, i) for i in range(3)] == [1, 1, 1]
+        assert served(pools[0], 0) == 3
+        errors, counts = [], []
+
+        def load(p):
+            n = 0
+            try:
+                while not stop.is_set():
+                    assert md(p, 0) == 1
+                    n += 1
+            except Exception as e:  # noqa: BLE001 (reported below)
+                errors.append(repr(e))
+            counts.append(n)
+        threads += [threading.Thread(target=load, args=(p,)) for p in pools]
+        for t in threads:
+            t.start()
+        time.sleep(0.7)
+        # Asked on node 3, held by node 1, moved to node 2; then on to node 3 (asked there).
+        clients[2].migrate_container("mig", 0, 2)
+        time.sleep(0.7)
+        clients[2].migrate_container(pools[2], 0, 3)
+        time.sleep(0.7)
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        assert not errors, errors
+        total = sum(counts) + 3
+        for d in cl.nodes:
+            assert placement(d, "mig") == {0: 3, 1: 2, 2: 3}, d.log()
+        # Every Md ran exactly once: the counter travelled with the container.
+        assert served(pools[0], 0) == total, (served(pools[0], 0), total)
+        for p in pools:
+            assert [md(p, i) for i in range(3)] == [1, 1, 1]
+        assert "moved from node 1" in cl.node(1).log() and "arrived on node 2" in cl.node(2).log()
+        # Refusals: an unknown node, a module that cannot migrate, a container that is not
+        # there; the container stays and serves.
+        with pytest.raises(ChimaeraError) as e:
+            clients[0].migrate_container("mig", 0, 9)
+        assert e.value.code == -22
+        assert md(pools[1], 0) == 1 and placement(cl.node(1), "mig")[0] == 3
+        rc, out = run([cl.node(1).bin, "migrate", "--pool", "mig", "--container", "0", "--to", "1",
+                       "--segment", cl.node(1).segment], env=cl.node(1).env, timeout=60)
+        assert rc == 0, out
+        assert "container 0" in out and "node 1" in out, out
+        for d in cl.nodes:
+            assert placement(d, "mig")[0] == 1
+        assert served(pools[2], 0) == total + 4
+    finally:
+        # The load threads end before their clients close.
+        stop.set()
+        for t in threads:
+            t.join(timeout=60)
+        for c in clients:
+            c.close()
