@@ -104,6 +104,7 @@ extension Runtime {
             j.key("name"); j.string(p.name)
             j.key("module"); j.string(p.module.name)
             j.key("containers"); j.int(p.containers.count)
+            p.writeMethodStats(&j)
             j.key("lanes"); j.openArray()
             for c in p.containers {
                 for l in c.lanes {
