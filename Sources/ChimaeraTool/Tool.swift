@@ -17,7 +17,7 @@ struct Chimaera: ParsableCommand {
                 the config file to $CHIMAERA_CONF.
                 """,
             version: versionText,
-            subcommands: [Start.self, Stop.self, Status.self, Worch.self, Bench.self, Cluster.self,
+            subcommands: [Start.self, Stop.self, Status.self, Top.self, Worch.self, Bench.self, Cluster.self,
                           MakeRepo.self, MakeMod.self, RefreshRepo.self])
     }
 
