@@ -39,6 +39,8 @@ let package = Package(
                 "CChimaera", "CYAML", "CNuma", "COpenSSL", "ChimaeraYAML",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                // The metrics endpoint's HTTP/1.1 (Sources/Chimaera/Metrics).
+                .product(name: "NIOHTTP1", package: "swift-nio"),
             ],
             // Workers own their state and never share a class instance's mutable storage
             // across threads, so dynamic exclusivity checks only cost time on the task path.

@@ -141,6 +141,14 @@ struct StatsView {
         return String(r.dropFirst().prefix { $0 != "\"" })
     }
 
+    /// The integers of the array under `key` (`[1,2,3]`); empty if it is not one.
+    func ints(_ key: String) -> [Int] {
+        guard let r = raw(key), r.first == "[" else { return [] }
+        return r.dropFirst().prefix { $0 != "]" }.split(separator: ",").compactMap {
+            Int($0.trimmingPrefix(" "))
+        }
+    }
+
     /// The object under `key`, up to its own closing brace (nested objects and strings
     /// skipped: the first `}` would end it inside its first nested object).
     func object(_ key: String) -> StatsView? {

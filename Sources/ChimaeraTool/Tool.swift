@@ -17,8 +17,8 @@ struct Chimaera: ParsableCommand {
                 the config file to $CHIMAERA_CONF.
                 """,
             version: versionText,
-            subcommands: [Start.self, Stop.self, Status.self, Compose.self, Pipeline.self, Worch.self, ModuleCommand.self, Migrate.self,
-                          Bench.self, Cluster.self,
+            subcommands: [Start.self, Stop.self, Status.self, Top.self, Compose.self, Pipeline.self, Worch.self,
+                          ModuleCommand.self, Migrate.self, Bench.self, Cluster.self,
                           MakeRepo.self, MakeMod.self, RefreshRepo.self])
     }
 

@@ -101,3 +101,12 @@ def test_a_container_moves_under_load_from_every_node(daemons):
             t.join(timeout=60)
         for c in clients:
             c.close()
+
+
+def test_docs_show_small_messages_migrate_out_as_it_is():
+    src = (REPO / "Sources/Mods/small_message/small_message.c").read_text()
+    fn = src[src.index("static int sm_migrate_out("):]
+    fn = fn[:fn.index("\n}\n") + 2]
+    doc = (REPO / "docs/modules.md").read_text()
+    assert fn in doc, f"docs/modules.md lacks:\n{fn}"
+    assert "chimaera migrate --pool NAME --container N --to NODE" in doc

@@ -53,6 +53,8 @@ package struct RuntimeConfig: Sendable, Equatable {
     /// `client.submit_timeout_ms`: how long chi_task_submit waits while the runtime holds
     /// the client back (its ring full) before it returns -EAGAIN.
     package var submitTimeoutMs = 5000
+    /// `runtime.metrics`: the Prometheus endpoint, off unless `listen` is given.
+    package var metrics = MetricsConfig()
 
     /// The default configuration.
     package init() {}
@@ -174,6 +176,8 @@ package struct RuntimeConfig: Sendable, Equatable {
                 logLevel = try r.choice(v, key)
             case "work_orchestrator":
                 workOrchestrator = try r.scalar(v, key, "a module name \(nameRule)") { isIdentifier($0) ? $0 : nil }
+            case "metrics":
+                try metrics.read(v, r)
             default:
                 guard try limits.read(entry.key, v, key, r) else { throw r.unknownKey(key, line: entry.keyLine) }
                 limitsLine = entry.keyLine

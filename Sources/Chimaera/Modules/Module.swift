@@ -92,6 +92,9 @@ package final class Module: @unchecked Sendable {
         return i < methodsById.count ? methodsById[i] : nil
     }
 
+    /// One more than the largest method id the module declares (0 with none).
+    package var methodIdLimit: Int { methodsById.count }
+
     /// The prepared plain-function handler of method `id`, if it has one.
     @inline(__always)
     func handler(_ id: UInt32) -> OpaquePointer? {

@@ -76,10 +76,13 @@ final class RuntimePool: @unchecked Sendable {
     /// Acknowledgements of destruction: one per worker when its timers are purged, one more
     /// when its pollers are dropped (after the in-flight tasks drained).
     let purgeAcks = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
+    /// Tasks, errors and run times per method and worker (Metrics/PoolMetrics.swift).
+    let metrics: PoolMetrics
 
     init(id: UInt64, name: String, module: Module, workers: Int) {
         self.id = id
         self.name = name
+        metrics = PoolMetrics(methodIds: module.methodIdLimit, workers: workers)
         // One slot per worker, and one for the network thread (RemoteQueue.networkSlot).
         workerCount = max(1, workers) + 1
         inflightSlots = .allocate(capacity: workerCount * Self.slotStride)

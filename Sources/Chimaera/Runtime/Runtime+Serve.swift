@@ -103,11 +103,17 @@ extension Runtime {
             chi_ignore_write_signals()
             let rt = try Runtime(config: config, segmentName: name)
             _ = chi_install_stop_signals(rt.stopFlag)
+            // The scrape endpoint reads the runtime: it stops before the runtime does.
+            var metrics: MetricsServer?
             do throws(ChiError) {
                 rt.internalClient = RuntimeClient(internalFor: rt, spinNs: UInt64(config.clientSpinUs) * 1000)
                 try rt.start()
+                if let host = config.metrics.host {
+                    metrics = try MetricsServer(host: host, port: config.metrics.port) { [rt] in rt.metricsText() }
+                }
             } catch {
                 // A start that fails leaves nothing behind: its segment and socket go.
+                metrics?.stop()
                 rt.shutdown()
                 throw error
             }
@@ -115,6 +121,7 @@ extension Runtime {
                 let fd = open(pidFile, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
                 guard fd >= 0 else {
                     let e = errno
+                    metrics?.stop()
                     rt.shutdown()
                     throw ChiError(e, "cannot write the pid file \(pidFile): \(Sys.errnoText(e))")
                 }
@@ -126,6 +133,7 @@ extension Runtime {
             fflush(nil)
             report("OK\n")
             rt.waitForStop()
+            metrics?.stop()
             rt.shutdown()
             if let pidFile = request.pidFile { unlink(pidFile) }
             print("chimaera: runtime \"\(name)\" stopped")

@@ -122,6 +122,7 @@ extension Runtime {
                 j.close()
             }
             j.closeArray()
+            p.writeMethodStats(&j)
             j.key("lanes"); j.openArray()
             for c in p.containers {
                 for l in c.lanes {

@@ -244,11 +244,8 @@ extension Worker {
             complete(r, rc: -CInt(CHI_ESTOPPED))
             return
         }
-        // Busy time is sampled: two clock reads per task would add ~20 ns to every round
-        // trip. A lane times one task in busySampleEvery (its first included) and counts it
-        // that many times.
-        let sampled = r.laneRef?.with { $0.tasksRun & (Self.busySampleEvery - 1) == 0 } ?? true
-        let start = sampled ? chi_ticks() : 0
+        // Every run is timed for the latency histograms (recordRun, Worker+Records.swift).
+        let start = chi_ticks()
         r.fiberRef = currentFiberRef
         let top = r.depth == 0
         noteStart(r.depth)
@@ -264,12 +261,7 @@ extension Worker {
             rc = mod.with { $0.vtable.run }?(c.state, t, r.rctx) ?? -CInt(CHI_ENOMETHOD)
         }
         r.fiberRef = nil
-        tasksRun &+= 1
-        if sampled {
-            let busy = (chi_ticks() &- start) &* Self.busySampleEvery
-            busyTicks &+= busy
-            r.laneRef?.with { $0.busyTicks &+= busy }
-        }
+        recordRun(r, pool, rc: rc, ticks: chi_ticks() &- start)
         t.pointee.runs &+= 1
         if r.isPeriodic && r.parentRef == nil {
             // A client that went while this run was under way cancelled nothing it could see:

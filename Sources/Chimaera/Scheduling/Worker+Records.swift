@@ -70,4 +70,15 @@ extension Worker {
             allRecords[r.index] = last
         }
     }
+
+    /// Counts one run of a method that took `ticks`: the worker's and lane's task count and
+    /// busy time, and the pool's per-method counters and histogram (PoolMetrics). Exact, on
+    /// every run: the clock is read once before and once after anyway for the histogram.
+    @inline(__always)
+    func recordRun(_ r: TaskRecord, _ pool: RuntimePool, rc: CInt, ticks: UInt64) {
+        tasksRun &+= 1
+        busyTicks &+= ticks
+        r.laneRef?.with { $0.busyTicks &+= ticks }
+        pool.metrics.record(worker: id, method: r.task.pointee.method, rc: rc, ticks: ticks)
+    }
 }

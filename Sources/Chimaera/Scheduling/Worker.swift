@@ -106,8 +106,6 @@ final class Worker: @unchecked Sendable {
     var tasksRun: UInt64 = 0
     /// Tasks a lane may run per pass on a worker without pollers (see runLanes).
     static let laneBatch = 16
-    /// Busy time is measured on one task in this many per lane (a power of two).
-    static let busySampleEvery: UInt64 = 16
     var busyTicks: UInt64 = 0
     var sleeps: UInt64 = 0
 
