@@ -110,3 +110,45 @@ def test_docs_show_small_messages_migrate_out_as_it_is():
     doc = (REPO / "docs/modules.md").read_text()
     assert fn in doc, f"docs/modules.md lacks:\n{fn}"
     assert "chimaera migrate --pool NAME --container N --to NODE" in doc
+
+
+def test_a_restarted_node_routes_to_where_its_container_moved(daemons):
+    """Container 0 moves from node 1 to node 2; node 1 is killed and restarted: the pool comes
+    back from a peer's catalog with the placement, so node 1 routes container 0 to node 2
+    (whose state carried the count) instead of creating a fresh copy of its own."""
+    import signal
+    from conftest import shm_path, wait_gone
+    from test_cluster import Cluster
+    require_staged()
+    cl = Cluster(daemons, 3).start()
+    c2 = chimaera.Client(segment=cl.node(2).segment, mode="attach")
+    try:
+        c2.create_pool("small_message", "mig_restart")
+        p2 = c2.pool("mig_restart")
+        for _ in range(5):
+            assert md(p2, 0) == 1
+        c2.migrate_container("mig_restart", 0, 2)
+        assert served(p2, 0) == 5
+        n1 = cl.node(1)
+        os.kill(n1.pid, signal.SIGKILL)
+        assert wait_gone(n1.pid, 5)
+        shm_path(n1.segment).unlink(missing_ok=True)
+        n1.start()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            try:
+                with chimaera.Client(segment=n1.segment, mode="attach") as c1:
+                    p1 = c1.pool("mig_restart")
+                    assert md(p1, 0) == 1
+                    assert served(p1, 0) == 6, "node 1 made a container 0 of its own"
+                    break
+            except ChimaeraError as e:
+                if e.code != -chimaera.errors.ENOPOOL:
+                    raise
+                time.sleep(0.3)
+        else:
+            pytest.fail("the restarted node never got the pool back")
+        assert placement(n1, "mig_restart")[0] == 2
+        assert served(p2, 0) == 6
+    finally:
+        c2.close()

@@ -75,6 +75,23 @@ final class MigrateStream {
     }
 }
 
+/// Placements learnt from a catalog for pools not created yet, by pool id.
+final class PlacementTable: @unchecked Sendable {
+    private var lock = pthread_mutex_t()
+    private var byPool: [UInt64: [(container: UInt32, node: UInt32, version: UInt32)]] = [:]
+    init() { pthread_mutex_init(&lock, nil) }
+    func set(_ id: UInt64, _ m: [(container: UInt32, node: UInt32, version: UInt32)]) {
+        pthread_mutex_lock(&lock)
+        byPool[id] = m
+        pthread_mutex_unlock(&lock)
+    }
+    func take(_ id: UInt64) -> [(container: UInt32, node: UInt32, version: UInt32)] {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return byPool.removeValue(forKey: id) ?? []
+    }
+}
+
 /// Incoming migrations on a destination, by id: their spool files until the commit.
 final class MigrationTable: @unchecked Sendable {
     static let maxSessions = 4
@@ -113,6 +130,28 @@ final class MigrationTable: @unchecked Sendable {
 }
 
 extension Runtime {
+    /// A peer's catalog told where containers of an existing pool are: pointers to other
+    /// nodes follow a newer placement; a container held here is never given up that way.
+    func learnPlacement(_ pool: RuntimePool, _ moved: [(container: UInt32, node: UInt32, version: UInt32)],
+                        from peer: UInt32) {
+        for m in moved where Int(m.container) < pool.containers.count {
+            let c = pool.containers[Int(m.container)]
+            guard m.version > c.placementVersion else { continue }
+            if c.node == nodeId || m.node == nodeId {
+                Log.warn("pool \(pool.name): \(cluster.describe(peer)) places container \(c.id) on node \(m.node) (placement \(m.version)), this node's map says node \(c.node) (placement \(c.placementVersion)); left as it is")
+                continue
+            }
+            c.placementVersion = m.version
+            c.setNode(m.node)
+        }
+    }
+
+    /// The placement a pool about to be created from a catalog gets (createPool reads it).
+    func notePlacement(_ id: UInt64, _ moved: [(container: UInt32, node: UInt32, version: UInt32)]) {
+        guard !moved.isEmpty else { return }
+        placements.set(id, moved)
+    }
+
     /// The pieces a state travels in.
     static let migrateChunk = 4 << 20
 

@@ -127,6 +127,14 @@ extension RemoteQueue {
             }
             b.writeInteger(UInt32(p.createParams.count))
             b.writeBytes(p.createParams)
+            // Containers that moved (MigrateContainer): where they are, under which version.
+            let moved = p.containers.filter { $0.placementVersion > 0 }
+            b.writeInteger(UInt32(moved.count))
+            for c in moved {
+                b.writeInteger(c.id)
+                b.writeInteger(c.node)
+                b.writeInteger(c.placementVersion)
+            }
         }
         b.endFrame()
         return b
@@ -150,7 +158,20 @@ extension RemoteQueue {
             }
             let plen: UInt32 = try body.readInt("parameter length")
             let params = Array(try body.readExactly(Int(plen), "parameters").readableBytesView)
-            if runtime.pool(id) != nil { continue }
+            let nmoved: UInt32 = try body.readInt("moved containers")
+            guard nmoved <= 1 << 20 else { throw FrameError.malformed("catalog with \(nmoved) moved containers") }
+            var moved: [(container: UInt32, node: UInt32, version: UInt32)] = []
+            for _ in 0..<nmoved {
+                let c: UInt32 = try body.readInt("container"), n: UInt32 = try body.readInt("node")
+                let v: UInt32 = try body.readInt("placement version")
+                guard n >= 1 && Int(n) <= map.count else { throw FrameError.malformed("container \(c) placed on node \(n)") }
+                moved.append((c, n, v))
+            }
+            if let pool = runtime.pool(id) {
+                runtime.learnPlacement(pool, moved, from: p.id)
+                continue
+            }
+            runtime.notePlacement(id, moved)
             createFromCatalog(id: id, module: names[0], name: names[1], perNode: cpn, params: params, from: p.id)
         }
         p.synced = true

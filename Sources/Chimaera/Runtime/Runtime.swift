@@ -24,6 +24,7 @@ package final class Runtime: @unchecked Sendable {
     let upgrades = UpgradeTable()
     /// Containers arriving from other nodes (Runtime+Migrate.swift).
     let migrations = MigrationTable()
+    let placements = PlacementTable()
     private(set) var workers: [Worker] = []
     /// The workers, unretained, by id (read on the task path: no array retain).
     private var workerRefs: UnsafeMutablePointer<Ref<Worker>>!
@@ -270,6 +271,17 @@ package final class Runtime: @unchecked Sendable {
         for i in 0..<(perNode * cluster.count) {
             let node = ClusterMap.node(ofContainer: i, perNode: perNode)
             pool.containers.append(Container(pool: pool, id: UInt32(i), node: node, runtime: self))
+        }
+        // A pool rebuilt from a peer's catalog keeps the places its containers moved to.
+        if fixedId != nil {
+            for m in placements.take(id) where Int(m.container) < pool.containers.count {
+                let c = pool.containers[Int(m.container)]
+                c.setNode(m.node)
+                c.placementVersion = m.version
+                if m.node == nodeId {
+                    Log.warn("pool \(name): container \(c.id) had moved to this node, whose state is gone with its restart; it starts afresh")
+                }
+            }
         }
         for c in pool.containers where c.node == nodeId {
             let i = Int(c.id)
