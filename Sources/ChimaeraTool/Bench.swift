@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
             discussion: "Cases: small-message, idle\(availableExternal).")
     }
 
-    @Argument(help: "The case: small-message, idle, or one with a program in libexec/chimaera (remote, bdev, python, orchestration, scale, upgrade).")
+    @Argument(help: "The case: small-message, idle, or one with a program in libexec/chimaera (remote, bdev, python, orchestration, scale, upgrade, migrate).")
     var which: String
 
     @Flag(help: "Print the figures as one JSON object.") var json = false
@@ -33,6 +33,15 @@ struct Bench: ParsableCommand {
         guard which == "small-message" || which == "idle" || (validName(which) && access(external, X_OK) == 0) else {
             Tool.fail("bench: unknown case \"\(which)\" (small-message, idle\(Self.availableExternal))")
             return 2
+        }
+        if which == "migrate" {
+            guard segment == nil else {
+                Tool.fail("bench migrate starts its own cluster; --segment does not apply")
+                return 2
+            }
+            guard let f = Self.migrate() else { return 1 }
+            Self.report(which, f, json: json)
+            return 0
         }
         if which == "remote" {
             // Its own cluster of runtimes; --segment does not apply.

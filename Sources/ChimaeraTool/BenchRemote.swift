@@ -40,11 +40,40 @@ extension Bench {
     /// One cluster of four runtimes with `cluster.tls: tls`, and the client's figures.
     static func remoteCluster(iters: Int, seconds: Double, tls: String) -> [String: Double]? {
         let nodes = 4
+        return withCluster(nodes: nodes, tls: tls, what: "bench remote") { segments in
+            let prog = libexec + "/chi_bench_remote"
+            let client = ChildProcess.run(prog, ["--segment", segments[0], "--nodes", "\(nodes)",
+                                                 "--iters", "\(iters)", "--seconds", "\(seconds)"], timeoutMs: 1_200_000)
+            guard client.status == 0 else {
+                Tool.fail("bench remote: client failed (\(client.status)): \(client.output)")
+                return nil
+            }
+            return ChildProcess.parseFlatJSON(client.output)
+        }
+    }
+
+    /// `bench migrate`: a two-node cluster, and chi_bench_migrate's figures against node 1.
+    static func migrate() -> [(String, Double)]? {
+        let f: [String: Double]? = withCluster(nodes: 2, tls: "psk", what: "bench migrate") { segments in
+            let r = ChildProcess.run(libexec + "/chi_bench_migrate", ["--segment", segments[0]], timeoutMs: 600_000)
+            guard r.status == 0 else {
+                Tool.fail("bench migrate failed (\(r.status)): \(r.output)")
+                return nil
+            }
+            return ChildProcess.parseFlatJSON(r.output)
+        }
+        guard let f else { return nil }
+        return f.keys.sorted().map { ($0, f[$0]!) } + [("nodes", 2)]
+    }
+
+    /// Starts `nodes` runtimes on loopback as one cluster (`cluster.tls: tls`), runs `body`
+    /// with their segments, and stops them all whatever it returns.
+    static func withCluster<T>(nodes: Int, tls: String, what: String, _ body: ([String]) -> T?) -> T? {
         guard let ports = freePorts(nodes) else {
-            Tool.fail("bench remote: no free TCP ports on 127.0.0.1")
+            Tool.fail("\(what): no free TCP ports on 127.0.0.1")
             return nil
         }
-        let tag = "bench_remote_\(getpid())"
+        let tag = "bench_cluster_\(getpid())"
         let cfg = "/tmp/chimaera_\(tag).yaml"
         var rng = SystemRandomNumberGenerator()
         let key = (0..<4).map { _ in String(rng.next() as UInt64, radix: 16) }.joined()
@@ -60,7 +89,7 @@ extension Bench {
 
             """
         guard let f = fopen(cfg, "w") else {
-            Tool.fail("bench remote: cannot write \(cfg)")
+            Tool.fail("\(what): cannot write \(cfg)")
             return nil
         }
         fputs(text, f)
@@ -78,18 +107,11 @@ extension Bench {
                                      ["start", "--config", cfg, "--node-id", "\(i + 1)", "--segment", s,
                                       "--detach", "--log-file", "/tmp/chimaera_\(s).log"], timeoutMs: 30_000)
             guard r.status == 0 else {
-                Tool.fail("bench remote: cannot start node \(i + 1): \(r.output)")
+                Tool.fail("\(what): cannot start node \(i + 1): \(r.output)")
                 return nil
             }
         }
-        let prog = libexec + "/chi_bench_remote"
-        let client = ChildProcess.run(prog, ["--segment", segments[0], "--nodes", "\(nodes)",
-                                             "--iters", "\(iters)", "--seconds", "\(seconds)"], timeoutMs: 1_200_000)
-        guard client.status == 0 else {
-            Tool.fail("bench remote: client failed (\(client.status)): \(client.output)")
-            return nil
-        }
-        return ChildProcess.parseFlatJSON(client.output)
+        return body(segments)
     }
 
     /// `n` TCP ports free on 127.0.0.1 now (bound together, then released).

@@ -152,3 +152,13 @@ def test_a_restarted_node_routes_to_where_its_container_moved(daemons):
         assert served(p2, 0) == 6
     finally:
         c2.close()
+
+
+def test_bench_migrate_reports_pauses_and_nothing_lost():
+    require_staged()
+    rc, out = run([STAGE / "bin" / "chimaera", "bench", "migrate", "--json"], timeout=300)
+    assert rc == 0, out
+    f = json.loads(out.strip().splitlines()[-1])
+    print(f)
+    assert f["tasks_lost"] == 0 and f["moves"] == 20 and f["tasks"] > 0, f
+    assert 0 < f["migrate_pause_us_p50"] <= f["migrate_pause_us_max"], f
