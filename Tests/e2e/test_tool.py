@@ -19,6 +19,9 @@ SUBCOMMANDS = {
     "worch": ["--segment"],
     "compose": ["--segment", "--config", "--json", "--timeout-ms"],
     "pipeline": ["run"],
+    "top": ["--segment", "--once"],
+    "module": ["upgrade"],
+    "migrate": ["--segment", "--pool", "--container", "--to"],
     "bench": ["--json", "--segment", "--sync", "--async", "--threads", "--seconds", "--iters", "--contended"],
     "cluster": ["--hostfile", "--log-dir", "--json"],
     "make-repo": [],
@@ -50,7 +53,8 @@ def test_top_level_help_lists_every_subcommand():
 def test_bench_help_lists_the_external_cases():
     rc, out = run([CHIMAERA, "bench", "--help"])
     assert rc == 0, out
-    for case in ("small-message", "idle", "remote", "bdev", "python", "orchestration", "scale"):
+    for case in ("small-message", "idle", "remote", "bdev", "python", "orchestration", "scale",
+                 "upgrade", "migrate"):
         assert case in out, f"bench --help does not name {case}:\n{out}"
 
 
