@@ -19,6 +19,7 @@ let package = Package(
     dependencies: [
         // The transport between nodes (Sources/Chimaera/Remote).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
     ] + (buildTool ? [.package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2")] : []),
     targets: [
         .systemLibrary(name: "CYAML", pkgConfig: "yaml-0.1",
@@ -41,6 +42,7 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 // The metrics endpoint's HTTP/1.1 (Sources/Chimaera/Metrics).
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             // Workers own their state and never share a class instance's mutable storage
             // across threads, so dynamic exclusivity checks only cost time on the task path.

@@ -81,6 +81,8 @@ struct Start: ParsableCommand {
             dup2(devnull, 0)
             dup2(out >= 0 ? out : devnull, 1)
             dup2(out >= 0 ? out : devnull, 2)
+            // The runtime rotates the log file by size (runtime.log_max_bytes) once it knows it.
+            if let logFile { setenv("CHIMAERA_LOG_FILE", Tool.absolute(logFile), 1) }
             Glibc.exit(serve(name, notify: fds[1]))
         }
         close(fds[1])

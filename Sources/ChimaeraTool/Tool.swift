@@ -77,6 +77,13 @@ enum Tool {
         }
     }
 
+    /// `path` made absolute against the working directory.
+    static func absolute(_ path: String) -> String {
+        guard !path.hasPrefix("/"), let cwd = getcwd(nil, 0) else { return path }
+        defer { free(cwd) }
+        return String(cString: cwd) + "/" + path
+    }
+
     /// The directory part of `path` exists (so a file can be made there), or an error naming it.
     static func checkParentDirectory(_ path: String, _ option: String) -> Bool {
         let dir = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."

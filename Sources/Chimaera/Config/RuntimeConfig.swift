@@ -40,6 +40,10 @@ package struct RuntimeConfig: Sendable, Equatable {
     package var modules: [String] = []
     /// `runtime.log_level`.
     package var logLevel = LogLevel.info
+    /// `runtime.log_max_bytes` and `runtime.log_keep`: the log file (`chimaera start
+    /// --log-file`) is rotated at this size, keeping this many older files (FILE.1 ...).
+    package var logMaxBytes = 64 << 20
+    package var logKeep = 3
     /// `runtime.work_orchestrator`: the policy module that moves lanes between workers.
     package var workOrchestrator = "worch_load_balance"
     /// `client.mode`.
@@ -174,6 +178,13 @@ package struct RuntimeConfig: Sendable, Equatable {
                 }
             case "log_level":
                 logLevel = try r.choice(v, key)
+            case "log_max_bytes":
+                let expected = "a size between 64K and 1T (bytes, or a number with a K, M or G suffix)"
+                logMaxBytes = try r.scalar(v, key, expected) {
+                    Self.parseSize($0).flatMap { (65536...(1 << 40)).contains($0) ? $0 : nil }
+                }
+            case "log_keep":
+                logKeep = try r.integer(v, key, in: 1...100)
             case "work_orchestrator":
                 workOrchestrator = try r.scalar(v, key, "a module name \(nameRule)") { isIdentifier($0) ? $0 : nil }
             case "metrics":

@@ -65,6 +65,10 @@ package final class Runtime: @unchecked Sendable {
     package init(config: RuntimeConfig, segmentName: String, anonymous: Bool = false) throws(ChiError) {
         self.config = config
         Log.level = config.logLevel
+        // A detached daemon's stderr is its log file (chimaera start --log-file): rotated by size.
+        if !anonymous, let f = getenv("CHIMAERA_LOG_FILE"), f.pointee != 0 {
+            Log.useFile(String(cString: f), maxBytes: config.logMaxBytes, keep: config.logKeep)
+        }
         let envNode = getenv("CHIMAERA_NODE_ID").flatMap { Int(String(cString: $0)) }
         cluster = try ClusterMap.resolve(config.cluster, override: envNode)
         nodeId = cluster.selfId

@@ -154,7 +154,8 @@ class ChiModuleVtable(Structure):
                 ("name", c_char_p), ("version", c_uint32), ("nmethods", c_uint32),
                 ("methods", POINTER(ChiMethodDesc)), ("create", c_void_p),
                 ("destroy", c_void_p), ("run", c_void_p), ("monitor", c_void_p),
-                ("map_task_to_lane", c_void_p), ("upgrade", c_void_p), ("worch", c_void_p)]
+                ("map_task_to_lane", c_void_p), ("upgrade", c_void_p), ("worch", c_void_p),
+                ("migrate_out", c_void_p), ("migrate_in", c_void_p)]
 
 
 # ---- admin.h and small_message.h ------------------------------------------------------------
@@ -181,7 +182,7 @@ class ChiSmIoTask(Structure):
 # Sizes the headers promise; a mismatch here means this file no longer mirrors them.
 _EXPECTED_SIZES = {ChiShmPtr: 16, ChiDomainQuery: 24, ChiTask: 128, ChiClientOpts: 32,
                    ChiPoolCreateOpts: 40, ChiFieldDesc: 32, ChiMethodDesc: 40,
-                   ChiModuleVtable: 88, ChiSmMdTask: 136, ChiSmIoTask: 168, ChiPoolInfo: 152}
+                   ChiModuleVtable: 104, ChiSmMdTask: 136, ChiSmIoTask: 168, ChiPoolInfo: 152}
 for _t, _n in _EXPECTED_SIZES.items():
     if sizeof(_t) != _n:
         raise ImportError(f"chimaera: ctypes {_t.__name__} is {sizeof(_t)} bytes, "
