@@ -9,9 +9,23 @@
  * tasks that failed plus the difference between the Md the container counted (Served, carried
  * by every move) and those completed.
  *
- * usage: chi_bench_migrate --segment NAME [--moves N]. Prints one JSON object. */
+ * Then a large state: a ram:// bdev pool whose container 0 holds STATE_MB MiB of written
+ * blocks moves to node 2 (migrate_state_mbps: the state's bytes over the call's time, and
+ * migrate_state_pause_ms), beside two figures of the same run: the cluster transport
+ * streaming the same bytes as 4 MiB bdev Writes from node 1 to a container on node 2
+ * (remote_bulk_write_mbps: what the migration's 4 MiB pieces could reach at best), and a
+ * plain loopback TCP stream between two threads (baseline_tcp_stream_mbps: the wire). The
+ * moved blocks are read back and compared; a difference fails the bench.
+ *
+ * usage: chi_bench_migrate --segment NAME [--moves N] [--state-mb N]. Prints one JSON
+ * object. */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <pthread.h>
+#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +35,7 @@
 
 #include "bench_samples.h"
 #include "chimaera/admin.h"
+#include "chimaera/bdev.h"
 #include "chimaera/chimaera.h"
 #include "chimaera/small_message.h"
 
@@ -87,14 +102,17 @@ static uint64_t served0(void) {
 }
 
 /* One move through the admin task, for its pause; returns 0 or the error. */
-static int move(uint32_t to, uint64_t *pause_ns) {
+static int move_of(uint64_t pool_id, uint32_t to, uint64_t *pause_ns);
+static int move(uint32_t to, uint64_t *pause_ns) { return move_of(pool, to, pause_ns); }
+
+static int move_of(uint64_t pool_id, uint32_t to, uint64_t *pause_ns) {
     chi_domain_query_t dq = chi_dq_local_id(CHI_SUBDOMAIN_LOCAL_CONTAINERS, 0);
     chi_task_t *t;
     int rc = chi_task_new(client, CHI_ADMIN_POOL_ID, CHI_ADMIN_MIGRATE_CONTAINER,
                           sizeof(chi_admin_migrate_container_task_t), &dq, &t);
     if (rc < 0) return rc;
     chi_admin_migrate_container_task_t *m = (chi_admin_migrate_container_task_t *)t;
-    m->pool_id = pool;
+    m->pool_id = pool_id;
     m->container = 0;
     m->to_node = to;
     rc = chi_task_call(client, t, 60000000000ll);
@@ -104,18 +122,141 @@ static int move(uint32_t to, uint64_t *pause_ns) {
     return rc;
 }
 
+/* ---- a large state ------------------------------------------------------------------------ */
+
+#define PIECE (4u << 20)
+
+static void die(const char *what, int rc) {
+    fprintf(stderr, "chi_bench_migrate: %s: %s (%s)\n", what, chi_strerror(rc), chi_last_error());
+    exit(1);
+}
+
+static void fill(unsigned char *p, size_t n, uint64_t seed) {
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        uint64_t v = (seed + i) * 0x9E3779B97F4A7C15ull;
+        memcpy(p + i, &v, 8);
+    }
+}
+
+/* Writes `bytes` from the start of block b in PIECE writes; returns the seconds taken. */
+static double write_block(uint64_t pool_id, uint32_t container, chi_bdev_block_t b, uint64_t bytes,
+                          unsigned char *buf) {
+    chi_domain_query_t dq = chi_dq_direct_id(CHI_SUBDOMAIN_GLOBAL_CONTAINERS, container);
+    uint64_t t0 = now_ns();
+    for (uint64_t off = 0; off < bytes; off += PIECE) {
+        fill(buf, PIECE, off);
+        chi_bdev_block_t piece = b;
+        piece.offset += off;
+        piece.size = PIECE;
+        int rc = chi_bdev_write(client, pool_id, dq, buf, PIECE, piece, 0, 60000000000ll);
+        if (rc < 0) die("bdev Write", rc);
+    }
+    return (now_ns() - t0) / 1e9;
+}
+
+static void *tcp_sink(void *arg) {
+    int fd = accept(*(int *)arg, NULL, NULL);
+    static unsigned char buf[1 << 20];
+    if (fd >= 0) {
+        while (read(fd, buf, sizeof buf) > 0) {
+        }
+        close(fd);
+    }
+    return NULL;
+}
+
+/* A loopback TCP stream of `bytes` between two threads, in MB/s. */
+static double tcp_stream_mbps(uint64_t bytes, unsigned char *buf) {
+    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+    socklen_t len = sizeof a;
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 1) < 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &len) < 0)
+        return 0;
+    pthread_t th;
+    pthread_create(&th, NULL, tcp_sink, &ls);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) return 0;
+    uint64_t t0 = now_ns();
+    for (uint64_t sent = 0; sent < bytes;) {
+        ssize_t n = write(fd, buf, PIECE);
+        if (n <= 0) break;
+        sent += (uint64_t)n;
+    }
+    close(fd);
+    pthread_join(th, NULL);
+    double s = (now_ns() - t0) / 1e9;
+    close(ls);
+    return bytes / 1e6 / s;
+}
+
+struct state_figures {
+    double migrate_mbps, pause_ms, remote_mbps, tcp_mbps;
+};
+
+static struct state_figures large_state(uint64_t mb) {
+    struct state_figures f = {0};
+    uint64_t bytes = mb << 20, bdev_pool;
+    chi_bdev_create_params_t p = chi_bdev_params("ram://", 2 * bytes, 0);
+    int rc = chi_bdev_create(client, "bench_migrate_bdev", 1, &p, &bdev_pool);
+    if (rc < 0) die("bdev pool", rc);
+    unsigned char *buf;
+    rc = chi_buffer_alloc(client, PIECE, (void **)&buf);
+    if (rc < 0) die("buffer", rc);
+    chi_bdev_block_t b[2];
+    uint32_t n = 0;
+    for (uint32_t c = 0; c < 2; c++) {
+        chi_domain_query_t dq = chi_dq_direct_id(CHI_SUBDOMAIN_GLOBAL_CONTAINERS, c);
+        rc = chi_bdev_allocate(client, bdev_pool, dq, bytes, &b[c], 1, &n, 60000000000ll);
+        if (rc < 0 || n != 1) die("bdev Allocate", rc < 0 ? rc : -ENOSPC);
+    }
+    /* Container 0 is on node 1, container 1 on node 2. */
+    write_block(bdev_pool, 0, b[0], bytes, buf);
+    f.remote_mbps = bytes / 1e6 / write_block(bdev_pool, 1, b[1], bytes, buf);
+    f.tcp_mbps = tcp_stream_mbps(bytes, buf);
+    uint64_t pause = 0, t0 = now_ns();
+    rc = move_of(bdev_pool, 2, &pause);
+    double s = (now_ns() - t0) / 1e9;
+    if (rc < 0) die("moving the bdev container", rc);
+    f.migrate_mbps = bytes / 1e6 / s;
+    f.pause_ms = pause / 1e6;
+    /* Read the moved blocks back (from node 2 now) and compare. */
+    unsigned char *want = malloc(PIECE);
+    chi_domain_query_t dq = chi_dq_direct_id(CHI_SUBDOMAIN_GLOBAL_CONTAINERS, 0);
+    for (uint64_t off = 0; off < bytes; off += PIECE) {
+        chi_bdev_block_t piece = b[0];
+        piece.offset += off;
+        piece.size = PIECE;
+        rc = chi_bdev_read(client, bdev_pool, dq, buf, PIECE, piece, 60000000000ll);
+        if (rc < 0) die("bdev Read after the move", rc);
+        fill(want, PIECE, off);
+        if (memcmp(buf, want, PIECE) != 0) {
+            fprintf(stderr, "chi_bench_migrate: the moved state differs at %llu\n", (unsigned long long)off);
+            exit(3);
+        }
+    }
+    free(want);
+    chi_buffer_free(client, buf);
+    chi_pool_destroy(client, bdev_pool);
+    return f;
+}
+
 int main(int argc, char **argv) {
     const char *segment = getenv("CHIMAERA_SEGMENT");
-    int moves = 20;
+    int moves = 20, state_mb = 256;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--segment") && i + 1 < argc) segment = argv[++i];
         else if (!strcmp(argv[i], "--moves") && i + 1 < argc) moves = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "--state-mb") && i + 1 < argc) state_mb = atoi(argv[++i]);
         else {
-            fprintf(stderr, "usage: chi_bench_migrate --segment NAME [--moves N]\n");
+            fprintf(stderr, "usage: chi_bench_migrate --segment NAME [--moves N] [--state-mb N]\n");
             return 2;
         }
     }
     if (moves < 1 || moves > 1000) moves = 20;
+    if (state_mb < 4 || state_mb > 4096) state_mb = 256;
+    state_mb &= ~3; /* whole 4 MiB pieces */
     (void)print_samples;
     chi_client_opts_t o = {.size = sizeof o, .mode = CHI_MODE_ATTACH, .segment = segment,
                            .connect_timeout_ms = 5000};
@@ -169,15 +310,18 @@ int main(int argc, char **argv) {
     long lost = atomic_load(&failed) +
                 (long)(counted > (uint64_t)done ? counted - (uint64_t)done : (uint64_t)done - counted);
     if (done_moves == 0) return 1;
+    struct state_figures sf = large_state((uint64_t)state_mb);
     qsort(pause, (size_t)done_moves, sizeof *pause, cmp_u64);
     qsort(call, (size_t)done_moves, sizeof *call, cmp_u64);
     printf("{\"moves\":%d,\"migrate_pause_us_p50\":%.1f,\"migrate_pause_us_max\":%.1f,"
            "\"migrate_call_ms_p50\":%.2f,\"client_rtt_us_max_during_moves\":%.1f,"
-           "\"baseline_rtt_us_p50\":%.2f,\"baseline_rtt_us_p99\":%.2f,\"tasks\":%ld,\"tasks_lost\":%ld}\n",
+           "\"baseline_rtt_us_p50\":%.2f,\"baseline_rtt_us_p99\":%.2f,\"tasks\":%ld,\"tasks_lost\":%ld,"
+           "\"migrate_state_mb\":%d,\"migrate_state_mbps\":%.1f,\"migrate_state_pause_ms\":%.1f,"
+           "\"remote_bulk_write_mbps\":%.1f,\"baseline_tcp_stream_mbps\":%.1f}\n",
            done_moves, percentile(pause, (size_t)done_moves, 0.5) / 1e3, pause[done_moves - 1] / 1e3,
            percentile(call, (size_t)done_moves, 0.5) / 1e6, max_during / 1e3,
            nbase ? percentile(base, nbase, 0.5) / 1e3 : 0, nbase ? percentile(base, nbase, 0.99) / 1e3 : 0,
-           done, lost);
+           done, lost, state_mb, sf.migrate_mbps, sf.pause_ms, sf.remote_mbps, sf.tcp_mbps);
     chi_client_finalize(client);
     return lost == 0 ? 0 : 3;
 }

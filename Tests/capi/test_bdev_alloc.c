@@ -62,6 +62,55 @@ static uint64_t rnd(void) {
     return rng_state;
 }
 
+static int claim_into(void *arg, uint64_t off, uint64_t size) {
+    return bdev_alloc_claim(arg, off, size);
+}
+
+static int count_used(void *arg, uint64_t off, uint64_t size) {
+    (void)off;
+    *(uint64_t *)arg += size;
+    return 0;
+}
+
+/* What a migrated container does: a second allocator claims every block the first has
+ * allocated, and ends in the same state (a buddy system's state is its set of allocated
+ * blocks). Claims that overlap, straddle or leave the device are -EPROTO and change nothing.
+ * The copy is then freed block by block and must coalesce fully. */
+static void replay(const bdev_alloc_t *a, const live_t *l) {
+    bdev_alloc_t b;
+    T_OK(bdev_alloc_init(&b, a->size));
+    T_OK(bdev_alloc_each_used(a, claim_into, &b));
+    uint64_t used = 0;
+    T_OK(bdev_alloc_each_used(&b, count_used, &used));
+    T_ASSERT(b.free_bytes == a->free_bytes && used == a->size - a->free_bytes,
+             "replayed free bytes %llu, want %llu", (unsigned long long)b.free_bytes,
+             (unsigned long long)a->free_bytes);
+    T_ASSERT(bdev_alloc_free_blocks(&b) == bdev_alloc_free_blocks(a) &&
+                 bdev_alloc_largest(&b) == bdev_alloc_largest(a),
+             "replayed free blocks %llu/%llu, want %llu/%llu",
+             (unsigned long long)bdev_alloc_free_blocks(&b), (unsigned long long)bdev_alloc_largest(&b),
+             (unsigned long long)bdev_alloc_free_blocks(a), (unsigned long long)bdev_alloc_largest(a));
+    uint64_t free0 = b.free_bytes, blocks0 = bdev_alloc_free_blocks(&b);
+    for (size_t i = 0; i < l->n && i < 64; i++) {
+        chi_bdev_block_t x = l->v[i];
+        T_EQ_RC(bdev_alloc_claim(&b, x.offset, x.size), -EPROTO);       /* twice */
+        T_EQ_RC(bdev_alloc_claim(&b, x.offset, UNIT), -EPROTO);         /* inside one */
+        if (x.size >= 2 * UNIT) T_EQ_RC(bdev_alloc_claim(&b, x.offset + x.size / 2, x.size), -EPROTO);
+    }
+    T_EQ_RC(bdev_alloc_claim(&b, b.size, UNIT), -EPROTO);
+    T_EQ_RC(bdev_alloc_claim(&b, UNIT, 2 * UNIT), -EPROTO); /* misaligned */
+    T_EQ_RC(bdev_alloc_claim(&b, 0, 3 * UNIT), -EPROTO);    /* not a power of two */
+    T_EQ_RC(bdev_alloc_claim(&b, 0, 0), -EPROTO);
+    T_ASSERT(b.free_bytes == free0 && bdev_alloc_free_blocks(&b) == blocks0, "refused claims changed state");
+    for (size_t i = 0; i < l->n; i++) T_OK(bdev_alloc_put(&b, l->v[i].offset, l->v[i].size));
+    T_ASSERT(b.free_bytes == b.size, "replayed copy not empty after freeing all");
+    bdev_alloc_t fresh;
+    T_OK(bdev_alloc_init(&fresh, a->size));
+    T_ASSERT(bdev_alloc_free_blocks(&b) == bdev_alloc_free_blocks(&fresh), "replayed copy not coalesced");
+    bdev_alloc_fini(&fresh);
+    bdev_alloc_fini(&b);
+}
+
 /* Random allocations (sizes 1 byte .. 1/8 of the device) and frees, then free everything. */
 static void random_pattern(uint64_t size, int rounds) {
     bdev_alloc_t a;
@@ -99,6 +148,7 @@ static void random_pattern(uint64_t size, int rounds) {
         if (r % 64 == 0) check(&a, &l, "random pattern");
     }
     check(&a, &l, "random pattern end");
+    replay(&a, &l);
     while (l.n > 0) {
         size_t i = rnd() % l.n;
         T_OK(bdev_alloc_put(&a, l.v[i].offset, l.v[i].size));

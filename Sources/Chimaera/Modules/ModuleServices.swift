@@ -38,8 +38,9 @@ package enum ModuleServices {
                                   _ arg: UnsafeMutableRawPointer?, wait: Poller.WaitFn? = nil) {
         let con = container(c)
         let p = Poller(fn: fn, arg: arg, pool: con.pool, wait: wait)
-        // An upgrade hook's pollers wait for the commit (the old ones still serve meanwhile).
-        if con.rebuilding { con.pendingPollers.append(p) } else { con.pollers.append(p) }
+        // An upgrade or migrate_in hook's pollers wait for the commit (the old ones still
+        // serve meanwhile).
+        if con.collectingPollers { con.pendingPollers.append(p) } else { con.pollers.append(p) }
     }
 
     package static func state(of r: OpaquePointer) -> UnsafeMutableRawPointer? {

@@ -255,9 +255,6 @@ extension Runtime {
         guard let out = mod.vtable.migrate_out, mod.vtable.migrate_in != nil else {
             throw ChiError(ENOTSUP, "module \(mod.name) version \(mod.version) has no migrate_out/migrate_in hooks")
         }
-        guard c.pollers.isEmpty else {
-            throw ChiError(ENOTSUP, "container \(c.id) of pool \(pool.name) has pollers (I/O in flight); such containers cannot migrate yet")
-        }
         guard upgrades.claim(mod.name) else {
             throw ChiError(EBUSY, "module \(mod.name) is being upgraded or one of its containers moved")
         }
@@ -324,14 +321,18 @@ extension Runtime {
             sessionId = 0 // a failed commit ends the session there
             throw abandon(e)
         }
-        // The destination serves it now: point here at it, and forward what waited in its lanes.
+        // The destination serves it now: point here at it, forward what waited in its lanes,
+        // and take its pollers off the workers (nothing of it is in flight: it was drained).
         c.placementVersion = placement
         c.setNode(to)
         let lanes = c.lanes
-        _ = askWorkers({ w in
+        let pollers = c.pollers
+        c.pollers = []
+        let answered = askWorkers({ w in
             for l in lanes where l.queueOwnerId == w.id {
                 for r in l.popAll() { r.with { w.dispatch($0, to: c) } }
             }
+            w.pollers.removeAll { q in pollers.contains { $0 === q } }
             return false
         }, deadline: chi_now_ns() &+ Self.upgradeDrainNs)
         if let i = pool.local.firstIndex(where: { $0 === c }) { pool.local.remove(at: i) }
@@ -339,7 +340,12 @@ extension Runtime {
         c.state = nil
         unplug([pool])
         let pause = chi_now_ns() &- pluggedAt
-        if let destroy = mod.vtable.destroy, oldState != nil { destroy(c.handle, oldState) }
+        if answered == nil && !pollers.isEmpty {
+            // A worker that has not answered may still call a poller with the old state.
+            Log.warn("pool \(pool.name): container \(c.id)'s old state is kept: a worker did not drop its pollers in time")
+        } else if let destroy = mod.vtable.destroy, oldState != nil {
+            destroy(c.handle, oldState)
+        }
         let others = cluster.others.filter { $0 != to }
         if !others.isEmpty {
             let res = adminOnNodes(others, method: UInt32(CHI_ADMIN_MIGRATE_CONTAINER),
@@ -366,10 +372,12 @@ extension Runtime {
         _ = try plugAndDrain([pool], what: "pool \(pool.name) (a container arriving)")
         s.rewind(total: s.written)
         c.rebuilding = !c.lanes.isEmpty // lanes left from an earlier stay are reused
+        c.collectingPollers = true
         c.pendingPollers = []
         var state: UnsafeMutableRawPointer?
         let rc = build(c.handle, s.handle, version, &state)
         c.rebuilding = false
+        c.collectingPollers = false
         let pollers = c.pendingPollers
         c.pendingPollers = []
         if rc < 0 {

@@ -286,6 +286,7 @@ extension Runtime {
         for pool in pools {
             for c in pool.local {
                 c.rebuilding = true
+                c.collectingPollers = true
                 c.pendingPollers = []
                 var state: UnsafeMutableRawPointer?
                 var rc: CInt
@@ -299,6 +300,7 @@ extension Runtime {
                     rc = 0
                 }
                 c.rebuilding = false
+                c.collectingPollers = false
                 let pollers = c.pendingPollers
                 c.pendingPollers = []
                 if rc < 0 {
@@ -346,8 +348,10 @@ extension Runtime {
     /// Returns each container's pause.
     func commitUpgrade(_ p: PreparedUpgrade) -> [(pool: String, container: UInt32, node: UInt32, ns: UInt64)] {
         var oldStates: [(Container, UnsafeMutableRawPointer?)] = []
+        var hadPollers = false
         for (c, state, pollers) in p.newStates {
             oldStates.append((c, c.state))
+            hadPollers = hadPollers || !c.pollers.isEmpty
             c.state = state
             c.pollers = pollers
         }
@@ -364,8 +368,13 @@ extension Runtime {
         }
         unplug(p.pools)
         let end = chi_now_ns()
-        if let destroy = p.old.vtable.destroy {
+        // A worker may be calling an old poller until it has taken the drop: wait for every
+        // worker to pass a barrier after it before the old states go.
+        let safe = !hadPollers || askWorkers({ _ in false }, deadline: chi_now_ns() &+ Self.upgradeDrainNs) != nil
+        if let destroy = p.old.vtable.destroy, safe {
             for (c, s) in oldStates where s != nil { destroy(c.handle, s) }
+        } else if !safe {
+            Log.warn("module \(p.name): the old version's states are kept: a worker did not drop their pollers in time")
         }
         upgrades.release(p.name)
         let pause = end &- p.pluggedAt

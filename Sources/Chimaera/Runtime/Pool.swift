@@ -114,9 +114,11 @@ final class Container: @unchecked Sendable {
     /// is published.
     var pollers: [Poller] = []
     /// Set while an upgrade hook builds the container's new state: the lanes it asks for
-    /// exist already (they carry over), and the pollers it registers wait in `pendingPollers`
-    /// until the commit hands them to the workers.
+    /// exist already (they carry over).
     var rebuilding = false
+    /// Set while an upgrade or migrate_in hook builds a state: the pollers it registers wait
+    /// in `pendingPollers` until the commit hands them to the workers.
+    var collectingPollers = false
     var pendingPollers: [Poller] = []
     /// Lanes of every group, concatenated; `groups` maps a group id to its range (a short
     /// list searched linearly: a container has a handful of groups).

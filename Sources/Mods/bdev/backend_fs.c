@@ -436,6 +436,32 @@ void bdev_fs_unlink_temporary(bdev_t *b) {
     }
 }
 
+int bdev_fs_base_path(const bdev_t *b, char *out, size_t cap) {
+    char suffix[16];
+    int n = snprintf(suffix, sizeof suffix, ".%u", b->id);
+    size_t len = strlen(b->fs->path);
+    if (n < 0 || (size_t)n > len || len - (size_t)n >= cap) return -ENAMETOOLONG;
+    memcpy(out, b->fs->path, len - (size_t)n);
+    out[len - (size_t)n] = 0;
+    return 0;
+}
+
+int bdev_fs_sync_io(bdev_t *b, bool write, void *buf, uint64_t off, uint64_t len) {
+    int fd = b->fs->fd[FD_BUFFERED];
+    unsigned char *p = buf;
+    while (len > 0) {
+        size_t n = len > MAX_OP ? MAX_OP : (size_t)len;
+        ssize_t r = write ? pwrite(fd, p, n, (off_t)off) : pread(fd, p, n, (off_t)off);
+        if (r < 0 && errno == EINTR) continue;
+        if (r < 0) return -errno;
+        if (r == 0) return -EIO; /* the file is shorter than the device */
+        p += r;
+        off += (uint64_t)r;
+        len -= (uint64_t)r;
+    }
+    return 0;
+}
+
 void bdev_fs_close(bdev_t *b) {
     if (b->fs == NULL) return;
     fs_free(b->fs, b->fs->temporary);

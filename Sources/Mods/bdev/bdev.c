@@ -87,7 +87,7 @@ static const chi_method_desc_t bdev_methods[] = {
 
 /* ---- containers ------------------------------------------------------------------------- */
 
-static void bdev_free(bdev_t *b) {
+void bdev_free(bdev_t *b) {
     bdev_group_leave(b);
     if (b->kind == BDEV_FS) bdev_fs_close(b);
     if (b->kind == BDEV_RAM) bdev_ram_close(b);
@@ -96,48 +96,22 @@ static void bdev_free(bdev_t *b) {
     free(b);
 }
 
-static int bdev_create(chi_container_t *c, const void *params, uint32_t params_size,
-                       void **state) {
-    chi_bdev_create_params_t p;
-    memset(&p, 0, sizeof p);
-    if (params == NULL || params_size < offsetof(chi_bdev_create_params_t, flags))
-        return -EINVAL;
-    memcpy(&p, params, params_size < sizeof p ? params_size : sizeof p);
-    if (memchr(p.url, 0, sizeof p.url) == NULL) return -ENAMETOOLONG;
-    if (p.size < CHI_BDEV_UNIT) return -EINVAL;
-    if (p.flags & ~(uint32_t)(CHI_BDEV_CREATE_BUFFERED | CHI_BDEV_CREATE_TEMPORARY |
-                              CHI_BDEV_CREATE_DATA_HIGH_LATENCY))
-        return -EINVAL;
-    uint32_t kind;
-    const char *path = NULL;
-    if (strncmp(p.url, "fs://", 5) == 0 || strncmp(p.url, "fs::", 4) == 0) {
-        kind = BDEV_FS;
-        /* The seed spells it fs::///tmp/x.bin (scheme "fs::", then "//" and the path). */
-        int seed = strncmp(p.url, "fs::", 4) == 0;
-        path = seed ? p.url + 4 : p.url + 5;
-        if (seed && strncmp(path, "//", 2) == 0) path += 2;
-        /* A relative path would resolve against the daemon's working directory. */
-        if (path[0] != '/') return -EINVAL;
-    } else if (strncmp(p.url, "ram://", 6) == 0 || strncmp(p.url, "ram::", 5) == 0) {
-        kind = BDEV_RAM;
-    } else {
-        return -EINVAL;
-    }
-
+int bdev_build(chi_container_t *c, uint32_t kind, const char *path, uint64_t size, uint32_t flags,
+               bdev_t **out) {
     bdev_t *b = calloc(1, sizeof *b);
     if (b == NULL) return -ENOMEM;
     b->c = c;
     b->id = chi_container_id(c);
     b->nworkers = chi_container_worker_count(c);
-    b->size = p.size & ~(CHI_BDEV_UNIT - 1);
-    b->flags = p.flags;
+    b->size = size & ~(CHI_BDEV_UNIT - 1);
+    b->flags = flags;
     b->create_ns = bdev_now_ns();
     b->counters = calloc(b->nworkers + 1u, sizeof *b->counters);
     int rc = b->counters == NULL ? -ENOMEM : 0;
     if (rc == 0) rc = chi_container_add_lanes(c, CHI_BDEV_MD_GROUP, 1, CHI_PRIO_LOW_LATENCY);
     if (rc == 0)
         rc = chi_container_add_lanes(c, CHI_BDEV_DATA_GROUP, CHI_BDEV_DATA_LANES,
-                                     p.flags & CHI_BDEV_CREATE_DATA_HIGH_LATENCY
+                                     flags & CHI_BDEV_CREATE_DATA_HIGH_LATENCY
                                          ? CHI_PRIO_HIGH_LATENCY
                                          : CHI_PRIO_LOW_LATENCY);
     if (rc == 0) rc = b->md_lane = chi_lane_by_hash(c, CHI_BDEV_MD_GROUP, 0);
@@ -154,8 +128,39 @@ static int bdev_create(chi_container_t *c, const void *params, uint32_t params_s
         bdev_free(b);
         return rc;
     }
-    *state = b;
+    *out = b;
     return 0;
+}
+
+static int bdev_create(chi_container_t *c, const void *params, uint32_t params_size,
+                       void **state) {
+    chi_bdev_create_params_t p;
+    memset(&p, 0, sizeof p);
+    if (params == NULL || params_size < offsetof(chi_bdev_create_params_t, flags))
+        return -EINVAL;
+    memcpy(&p, params, params_size < sizeof p ? params_size : sizeof p);
+    if (memchr(p.url, 0, sizeof p.url) == NULL) return -ENAMETOOLONG;
+    if (p.size < CHI_BDEV_UNIT) return -EINVAL;
+    if (p.flags & ~(uint32_t)BDEV_CREATE_FLAGS) return -EINVAL;
+    uint32_t kind;
+    const char *path = NULL;
+    if (strncmp(p.url, "fs://", 5) == 0 || strncmp(p.url, "fs::", 4) == 0) {
+        kind = BDEV_FS;
+        /* The seed spells it fs::///tmp/x.bin (scheme "fs::", then "//" and the path). */
+        int seed = strncmp(p.url, "fs::", 4) == 0;
+        path = seed ? p.url + 4 : p.url + 5;
+        if (seed && strncmp(path, "//", 2) == 0) path += 2;
+        /* A relative path would resolve against the daemon's working directory. */
+        if (path[0] != '/') return -EINVAL;
+    } else if (strncmp(p.url, "ram://", 6) == 0 || strncmp(p.url, "ram::", 5) == 0) {
+        kind = BDEV_RAM;
+    } else {
+        return -EINVAL;
+    }
+    bdev_t *b;
+    int rc = bdev_build(c, kind, path, p.size, p.flags, &b);
+    if (rc == 0) *state = b;
+    return rc;
 }
 
 static void bdev_destroy(chi_container_t *c, void *state) {
@@ -274,6 +279,8 @@ static const chi_module_vtable_t bdev_vtable = {
     .monitor = bdev_monitor,
     .map_task_to_lane = bdev_map_task_to_lane,
     .upgrade = NULL,
+    .migrate_out = bdev_migrate_out,
+    .migrate_in = bdev_migrate_in,
 };
 
 CHI_MODULE_EXPORT(&bdev_vtable)

@@ -50,6 +50,14 @@ int bdev_alloc_get(bdev_alloc_t *a, uint64_t size, chi_bdev_block_t *out, uint32
 /** Frees a block exactly as bdev_alloc_get returned it, merging it with free buddies.
  *  Returns 0, -EINVAL (not an allocated block) or -ENOMEM; nothing changes on failure. */
 int bdev_alloc_put(bdev_alloc_t *a, uint64_t offset, uint64_t size);
+/** Marks exactly [offset, offset + size) allocated, as bdev_alloc_get would have returned it
+ *  (a migrated container rebuilds its allocator so). Returns 0, -EPROTO (not a block of this
+ *  device, or one overlapping an allocated block) or -ENOMEM; nothing changes on failure. */
+int bdev_alloc_claim(bdev_alloc_t *a, uint64_t offset, uint64_t size);
+/** Calls fn for every allocated block, in no particular order, until it returns nonzero
+ *  (which is returned). */
+int bdev_alloc_each_used(const bdev_alloc_t *a, int (*fn)(void *arg, uint64_t off, uint64_t size),
+                         void *arg);
 /** The number of free blocks (extents) and the largest one, in bytes. */
 uint64_t bdev_alloc_free_blocks(const bdev_alloc_t *a);
 uint64_t bdev_alloc_largest(const bdev_alloc_t *a);
@@ -57,6 +65,8 @@ uint64_t bdev_alloc_largest(const bdev_alloc_t *a);
 /* ---- One container ------------------------------------------------------------------------ */
 
 enum { BDEV_RAM = 1, BDEV_FS = 2 };
+#define BDEV_CREATE_FLAGS                                                                    \
+    (CHI_BDEV_CREATE_BUFFERED | CHI_BDEV_CREATE_TEMPORARY | CHI_BDEV_CREATE_DATA_HIGH_LATENCY)
 
 /** Per-worker I/O counters, written by that worker, read by PollStats on another. */
 typedef struct bdev_counters {
@@ -127,8 +137,23 @@ void bdev_fs_unlink_temporary(bdev_t *b);
  *  Returns 0 or -errno. */
 int bdev_fs_io(bdev_t *b, chi_rctx_t *rctx, bool write, void *buf, uint64_t off,
                uint64_t len, uint32_t io_flags);
+/** The path the container's file was opened from (without the ".<container>" suffix). */
+int bdev_fs_base_path(const bdev_t *b, char *out, size_t cap);
+/** pread/pwrite on the worker, blocking it: for migration, which holds the container plugged
+ *  anyway. Returns 0 or -errno (-EIO for a short file). */
+int bdev_fs_sync_io(bdev_t *b, bool write, void *buf, uint64_t off, uint64_t len);
 /** fdatasync through io_uring. Returns 0 or -errno. */
 int bdev_fs_flush(bdev_t *b, chi_rctx_t *rctx);
+
+/* ---- Containers (bdev.c) and migration (bdev_migrate.c) ------------------------------------ */
+
+/** Builds a container's state: lanes, allocator, backend (path: fs:// only), pool group.
+ *  Returns 0 or -errno, leaving nothing behind on failure. */
+int bdev_build(chi_container_t *c, uint32_t kind, const char *path, uint64_t size, uint32_t flags,
+               bdev_t **out);
+void bdev_free(bdev_t *b);
+int bdev_migrate_out(chi_container_t *c, void *state, chi_migrate_stream_t *out);
+int bdev_migrate_in(chi_container_t *c, chi_migrate_stream_t *in, uint32_t version, void **state);
 
 /* ---- Method bodies (bdev_methods.c) -------------------------------------------------------- */
 

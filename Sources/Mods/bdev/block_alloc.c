@@ -235,6 +235,58 @@ int bdev_alloc_put(bdev_alloc_t *a, uint64_t offset, uint64_t size) {
     return 0;
 }
 
+int bdev_alloc_claim(bdev_alloc_t *a, uint64_t offset, uint64_t size) {
+    if (size == 0 || (size & (size - 1)) != 0 || size < CHI_BDEV_UNIT) return -EPROTO;
+    if (offset >= a->size || size > a->size - offset || (offset & (size - 1)) != 0)
+        return -EPROTO;
+    uint32_t k = 0;
+    while (order_bytes(k) < size) k++;
+    if (k >= a->orders) return -EPROTO;
+    /* The free block that holds it starts at the offset aligned down to its order, and no
+     * other block starts at the candidates in between: the first slot found is that block,
+     * or the range is not wholly free. */
+    bdev_slot_t *s = NULL;
+    uint64_t base = 0;
+    for (uint32_t j = k; j < a->orders && s == NULL; j++) {
+        base = offset & ~(order_bytes(j) - 1);
+        s = slot_find(a, base);
+    }
+    if (s == NULL || s->used || s->order < k || base + order_bytes(s->order) < offset + size)
+        return -EPROTO;
+    uint32_t j = s->order;
+    /* Splitting j down to k adds j - k free entries and one used slot. */
+    if (table_grow(a, (uint64_t)(j - k) + 1) < 0 || vectors_reserve(a, 1) < 0) return -ENOMEM;
+    s = slot_find(a, base);
+    uint64_t o = base;
+    drop_free(a, s);
+    while (j > k) {
+        j--;
+        /* Keep the half that holds the block, free the other. */
+        if (offset >= o + order_bytes(j)) {
+            push_free(a, o, j);
+            o += order_bytes(j);
+        } else {
+            push_free(a, o + order_bytes(j), j);
+        }
+    }
+    bdev_slot_t *u = slot_insert(a, o);
+    u->order = (uint8_t)k;
+    u->used = 1;
+    a->free_bytes -= size;
+    return 0;
+}
+
+int bdev_alloc_each_used(const bdev_alloc_t *a, int (*fn)(void *arg, uint64_t off, uint64_t size),
+                         void *arg) {
+    for (uint64_t i = 0; i < a->cap; i++) {
+        const bdev_slot_t *s = &a->slots[i];
+        if (s->key == 0 || !s->used) continue;
+        int rc = fn(arg, s->key - 1, order_bytes(s->order));
+        if (rc != 0) return rc;
+    }
+    return 0;
+}
+
 uint64_t bdev_alloc_free_blocks(const bdev_alloc_t *a) {
     uint64_t n = 0;
     for (uint32_t k = 0; k < a->orders; k++) n += a->freen[k];
