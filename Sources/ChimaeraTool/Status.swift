@@ -81,8 +81,23 @@ struct Status: ParsableCommand {
             let run = lanes.reduce(0) { $0 + $1.int("tasks_run") }
             let queued = lanes.reduce(0) { $0 + $1.int("queued") }
             print("  #\(p.int("id")) \(p.string("name")) module=\(p.string("module")) v\(p.int("module_version")) containers=\(p.int("containers")) lanes=\(lanes.count) tasks=\(run) queued=\(queued)")
+            for c in p.objects("placement") {
+                let size = c.has("state_bytes") ? " state=\(Self.bytes(c.int("state_bytes")))" : ""
+                print("    container \(c.int("container")) on node \(c.int("node"))\(size)")
+            }
         }
         return 0
+    }
+
+    /// 1536 -> "1.5 KiB".
+    static func bytes(_ n: Int) -> String {
+        let units = ["B", "KiB", "MiB", "GiB", "TiB"]
+        var v = Double(n), u = 0
+        while v >= 1024 && u < units.count - 1 {
+            v /= 1024
+            u += 1
+        }
+        return u == 0 ? "\(n) B" : String(format2: "%.1f ", v) + units[u]
     }
 }
 
@@ -130,6 +145,8 @@ struct StatsView {
     }
 
     func int(_ key: String) -> Int { Int(double(key)) }
+
+    func has(_ key: String) -> Bool { raw(key) != nil }
 
     func double(_ key: String) -> Double {
         guard let r = raw(key) else { return 0 }

@@ -4,6 +4,7 @@ doubled (its Served counter moves with it), the container id kept, every node ro
 new place, and stale requests forwarded; refusals leave the container where it was."""
 
 import json
+import re
 import struct
 import os
 import sys
@@ -257,6 +258,13 @@ def test_a_bdev_container_moves_with_its_blocks_under_load(daemons, tmp_path, ki
             for j, blk in enumerate(blocks):
                 assert pools[0].call("Read", data=rd, dq=dq0, timeout=30, **blk).ret == BLOCK
                 assert bytes(rd.view) == last[j], f"block {j} differs after the moves"
+        # Status shows the state's size where the container is (12 blocks and bookkeeping).
+        rc, out = cl.node(3).status("--json")
+        p = next(p for p in json.loads(out)["pools"] if p["name"] == name)
+        held = {x["container"]: x.get("state_bytes") for x in p["placement"]}
+        assert 12 * BLOCK <= held[0] < 12 * BLOCK + 65536 and held[1] is None, held
+        rc, text = cl.node(3).status()
+        assert rc == 0 and re.search(r"container 0 on node 3 state=76\d\.\d KiB", text), text
         stats = pools[1].call("PollStats", dq=dq0, timeout=30)
         assert stats.writes == sum(writes), (stats.writes, writes)
         assert stats.free_bytes == size - 12 * BLOCK, stats.free_bytes

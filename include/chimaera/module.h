@@ -130,6 +130,10 @@ typedef struct chi_module_vtable {
      *  frees the old state once the destination serves. Return 0 or -errno. */
     int (*migrate_out)(chi_container_t *c, void *state, chi_migrate_stream_t *out);
     int (*migrate_in)(chi_container_t *c, chi_migrate_stream_t *in, uint32_t version, void **state);
+    /** ABI 1.6, optional: about how many bytes container `c`'s state holds (what a migration
+     *  would move), for `chimaera status`. Called on any thread while tasks of the container
+     *  run: read only what is safe to read so (atomics, fixed sizes). */
+    uint64_t (*state_bytes)(chi_container_t *c, const void *state);
 } chi_module_vtable_t;
 
 typedef const chi_module_vtable_t *(*chi_module_entry_fn)(void);

@@ -115,10 +115,15 @@ extension Runtime {
             j.key("module_version"); j.int(Int(p.module.version))
             j.key("containers"); j.int(p.containers.count)
             j.key("placement"); j.openArray()
+            let sizeOf = p.module.vtable.state_bytes
             for c in p.containers {
                 j.open()
                 j.key("container"); j.int(Int(c.id))
                 j.key("node"); j.int(Int(c.node))
+                // Known here for the containers this node holds, if the module tells.
+                if c.node == nodeId, let sizeOf, let s = c.state {
+                    j.key("state_bytes"); j.int(Int(truncatingIfNeeded: sizeOf(c.handle, s)))
+                }
                 j.close()
             }
             j.closeArray()

@@ -265,6 +265,14 @@ static int bdev_run(void *state, chi_task_t *task, chi_rctx_t *rctx) {
     }
 }
 
+/* The blocks in use (what a migration moves) and the container's own bookkeeping. */
+static uint64_t bdev_state_bytes(chi_container_t *c, const void *state) {
+    (void)c;
+    const bdev_t *b = state;
+    uint64_t free_bytes = atomic_load_explicit(&b->free_pub, memory_order_relaxed);
+    return (b->size - (free_bytes < b->size ? free_bytes : b->size)) + sizeof *b;
+}
+
 static const chi_module_vtable_t bdev_vtable = {
     .size = sizeof(chi_module_vtable_t),
     .abi_major = CHI_ABI_MAJOR,
@@ -281,6 +289,7 @@ static const chi_module_vtable_t bdev_vtable = {
     .upgrade = NULL,
     .migrate_out = bdev_migrate_out,
     .migrate_in = bdev_migrate_in,
+    .state_bytes = bdev_state_bytes,
 };
 
 CHI_MODULE_EXPORT(&bdev_vtable)

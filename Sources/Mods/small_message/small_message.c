@@ -140,6 +140,13 @@ static int sm_migrate_out(chi_container_t *c, void *state, chi_migrate_stream_t 
     return chi_migrate_write(out, &w, sizeof w);
 }
 
+/* What a migration moves: the wire record. */
+static uint64_t sm_state_bytes(chi_container_t *c, const void *state) {
+    (void)c;
+    (void)state;
+    return sizeof(struct sm_wire);
+}
+
 static int sm_migrate_in(chi_container_t *c, chi_migrate_stream_t *in, uint32_t version,
                          void **state) {
     (void)version; /* every version so far writes the same bytes */
@@ -334,6 +341,7 @@ static const chi_module_vtable_t sm_vtable = {
 #endif
     .migrate_out = sm_migrate_out,
     .migrate_in = sm_migrate_in,
+    .state_bytes = sm_state_bytes,
 };
 
 CHI_MODULE_EXPORT(&sm_vtable)

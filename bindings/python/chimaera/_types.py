@@ -9,7 +9,7 @@ from ctypes import (POINTER, Structure, c_char, c_char_p, c_int32, c_uint16, c_u
 
 # ---- version.h ---------------------------------------------------------------------------
 ABI_MAJOR = 1
-ABI_MINOR = 5
+ABI_MINOR = 6
 
 
 def abi_pack(major, minor):
@@ -155,7 +155,7 @@ class ChiModuleVtable(Structure):
                 ("methods", POINTER(ChiMethodDesc)), ("create", c_void_p),
                 ("destroy", c_void_p), ("run", c_void_p), ("monitor", c_void_p),
                 ("map_task_to_lane", c_void_p), ("upgrade", c_void_p), ("worch", c_void_p),
-                ("migrate_out", c_void_p), ("migrate_in", c_void_p)]
+                ("migrate_out", c_void_p), ("migrate_in", c_void_p), ("state_bytes", c_void_p)]
 
 
 # ---- admin.h and small_message.h ------------------------------------------------------------
@@ -182,7 +182,7 @@ class ChiSmIoTask(Structure):
 # Sizes the headers promise; a mismatch here means this file no longer mirrors them.
 _EXPECTED_SIZES = {ChiShmPtr: 16, ChiDomainQuery: 24, ChiTask: 128, ChiClientOpts: 32,
                    ChiPoolCreateOpts: 40, ChiFieldDesc: 32, ChiMethodDesc: 40,
-                   ChiModuleVtable: 104, ChiSmMdTask: 136, ChiSmIoTask: 168, ChiPoolInfo: 152}
+                   ChiModuleVtable: 112, ChiSmMdTask: 136, ChiSmIoTask: 168, ChiPoolInfo: 152}
 for _t, _n in _EXPECTED_SIZES.items():
     if sizeof(_t) != _n:
         raise ImportError(f"chimaera: ctypes {_t.__name__} is {sizeof(_t)} bytes, "
