@@ -23,14 +23,24 @@ enum CState {
             "    long (*save)(const void *state, void *buf, size_t cap);",
             "} chi_gen_state_hdr_t;",
             "",
-            "/** One container's state: the fields `state:` declares in \(ctx.name)_methods.yaml. The kit",
-            " *  allocates it zeroed, frees it after Destroy, and saves and restores every field for",
-            " *  Migrate and Upgrade (chi_gen_state_write, chi_gen_state_read, chi_gen_state_carry). */",
+        ]
+        let helpers = (spec.hasMigrate ? ["chi_gen_state_write", "chi_gen_state_read"] : []) + (spec.hasUpgrade ? ["chi_gen_state_carry"] : [])
+        out += helpers.isEmpty
+            ? ["/** One container's state: the fields `state:` declares in \(ctx.name)_methods.yaml. The kit",
+               " *  allocates it zeroed and frees it after Destroy. */"]
+            : ["/** One container's state: the fields `state:` declares in \(ctx.name)_methods.yaml. The kit",
+               " *  allocates it zeroed, frees it after Destroy, and its code saves and restores every field",
+               " *  (\(helpers.joined(separator: ", "))). */"]
+        out += [
             "typedef struct \(ctx.name)_state {",
             "    chi_gen_state_hdr_t chi_gen_hdr; /* the kit's; leave it alone */",
         ]
         out += memberLines(fields)
-        out += ["} \(ctx.stateType);"]
+        out += ["} \(ctx.stateType);",
+                "",
+                "/** Writes state's record (docs/modules.md) into buf when cap holds it; returns its size either",
+                " *  way, so chi_gen_state_save(state, NULL, 0) sizes it. */",
+                "static long chi_gen_state_save(const void *state, void *buf, size_t cap);"]
         if spec.hasMigrate {
             out += ["",
                     "/** Writes state's fields to a migration stream as one record. Returns 0 or -errno. */",
@@ -91,8 +101,7 @@ enum CState {
             "};",
             "enum { CHI_GEN_STATE_NFIELDS = (int)(sizeof chi_gen_state_fields / sizeof chi_gen_state_fields[0]) };",
             "",
-            "/** Writes the record of `state` into buf when cap holds it; returns its size either way (so",
-            " *  save(state, NULL, 0) sizes it). A later version calls it through the state's header. */",
+            "/* A later version calls it through the state's header. */",
             "static long chi_gen_state_save(const void *state, void *buf, size_t cap) {",
             "    size_t need = 16;",
             "    for (int i = 0; i < CHI_GEN_STATE_NFIELDS; i++)",
@@ -130,6 +139,9 @@ enum CState {
         guard spec.hasMigrate || spec.hasUpgrade else { return out }
         out += [
             "",
+            "/* The helpers are for the Migrate and Upgrade regions, which may stop calling them. */",
+            "#define CHI_GEN_HELPER static __attribute__((unused))",
+            "",
             "static int chi_gen_state_find(const char *name, size_t len) {",
             "    for (int i = 0; i < CHI_GEN_STATE_NFIELDS; i++)",
             "        if (strlen(chi_gen_state_fields[i].name) == len && memcmp(chi_gen_state_fields[i].name, name, len) == 0)",
@@ -143,7 +155,7 @@ enum CState {
             " *  size are the same here is carried and the others stay zero. Returns 0, or -EPROTO for a",
             " *  record that is short, long, malformed, of another version, or that does not match; state",
             " *  may then hold part of it and is to be discarded. */",
-            "static int chi_gen_state_load(\(ctx.stateType) *state, const uint8_t *rec, size_t len, uint32_t version) {",
+            "CHI_GEN_HELPER int chi_gen_state_load(\(ctx.stateType) *state, const uint8_t *rec, size_t len, uint32_t version) {",
             "    const bool exact = version == \(v);",
             "    bool seen[CHI_GEN_STATE_NFIELDS] = {false};",
             "    uint32_t head[4];",
@@ -186,7 +198,7 @@ enum CState {
         if spec.hasMigrate {
             out += [
                 "",
-                "static int chi_gen_state_write(chi_migrate_stream_t *out, const \(ctx.stateType) *state) {",
+                "CHI_GEN_HELPER int chi_gen_state_write(chi_migrate_stream_t *out, const \(ctx.stateType) *state) {",
                 "    size_t n = (size_t)chi_gen_state_save(state, NULL, 0);",
                 "    uint8_t *rec = malloc(n);",
                 "    if (rec == NULL) return -ENOMEM;",
@@ -196,7 +208,7 @@ enum CState {
                 "    return rc;",
                 "}",
                 "",
-                "static int chi_gen_state_read(\(ctx.stateType) *state, chi_migrate_stream_t *in, uint32_t version) {",
+                "CHI_GEN_HELPER int chi_gen_state_read(\(ctx.stateType) *state, chi_migrate_stream_t *in, uint32_t version) {",
                 "    /* The stream is one record, whole: its length is checked against the record's own. */",
                 "    uint64_t len = chi_migrate_remaining(in);",
                 "    if (len < 16 || len > CHI_GEN_RECORD_MAX) return -EPROTO;",
@@ -218,7 +230,7 @@ enum CState {
         if spec.hasUpgrade {
             out += [
                 "",
-                "static int chi_gen_state_carry(\(ctx.stateType) *state, const void *old_state, uint32_t old_version) {",
+                "CHI_GEN_HELPER int chi_gen_state_carry(\(ctx.stateType) *state, const void *old_state, uint32_t old_version) {",
                 "    /* Only the header is read through the old pointer; the old code writes the rest. A",
                 "     * version whose state the kit did not make has no header: upgrade from it by hand. */",
                 "    const chi_gen_state_hdr_t *old = old_state;",

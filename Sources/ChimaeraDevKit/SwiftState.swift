@@ -15,13 +15,16 @@ enum SwiftState {
     }
 
     /// The generated `State` class.
-    static func stateClass(_ ctx: ModuleContext, _ fields: [StateField]) -> String {
+    static func stateClass(_ ctx: ModuleContext, _ spec: ModuleSpec, _ fields: [StateField]) -> String {
+        let helpers = (spec.hasMigrate ? ["chiGenWrite", "chiGenRead"] : []) + (spec.hasUpgrade ? ["chiGenCarry"] : [])
         var lines = [
             "/// One container's state: the fields `state:` declares in \(ctx.name)_methods.yaml, zero until",
-            "/// create sets them. The kit makes it, releases it after destroy, and saves and restores every",
-            "/// field for migrate and upgrade (chiGenWrite, chiGenRead, chiGenCarry).",
-            "final class State {",
+            "/// create sets them. The kit makes it and releases it after destroy\(helpers.isEmpty ? "." : ", and its code saves and")",
         ]
+        if !helpers.isEmpty {
+            lines.append("/// restores every field (\(helpers.joined(separator: ", "))).")
+        }
+        lines.append("final class State {")
         for f in fields {
             let (type, zero) = property(f)
             switch f.type {
