@@ -700,7 +700,7 @@ def test_kmigrate_as_an_old_method_is_refused_or_warned(tmp_path):
     repo = tmp_path / "repo"
     y = repo / "m/include/m/m_methods.yaml"
     base = y.read_text()
-    y.write_text(base.replace("kMigrate: -1      # 4", "kMigrate:\n  id: 4\n  params:\n    to: in u32"))
+    y.write_text(re.sub(r"^kMigrate: -1.*$", "kMigrate:\n  id: 4\n  params:\n    to: in u32", base, flags=re.M))
     line = y.read_text().split("\n").index("kMigrate:") + 1
     before = snapshot(repo)
     out = tool("chi_refresh_repo", "repo", cwd=tmp_path, expect=1)
