@@ -716,6 +716,68 @@ def test_kmigrate_as_an_old_method_is_refused_or_warned(tmp_path):
     assert "static int Migrate(void)" in src.read_text()
 
 
+EVERY_STATE_TYPE = """state:
+  a: u8
+  b: u16
+  c: u32
+  d: u64
+  e: i8
+  f: i16
+  g: i32
+  h: i64
+  x: f32
+  y: f64
+  z: bool
+  s: str[8]
+  k: bytes[3]
+"""
+# (module, language, kDestroy, kMigrate, kUpgrade, declares the state)
+COMBOS = [("c_all", "c", 1, 4, 5, True), ("c_none", "c", -1, -1, -1, True),
+          ("c_mig", "c", -1, 4, -1, True), ("c_up", "c", 1, -1, 5, True),
+          ("c_own", "c", 1, 4, 5, False), ("s_all", "swift", 1, 4, 5, True),
+          ("s_none", "swift", -1, -1, -1, True), ("s_own", "swift", 1, 4, -1, False)]
+
+
+def test_every_state_type_and_hook_combination_builds_warning_free(tmp_path, daemons, monkeypatch):
+    """Every state type, with and without each hook, and kMigrate without a declared state (the
+    hand-written skeletons), in C (-Wall -Wextra -Werror -pedantic) and Swift; then the
+    all-hooks modules run: a container created, moved nowhere, but destroyed cleanly."""
+    from test_devkit import cmake, need_cmake, tool
+    need_cmake()
+    require_staged()
+    tool("chi_make_repo", "repo", "combo", cwd=tmp_path)
+    repo = tmp_path / "repo"
+    for name, lang, destroy, migrate, upgrade, state in COMBOS:
+        tool("chi_make_mod", f"repo/{name}", "--lang", lang, cwd=tmp_path)
+        y = repo / name / "include" / name / f"{name}_methods.yaml"
+        text = y.read_text().replace("kDestroy: 1 ", f"kDestroy: {destroy} ")
+        text = text.replace("kMigrate: -1", f"kMigrate: {migrate}").replace("kUpgrade: -1", f"kUpgrade: {upgrade}")
+        y.write_text(text + (EVERY_STATE_TYPE if state else "") + "kGet:\n  id: 10\n  params:\n    v: out u64\n")
+    tool("chi_refresh_repo", "repo", cwd=tmp_path)
+    for name, _, destroy, migrate, upgrade, state in COMBOS:
+        gen = (repo / name / "src" / f"{name}_lib_exec.h")
+        if gen.exists():
+            text = gen.read_text()
+            assert ("chi_gen_migrate_out" in text) == (migrate == 4), name
+            assert (".upgrade = chi_gen_upgrade" in text) == (upgrade == 5), name
+            assert ("chi_gen_state_save" in text) == state, name
+    cmake(repo, tmp_path / "build", f"-DCMAKE_PREFIX_PATH={STAGE}",
+          "-DCMAKE_C_FLAGS=-Wall -Wextra -Werror -pedantic")
+    out = tmp_path / "build" / "chimaera_modules"
+    for name, *_ in COMBOS:
+        assert (out / f"libcombo_{name}.so").exists(), name
+    monkeypatch.setenv("CHI_MODULE_PATH", f"{out}:{STAGE / 'lib' / 'chimaera'}")
+    d = daemons.start(config={"runtime": {"shm_size": "256M", "module_path": [str(out)]}})
+    with chimaera.Client(segment=d.segment, mode="attach") as c:
+        for name, *_ in COMBOS:
+            pool = c.create_pool(f"combo_{name}", f"{name}_p", containers_per_node=2)
+            with pytest.raises(ChimaeraError) as e:  # Get is still the skeleton's
+                pool.call("Get", dq=chimaera.dq_direct_id(GLOBAL, 1), timeout=30)
+            assert e.value.code == -38, (name, e.value)
+            pool.destroy()
+    assert "error" not in d.log().lower(), d.log()
+
+
 # ---- docs -------------------------------------------------------------------------------------
 
 
