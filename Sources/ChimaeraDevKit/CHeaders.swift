@@ -5,6 +5,7 @@ enum CHeaders {
     static func methods(_ ctx: ModuleContext, _ spec: ModuleSpec) -> String {
         var ids: [(String, Int, String)] = [("\(ctx.upper)_METHOD_CREATE", 0, "kCreate: the pool's containers are built")]
         if spec.hasDestroy { ids.append(("\(ctx.upper)_METHOD_DESTROY", 1, "kDestroy")) }
+        if spec.hasMigrate { ids.append(("\(ctx.upper)_METHOD_MIGRATE", 4, "kMigrate: a hook, not a task")) }
         if spec.hasUpgrade { ids.append(("\(ctx.upper)_METHOD_UPGRADE", 5, "kUpgrade")) }
         for m in spec.methods { ids.append((ctx.idMacro(m), m.id, "k\(m.name)")) }
         ids.sort { $0.1 < $1.1 }

@@ -120,6 +120,12 @@ struct MarkedFile {
         }
     }
 
+    /// The body of the user region `name`, or nil if the file has none.
+    func userRegionBody(_ name: String) -> [String]? {
+        for case .user(name, _, _, let body, _, _) in pieces { return body }
+        return nil
+    }
+
     /// Replaces the body of the generated region `name`.
     ///
     /// - Throws: `GenerateError` if the file has no such region (its markers were deleted).

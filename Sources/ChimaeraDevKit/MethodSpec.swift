@@ -207,9 +207,20 @@ package enum InheritedMethod: String, CaseIterable, Sendable {
         }
     }
 
-    /// Create, Destroy and Upgrade are container hooks; the other three are ordinary methods
-    /// at fixed ids (tasks a client or a recovery tool sends like any other).
-    var isHook: Bool { self == .create || self == .destroy || self == .upgrade }
+    /// Create, Destroy, Migrate and Upgrade are container hooks; NodeFailure and Recover are
+    /// ordinary methods at fixed ids (tasks a client or a recovery tool sends like any other).
+    /// Migrate was an ordinary method too until the runtime gained migrate_out/migrate_in (ABI
+    /// 1.5); MethodsFile refuses the old form with a message rather than reinterpreting it.
+    var isHook: Bool { self == .create || self == .destroy || self == .migrate || self == .upgrade }
+}
+
+/// One field of a container's declared state (`state:` in the methods YAML): a scalar,
+/// `str[N]` or `bytes[N]`, saved and restored by the generated Migrate and Upgrade code.
+package struct StateField: Sendable, Equatable {
+    package var name: String
+    package var type: FieldType
+    /// The line it is declared on, for messages.
+    package var line: Int
 }
 
 /// A module's whole declaration.
@@ -217,6 +228,11 @@ package struct ModuleSpec: Sendable, Equatable {
     /// Whether each hook is implemented (kDestroy: 1 rather than -1, ...).
     package var hasDestroy: Bool
     package var hasUpgrade: Bool
+    package var hasMigrate = false
+    /// The container state's fields when the YAML declares them (`state:`), in order; nil when
+    /// the module's own code defines its state. A declared state is the kit's: it allocates,
+    /// frees, saves and restores it.
+    package var state: [StateField]? = nil
     /// The parameters kCreate declares: what `chi_pool_create` passes to each container.
     package var createParams: [FieldSpec]
     /// The methods tasks are sent to (custom ones and NodeFailure/Recover/Migrate), by id.

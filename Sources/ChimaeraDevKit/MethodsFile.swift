@@ -18,6 +18,18 @@ import ChimaeraYAML
 ///         out: out bulk(out_cap) expose
 ///         out_cap: in u64
 ///         out_size: out u64
+///
+/// kDestroy, kMigrate and kUpgrade are container hooks, not methods: they take no params.
+/// kMigrate was an ordinary method before the runtime had migrate_out/migrate_in; a kMigrate
+/// that still declares params or a style is refused with a message saying so.
+///
+/// One more key, `state`, declares the fields of each container's state, in order, with the
+/// types of create params (numbers, bool, str[N], bytes[N]). The kit then defines the state,
+/// allocates and frees it, and generates its Migrate and Upgrade code:
+///
+///     state:
+///       served: u64
+///       name: str[32]
 package enum MethodsFile {
     /// Parses and checks the file's text.
     ///
@@ -67,12 +79,17 @@ private struct Reader {
         var hooks: [InheritedMethod: Bool] = [:]
         var createParams: [FieldSpec] = []
         var methods: [MethodSpec] = []
+        var state: [StateField]?
         for e in entries {
             if let first = seenKeys[e.key] {
                 fail(e.keyLine, "\(e.key) is declared twice (first on line \(first))")
                 continue
             }
             seenKeys[e.key] = e.keyLine
+            if e.key == "state" {
+                state = stateFields(e.value)
+                continue
+            }
             guard Naming.isMethodKey(e.key) else {
                 fail(e.keyLine, "bad method name \"\(e.key)\": use k followed by an UpperCamelCase name of letters and digits, like kCompress")
                 continue
@@ -121,7 +138,9 @@ private struct Reader {
                 }
                 createParams = m.fields
                 hooks[.create] = true
-            case .destroy?, .upgrade?:
+            case .migrate? where !m.fields.isEmpty:
+                fail(m.line, "kMigrate is the container hook that moves a container to another node (migrate_out/migrate_in) and takes no params; a method that used id 4 needs a custom id (10 and up)")
+            case .destroy?, .upgrade?, .migrate?:
                 if !m.fields.isEmpty { fail(m.line, "\(e.key) is a container hook and takes no params") }
                 hooks[inherited!] = true
             default:
@@ -132,7 +151,34 @@ private struct Reader {
             fail(1, "kCreate is missing: every module needs it (add `kCreate: 0`)")
         }
         return ModuleSpec(hasDestroy: hooks[.destroy] ?? false, hasUpgrade: hooks[.upgrade] ?? false,
+                          hasMigrate: hooks[.migrate] ?? false, state: state,
                           createParams: createParams, methods: methods.sorted { $0.id < $1.id })
+    }
+
+    /// `state:`, a mapping of field names to types (no direction: the state is the module's).
+    private mutating func stateFields(_ node: YAMLNode) -> [StateField] {
+        guard case .mapping(let entries, let line) = node, !entries.isEmpty else {
+            fail(node.line, "state must map field names to types, like `served: u64`, with at least one field")
+            return []
+        }
+        var fields: [StateField] = []
+        for e in entries {
+            guard Naming.isFieldName(e.key) else {
+                fail(e.keyLine, "bad state field name \"\(e.key)\": use a lower_snake_case C identifier that is not a keyword and does not start with chi_")
+                continue
+            }
+            if fields.contains(where: { $0.name == e.key }) {
+                fail(e.keyLine, "state field \(e.key) is declared twice")
+                continue
+            }
+            guard case .scalar(let text, _, let vline) = e.value, let type = fieldType(text), createParamType(type) else {
+                fail(e.value.line, "state field \(e.key): expected one of u8 u16 u32 u64 i8 i16 i32 i64 f32 f64 bool str[N] bytes[N] (the state is saved as plain values: no pointers)")
+                continue
+            }
+            fields.append(StateField(name: e.key, type: type, line: vline))
+        }
+        if fields.count > 64 { fail(line, "state has \(fields.count) fields; at most 64 are supported") }
+        return fields
     }
 
     private func createParamType(_ t: FieldType) -> Bool {

@@ -115,12 +115,14 @@ package enum Refresh {
                 try f.setGenerated("decls", CRuntime.declsRegion(ctx, spec))
                 let orphans = try f.syncUserRegions(CRuntime.skeletons(ctx, spec))
                 plan.warnings += orphanWarnings(f, orphans, yamlPath)
+                plan.warnings += oldMigrateWarning(f, spec, hook: "MigrateOut", yamlPath)
             }
         case .swift:
             update(ctx.libExec, whole: true) { _ in SwiftRuntime.libExec(ctx, spec) }
             regions(ctx.runtimeSource, .slashes) { f throws(GenerateError) in
                 let orphans = try f.syncUserRegions(SwiftRuntime.skeletons(ctx, spec))
                 plan.warnings += orphanWarnings(f, orphans, yamlPath)
+                plan.warnings += oldMigrateWarning(f, spec, hook: "migrateOut", yamlPath)
             }
         }
         if !errors.isEmpty { throw GenerateErrors(errors) }
@@ -131,6 +133,15 @@ package enum Refresh {
         names.map { name in
             "\(f.file):\(f.renderedLine(ofRegion: name) ?? 0): warning: the CHI_BEGIN(\(name)) region holds code you wrote for \(name), which \(yaml) no longer declares; it was left in place: delete it, or move what you keep out of the markers"
         }
+    }
+
+    /// A warning for a CHI_BEGIN(Migrate) region that still holds a Migrate *method*: kMigrate
+    /// was an ordinary method at id 4 before it became the migration hook, and the region kept
+    /// its name, so the tool would otherwise keep the old code silently (it no longer compiles:
+    /// its task struct is gone).
+    private static func oldMigrateWarning(_ f: MarkedFile, _ spec: ModuleSpec, hook: String, _ yaml: String) -> [String] {
+        guard spec.hasMigrate, let body = f.userRegionBody("Migrate"), !body.contains(where: { $0.contains(hook) }) else { return [] }
+        return ["\(f.file):\(f.renderedLine(ofRegion: "Migrate") ?? 0): warning: the CHI_BEGIN(Migrate) region holds a Migrate method, but kMigrate in \(yaml) is now the hook that moves a container to another node: rewrite the region as the \(hook) and \(hook == "MigrateOut" ? "MigrateIn" : "migrateIn") hooks (delete it to get their skeleton), or give the method a custom id"]
     }
 
     // MARK: metadata files

@@ -44,6 +44,7 @@ enum SwiftRuntime {
 
     /// The regions the runtime file should have, with the skeleton each starts as.
     static func skeletons(_ ctx: ModuleContext, _ spec: ModuleSpec) -> [(name: String, skeleton: [String])] {
+        if spec.state != nil { return declaredStateSkeletons(ctx, spec) + methodSkeletons(ctx, spec) }
         var out: [(String, [String])] = [("Create", [
             "/// One container's state: what its methods share. Add your own properties.",
             "final class State {",
@@ -82,6 +83,86 @@ enum SwiftRuntime {
                 "}",
             ]))
         }
+        if spec.hasMigrate {
+            out.append(("Migrate", [
+                "/// Migration (chimaera migrate), on the node the container leaves: writes its state with",
+                "/// chi_migrate_write, in as many pieces as you like, while the container is plugged. Leave the",
+                "/// state intact: if the move fails, the container serves on with it here. Declare the state's",
+                "/// fields under `state:` in \(ctx.name)_methods.yaml and the kit writes this region.",
+                "func migrateOut(_ c: OpaquePointer, _ state: State, _ out: OpaquePointer) throws(ChiFailure) {",
+                "    throw ChiFailure(-ENOSYS)",
+                "}",
+                "",
+                "/// Migration, on the node the container arrives at: builds its State from what migrateOut",
+                "/// wrote, read with chi_migrate_read (version: the writer's module version), and adds the",
+                "/// lanes and pollers create adds. The bytes came over the network: check each one before use.",
+                "func migrateIn(_ c: OpaquePointer, _ input: OpaquePointer, _ version: UInt32) throws(ChiFailure) -> State {",
+                "    throw ChiFailure(-ENOSYS)",
+                "}",
+            ]))
+        }
+        return out + methodSkeletons(ctx, spec)
+    }
+
+    /// The create, destroy, upgrade and migrate regions of a module whose YAML declares its
+    /// state: the kit makes the State (generated into lib_exec.swift) and saves and restores it.
+    private static func declaredStateSkeletons(_ ctx: ModuleContext, _ spec: ModuleSpec) -> [(name: String, skeleton: [String])] {
+        var out: [(String, [String])] = [("Create", [
+            "/// Fills in one container's State (the fields `state:` declares in \(ctx.name)_methods.yaml,",
+            "/// made by the kit with every field zero) from the pool's create params, and adds its lanes;",
+            "/// throws ChiFailure(-errno) to fail the pool's creation.",
+            "func create(_ c: OpaquePointer, _ params: \(ctx.paramsType), _ state: State) throws(ChiFailure) {",
+            "    // Lane group 0: one low-latency lane. mapTaskToLane picks among a group's lanes.",
+            "    let rc = chi_container_add_lanes(c, 0, 1, UInt32(CHI_PRIO_LOW_LATENCY))",
+            "    if rc < 0 { throw ChiFailure(rc) }",
+            "}",
+        ])]
+        if spec.hasDestroy {
+            out.append(("Destroy", [
+                "/// Runs when the pool is destroyed or the container has moved away; the state is released",
+                "/// afterwards.",
+                "func destroy(_ c: OpaquePointer, _ state: State) {}",
+            ]))
+        }
+        if spec.hasUpgrade {
+            out.append(("Upgrade", [
+                "/// Live upgrade (chimaera module upgrade): fills this version's State, made with every field",
+                "/// zero, from `old`, the state of version oldVersion, while the container is plugged.",
+                "/// chiGenCarry copies every field whose name and type are the same in both versions' `state:`;",
+                "/// a field new in this version stays zero: set it here. `old` is read-only: if any container's",
+                "/// upgrade fails, the old version goes on with it. The lanes carry over; register pollers",
+                "/// again as create does.",
+                "func upgrade(_ c: OpaquePointer, _ old: UnsafeRawPointer?, _ oldVersion: UInt32, _ state: State) throws(ChiFailure) {",
+                "    try chiGenCarry(state, from: old, oldVersion)",
+                "}",
+            ]))
+        }
+        if spec.hasMigrate {
+            out.append(("Migrate", [
+                "/// Migration (chimaera migrate), on the node the container leaves, while it is plugged:",
+                "/// chiGenWrite sends every field `state:` declares as one record. Leave the state intact: if",
+                "/// the move fails, the container serves on with it here.",
+                "func migrateOut(_ c: OpaquePointer, _ state: State, _ out: OpaquePointer) throws(ChiFailure) {",
+                "    try chiGenWrite(state, to: out)",
+                "}",
+                "",
+                "/// Migration, on the node the container arrives at: fills its State, made with every field",
+                "/// zero, from the record migrateOut wrote (version: the writer's module version), and adds the",
+                "/// lanes and pollers create adds. chiGenRead refuses a short, long or mismatched record with",
+                "/// -EPROTO: it came over the network.",
+                "func migrateIn(_ c: OpaquePointer, _ input: OpaquePointer, _ version: UInt32, _ state: State) throws(ChiFailure) {",
+                "    try chiGenRead(state, from: input, version)",
+                "    let rc = chi_container_add_lanes(c, 0, 1, UInt32(CHI_PRIO_LOW_LATENCY))",
+                "    if rc < 0 { throw ChiFailure(rc) }",
+                "}",
+            ]))
+        }
+        return out
+    }
+
+    /// One region a method, in id order.
+    private static func methodSkeletons(_ ctx: ModuleContext, _ spec: ModuleSpec) -> [(name: String, skeleton: [String])] {
+        var out: [(String, [String])] = []
         for m in spec.methods {
             var text = Text.summary(m)
             if m.style == .plain {
@@ -137,20 +218,8 @@ enum SwiftRuntime {
                       "        guard task.pointee.size >= UInt32(MemoryLayout<\(ctx.taskType(m))>.stride) else { return -Int32(CHI_EBADTASK) }",
                       "        return \(funcName(m))(chiGenState(state), UnsafeMutableRawPointer(task).assumingMemoryBound(to: \(ctx.taskType(m)).self), rctx)"]
         }
-        let upgradeGlue = !spec.hasUpgrade ? "" : """
-
-            private func chiGenUpgrade(_ c: OpaquePointer?, _ old: UnsafeMutableRawPointer?, _ oldVersion: UInt32,
-                                       _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
-                guard let c, let out else { return -EINVAL }
-                do {
-                    out.pointee = Unmanaged.passRetained(try upgrade(c, old, oldVersion)).toOpaque()
-                    return 0
-                } catch {
-                    return error.rc
-                }
-            }
-
-            """
+        let hookGlue = spec.state.map { SwiftState.stateClass(ctx, spec, $0) + "\n" + SwiftState.codec(ctx, spec, $0) + declaredStateGlue(ctx, spec) }
+            ?? ownStateGlue(ctx, spec)
         return """
             // Generated by chi_refresh_repo from \(ctx.name)_methods.yaml: do not edit. The task-layout
             // descriptors the runtime copies, checks and serialises tasks by, the dispatch of classic
@@ -179,35 +248,7 @@ enum SwiftRuntime {
                 }
             }
 
-            private func chiGenState(_ p: UnsafeMutableRawPointer?) -> State {
-                Unmanaged<State>.fromOpaque(p!).takeUnretainedValue()
-            }
-
-            private func chiGenCreate(_ c: OpaquePointer?, _ params: UnsafeRawPointer?, _ size: UInt32,
-                                      _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
-                guard let c, let out else { return -EINVAL }
-                // Params from an older client may be shorter: the rest stays zero.
-                var p = \(ctx.paramsType)()
-                if let params {
-                    withUnsafeMutableBytes(of: &p) { dst in
-                        dst.copyMemory(from: UnsafeRawBufferPointer(start: params, count: min(Int(size), dst.count)))
-                    }
-                }
-                do {
-                    out.pointee = Unmanaged.passRetained(try create(c, p)).toOpaque()
-                    return 0
-                } catch {
-                    return error.rc
-                }
-            }
-
-            private func chiGenDestroy(_ c: OpaquePointer?, _ state: UnsafeMutableRawPointer?) {
-                guard let state else { return }
-                let s = Unmanaged<State>.fromOpaque(state)
-                \(spec.hasDestroy ? "destroy(c!, s.takeUnretainedValue())" : "_ = c")
-                s.release()
-            }
-            \(upgradeGlue)
+            \(hookGlue)
             private func chiGenRun(_ state: UnsafeMutableRawPointer?, _ task: UnsafeMutablePointer<chi_task_t>?,
                                    _ rctx: OpaquePointer?) -> Int32 {
                 guard let task, let rctx else { return -EINVAL }
@@ -248,7 +289,7 @@ enum SwiftRuntime {
                 vt.run = chiGenRun
                 vt.monitor = { state, mode, task, rctx in monitor(chiGenState(state), mode, task!, rctx!) }
                 vt.map_task_to_lane = { state, c, task in mapTaskToLane(chiGenState(state), c!, task!) }
-                \(spec.hasUpgrade ? "vt.upgrade = chiGenUpgrade" : "vt.upgrade = nil")
+                \(spec.hasUpgrade ? "vt.upgrade = chiGenUpgrade" : "vt.upgrade = nil")\(spec.hasMigrate ? "\n    vt.migrate_out = chiGenMigrateOut\n    vt.migrate_in = chiGenMigrateIn" : "")
                 return table([vt])
             }()
 
@@ -259,5 +300,151 @@ enum SwiftRuntime {
             }
 
             """
+    }
+
+    /// The hooks' glue when the module's own code makes its State.
+    private static func ownStateGlue(_ ctx: ModuleContext, _ spec: ModuleSpec) -> String {
+        let upgradeGlue = !spec.hasUpgrade ? "" : """
+
+            private func chiGenUpgrade(_ c: OpaquePointer?, _ old: UnsafeMutableRawPointer?, _ oldVersion: UInt32,
+                                       _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
+                guard let c, let out else { return -EINVAL }
+                do {
+                    out.pointee = Unmanaged.passRetained(try upgrade(c, old, oldVersion)).toOpaque()
+                    return 0
+                } catch {
+                    return error.rc
+                }
+            }
+
+            """
+        let migrateGlue = !spec.hasMigrate ? "" : """
+
+            private func chiGenMigrateOut(_ c: OpaquePointer?, _ state: UnsafeMutableRawPointer?, _ out: OpaquePointer?) -> Int32 {
+                guard let c, let out else { return -EINVAL }
+                do {
+                    try migrateOut(c, chiGenState(state), out)
+                    return 0
+                } catch {
+                    return error.rc
+                }
+            }
+
+            private func chiGenMigrateIn(_ c: OpaquePointer?, _ input: OpaquePointer?, _ version: UInt32,
+                                         _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
+                guard let c, let input, let out else { return -EINVAL }
+                do {
+                    out.pointee = Unmanaged.passRetained(try migrateIn(c, input, version)).toOpaque()
+                    return 0
+                } catch {
+                    return error.rc
+                }
+            }
+
+            """
+        return """
+            private func chiGenState(_ p: UnsafeMutableRawPointer?) -> State {
+                Unmanaged<State>.fromOpaque(p!).takeUnretainedValue()
+            }
+
+            private func chiGenCreate(_ c: OpaquePointer?, _ params: UnsafeRawPointer?, _ size: UInt32,
+                                      _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
+                guard let c, let out else { return -EINVAL }
+                // Params from an older client may be shorter: the rest stays zero.
+                var p = \(ctx.paramsType)()
+                if let params {
+                    withUnsafeMutableBytes(of: &p) { dst in
+                        dst.copyMemory(from: UnsafeRawBufferPointer(start: params, count: min(Int(size), dst.count)))
+                    }
+                }
+                do {
+                    out.pointee = Unmanaged.passRetained(try create(c, p)).toOpaque()
+                    return 0
+                } catch {
+                    return error.rc
+                }
+            }
+
+            private func chiGenDestroy(_ c: OpaquePointer?, _ state: UnsafeMutableRawPointer?) {
+                guard let state else { return }
+                let s = Unmanaged<State>.fromOpaque(state)
+                \(spec.hasDestroy ? "destroy(c!, s.takeUnretainedValue())" : "_ = c")
+                s.release()
+            }
+            \(upgradeGlue)\(migrateGlue)
+            """
+    }
+
+    /// The hooks' glue when the kit makes the State: the runtime holds its box (SwiftState).
+    private static func declaredStateGlue(_ ctx: ModuleContext, _ spec: ModuleSpec) -> String {
+        /// A hook that fills a State the glue makes, then hands the runtime its box.
+        func building(_ head: String, _ guards: String, _ call: String) -> String {
+            """
+
+            \(head)
+                guard \(guards), let out else { return -EINVAL }
+                let s = State()
+                do {
+                    try \(call)
+                } catch {
+                    return error.rc
+                }
+                out.pointee = chiGenBox(s)
+                return 0
+            }
+
+            """
+        }
+        var out = """
+
+            private func chiGenCreate(_ c: OpaquePointer?, _ params: UnsafeRawPointer?, _ size: UInt32,
+                                      _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {
+                guard let c, let out else { return -EINVAL }
+                // Params from an older client may be shorter: the rest stays zero.
+                var p = \(ctx.paramsType)()
+                if let params {
+                    withUnsafeMutableBytes(of: &p) { dst in
+                        dst.copyMemory(from: UnsafeRawBufferPointer(start: params, count: min(Int(size), dst.count)))
+                    }
+                }
+                let s = State()
+                do {
+                    try create(c, p, s)
+                } catch {
+                    return error.rc
+                }
+                out.pointee = chiGenBox(s)
+                return 0
+            }
+
+            private func chiGenDestroy(_ c: OpaquePointer?, _ state: UnsafeMutableRawPointer?) {
+                guard let state else { return }
+                \(spec.hasDestroy ? "destroy(c!, chiGenState(state))" : "_ = c")
+                chiGenUnbox(state)
+            }
+
+            """
+        if spec.hasUpgrade {
+            out += building("private func chiGenUpgrade(_ c: OpaquePointer?, _ old: UnsafeMutableRawPointer?, _ oldVersion: UInt32,\n                           _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {",
+                            "let c", "upgrade(c, UnsafeRawPointer(old), oldVersion, s)")
+        }
+        if spec.hasMigrate {
+            out += """
+
+                private func chiGenMigrateOut(_ c: OpaquePointer?, _ state: UnsafeMutableRawPointer?, _ out: OpaquePointer?) -> Int32 {
+                    guard let c, let state, let out else { return -EINVAL }
+                    do {
+                        try migrateOut(c, chiGenState(state), out)
+                        return 0
+                    } catch {
+                        return error.rc
+                    }
+                }
+
+                """
+            out += building("private func chiGenMigrateIn(_ c: OpaquePointer?, _ input: OpaquePointer?, _ version: UInt32,\n                             _ out: UnsafeMutablePointer<UnsafeMutableRawPointer?>?) -> Int32 {",
+                            "let c, let input", "migrateIn(c, input, version, s)")
+        }
+        return out
     }
 }

@@ -63,8 +63,13 @@ enum Templates {
         kDestroy: 1       # frees it
         kNodeFailure: -1  # 2
         kRecover: -1      # 3
-        kMigrate: -1      # 4
+        kMigrate: -1      # 4: moves a container to another node
         kUpgrade: -1      # 5: live upgrade from an older version
+
+        # The containers' state, optionally: declared here, the kit defines it and writes the
+        # code that kMigrate and kUpgrade need to save and restore it (docs/modules.md):
+        #   state:
+        #     served: u64     # u8 u16 u32 u64 i8 i16 i32 i64 f32 f64 bool str[N] bytes[N]
 
         # Custom methods: ids from 10 (6-9 are reserved). Either `kName: id`, or a mapping:
         #   kCompress:
