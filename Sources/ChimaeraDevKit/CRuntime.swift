@@ -320,6 +320,17 @@ enum CRuntime {
         if spec.hasMigrate {
             out += ["    .migrate_out = chi_gen_migrate_out,", "    .migrate_in = chi_gen_migrate_in,"]
         }
+        if spec.state != nil {
+            out += ["    .state_bytes = chi_gen_state_bytes,"]
+            if let at = out.firstIndex(of: "static const chi_module_vtable_t chi_gen_vtable = {") {
+                out.insert(contentsOf: [
+                    "/* For chimaera status: the size of the state's record (fixed by its fields). */",
+                    "static uint64_t chi_gen_state_bytes(chi_container_t *c, const void *state) {",
+                    "    (void)c;",
+                    "    return (uint64_t)chi_gen_state_save(state, NULL, 0);",
+                    "}", ""], at: at)
+            }
+        }
         out += ["};", "",
                 "CHI_MODULE_EXPORT(&chi_gen_vtable)", "",
                 "#endif", ""]
