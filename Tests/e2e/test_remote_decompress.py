@@ -9,12 +9,10 @@ container the other node holds (remote) or its own node's (local) decompresses z
 by Python's zlib and compresses data Python then inflates, for 1 KiB, 1 MiB and 8 MiB of real
 files: every byte of the output buffer (poisoned before the call), out_size and the unchanged
 exposed input are checked. The node that holds the container must have run each call: its
-`status --json` method counts, and the container's own counter with its daemon's pid, say so.
-
-Two known bugs are marked xfail(strict): the binding refuses a Buffer for an `out bulk` field
-(worked around here by accept_out_bulk_pointers), and a remote task's DT_WRITE output never
-comes back to the origin (the remote cases). When either is fixed, its xfail turns into a
-failure (XPASS) and should be removed."""
+`status --json` method counts, and the container's own counter with its daemon's pid, say so. The test
+found two bugs, both fixed with it: the binding refused a Buffer for an `out bulk` field, and
+a remote task's DT_WRITE output never came back to the origin (the reply carried DT_EXPOSE
+bulk fields only)."""
 
 import json
 import os
@@ -318,21 +316,6 @@ def compress(client, pool, dq, blob, what, unwritten):
             same_bytes(back, blob, f"{what}: the Compress output, inflated")
 
 
-def accept_out_bulk_pointers(module, monkeypatch):
-    """Lets pool.call take a Buffer for the module's `out bulk` fields, for this test only.
-
-    Workaround for a binding bug: Method.fill refuses every field without DIR_IN ("field 'out'
-    is OUT only"), but an OUT bulk field's pointer is the caller's to give: only the bytes it
-    points at are OUT (C clients set it, as the generated client calls do). Marking those
-    fields DIR_INOUT in the binding's cached descriptors changes only that check: the task's
-    bytes, and the descriptors the runtime uses, are the module's. Remove this when
-    test_an_out_bulk_buffer_is_given_by_name passes."""
-    for m in chimaera.describe(module).methods.values():
-        for f in m.fields:
-            if f.type == chimaera.FT_BULK and not f.dir & chimaera.DIR_IN:
-                monkeypatch.setattr(f, "dir", chimaera.DIR_INOUT)
-
-
 # ---- the tests -------------------------------------------------------------------------------
 
 
@@ -347,10 +330,6 @@ def blobs():
     return {n: real_bytes(n) for n in SIZES}
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError,
-                   reason="binding bug: pool.call refuses a Buffer for an `out bulk` field "
-                   "(TypeError: field 'out' is OUT only), so the seed's Decompress cannot be "
-                   "called by name without accept_out_bulk_pointers")
 def test_an_out_bulk_buffer_is_given_by_name(daemons, zmods, monkeypatch):
     mod_dir, _ = zmods
     monkeypatch.setenv("CHI_MODULE_PATH", f"{mod_dir}:{STAGE / 'lib' / 'chimaera'}")
@@ -366,14 +345,7 @@ def test_an_out_bulk_buffer_is_given_by_name(daemons, zmods, monkeypatch):
             assert r.out_size == len(blob) and bytes(out.view) == blob
 
 
-DT_WRITE_OUT_BUG = pytest.mark.xfail(
-    strict=True, raises=NotWrittenBack,
-    reason="runtime bug: a remote task's `out bulk ... write` (DT_WRITE) buffer is not written "
-    "back to the origin: TaskCodec's reply carries DT_EXPOSE bulk fields only (rc, out_size and "
-    "the exposed input are right; the output buffer is left untouched)")
-
-
-@pytest.mark.parametrize("where", ["local", pytest.param("remote", marks=DT_WRITE_OUT_BUG)])
+@pytest.mark.parametrize("where", ["local", "remote"])
 @pytest.mark.parametrize("module", ["dz_zc", "dz_zs"])
 def test_decompress_with_the_seeds_bulk_shape_by_name(daemons, zmods, blobs, module, where,
                                                        monkeypatch):
@@ -385,7 +357,6 @@ def test_decompress_with_the_seeds_bulk_shape_by_name(daemons, zmods, blobs, mod
         pytest.skip("swift is not installed")
     # The binding reads the module's descriptors from the same build the daemons load.
     monkeypatch.setenv("CHI_MODULE_PATH", f"{mod_dir}:{STAGE / 'lib' / 'chimaera'}")
-    accept_out_bulk_pointers(module, monkeypatch)
     cl = Cluster(daemons, 2)
     for d in cl.nodes:
         text = d.config.read_text()

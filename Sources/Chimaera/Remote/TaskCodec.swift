@@ -11,7 +11,9 @@ import NIOCore
 /// DT_EXPOSE: the seed's DT_EXPOSE lets the remote side read the buffer, so its bytes go
 /// eagerly; nothing is pulled on demand yet).
 /// Reply: `u64 request id, i32 rc, u32 runs, u32 message length, message`, then every
-/// OUT/INOUT plain field, then `u64 length + data` for each DT_EXPOSE bulk field. A method
+/// OUT/INOUT plain field, then `u64 length + data` for each bulk field that `comesBack`
+/// (DT_EXPOSE: what the remote side wrote; OUT and DT_WRITE: the output, written back to the
+/// origin as the seed's SerializeOut does). A method
 /// without descriptors sends its whole parameter block both ways. Shared-memory pointers that
 /// are not bulk data mean nothing on another node and travel as zero.
 enum TaskCodec {
@@ -55,6 +57,13 @@ enum TaskCodec {
     @inline(__always)
     static func carriesData(_ f: Field) -> Bool {
         f.dir & UInt32(CHI_DIR_IN) != 0 && f.bulk_mode & UInt32(CHI_DT_WRITE | CHI_DT_EXPOSE) != 0
+    }
+
+    /// Whether bulk field `f`'s bytes go back with the reply: DT_EXPOSE (the remote side may
+    /// have written the buffer), or an OUT/INOUT field that is DT_WRITE (its output).
+    static func comesBack(_ f: Field) -> Bool {
+        f.type == UInt32(CHI_FT_BULK) && (f.bulk_mode & UInt32(CHI_DT_EXPOSE) != 0
+            || (f.dir & UInt32(CHI_DIR_OUT) != 0 && f.bulk_mode & UInt32(CHI_DT_WRITE) != 0))
     }
 
     /// The byte count of bulk field `f` of task `t`, checked against `limit` (at most
@@ -245,7 +254,7 @@ enum TaskCodec {
         for f in fs where f.dir & UInt32(CHI_DIR_OUT) != 0 && isPlain(f) {
             b.writeBytes(UnsafeRawBufferPointer(start: raw + Int(f.offset), count: Int(f.size)))
         }
-        for (i, f) in fs.enumerated() where f.type == UInt32(CHI_FT_BULK) && f.bulk_mode & UInt32(CHI_DT_EXPOSE) != 0 {
+        for (i, f) in fs.enumerated() where comesBack(f) {
             guard let x = bulks.first(where: { $0.field == i }), let p = segment.pointer(x.off, x.size) else {
                 b.writeInteger(UInt64(0))
                 continue
@@ -275,7 +284,7 @@ enum TaskCodec {
         return ReplyHeader(reqId: id, rc: rc, runs: runs, message: String(decoding: s.readableBytesView, as: UTF8.self))
     }
 
-    /// Writes a reply's outputs into the original task: OUT fields, and DT_EXPOSE bulk data
+    /// Writes a reply's outputs into the original task: OUT fields, and the bulk data that comes back
     /// into the buffers the task's bulk fields point at (checked by `resolve`: inside one
     /// buffer the task's submitter holds, and no longer than the field's length).
     static func decodeReplyFields(_ b: inout ByteBuffer, into t: UnsafeMutablePointer<chi_task_t>,
@@ -294,7 +303,7 @@ enum TaskCodec {
                 let s = try b.readExactly(Int(f.size), "field \(String(cString: f.name))")
                 s.withUnsafeReadableBytes { (raw + Int(f.offset)).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             }
-            for f in fs where f.type == UInt32(CHI_FT_BULK) && f.bulk_mode & UInt32(CHI_DT_EXPOSE) != 0 {
+            for f in fs where comesBack(f) {
                 let n: UInt64 = try b.readInt("bulk length")
                 if n == 0 { continue }
                 let want = try bulkLength(raw, f, fs)

@@ -164,7 +164,8 @@ class Method:
             if f is None:
                 raise TypeError(f"{self.module}.{self.name} has no field {key!r} "
                                 f"(fields: {', '.join(self.by_name) or 'none'})")
-            if not f.dir & DIR_IN:
+            # An OUT bulk field still needs its buffer: only the bytes it points at are OUT.
+            if not f.dir & DIR_IN and f.type != FT_BULK:
                 raise TypeError(f"{self.module}.{self.name}: field {key!r} is OUT only")
             f.store(t, v)
             if f.type == FT_BULK and hasattr(v, "shm"):
