@@ -104,35 +104,57 @@ final class TLSHandler: ChannelDuplexHandler {
         }
     }
 
+    /// Plaintext is handed up in pieces of up to this many bytes (several TLS records each):
+    /// a 4 MiB bulk frame then reaches the frame decoder in 16 pieces, not 256.
+    private static let readChunk = 256 << 10
+    /// Plaintext is encrypted this many bytes at a time, and the ciphertext moved out after
+    /// each piece: the memory BIO stays small instead of growing (and being copied and
+    /// cleansed on every growth) to the size of the whole frame.
+    private static let writeChunk = 64 << 10
+
     private func readPlaintext(_ context: ChannelHandlerContext) {
         while !failed {
-            var out = context.channel.allocator.buffer(capacity: 16 << 10)
-            var rc: Int32 = 0
-            out.writeWithUnsafeMutableBytes(minimumWritableBytes: 16 << 10) { p in
-                rc = SSL_read(ssl, p.baseAddress, Int32(min(p.count, Int(Int32.max))))
-                return rc > 0 ? Int(rc) : 0
+            // No more plaintext than the ciphertext buffered (plus a record OpenSSL may hold):
+            // a small message gets a small buffer.
+            let size = min(Self.readChunk, Int(chi_bio_pending(rbio)) + (16 << 10))
+            var out = context.channel.allocator.buffer(capacity: size)
+            var err: Int32 = SSL_ERROR_NONE
+            var why = ""
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { p in
+                var got = 0
+                while got < p.count {
+                    let rc = SSL_read(ssl, p.baseAddress! + got, Int32(min(p.count - got, Int(Int32.max))))
+                    if rc <= 0 {
+                        // Asked at once: handing the plaintext up below may use the SSL again.
+                        err = SSL_get_error(ssl, rc)
+                        if err != SSL_ERROR_WANT_READ && err != SSL_ERROR_ZERO_RETURN { why = TLSContext.lastError() }
+                        break
+                    }
+                    got += Int(rc)
+                }
+                return got
             }
-            if rc > 0 {
-                context.fireChannelRead(wrapInboundOut(out))
-                continue
-            }
-            let e = SSL_get_error(ssl, rc)
-            if e == SSL_ERROR_WANT_READ { break }
-            if e == SSL_ERROR_ZERO_RETURN {
+            if out.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(out)) }
+            if err == SSL_ERROR_NONE { continue } // the piece was full: there may be more
+            if err == SSL_ERROR_WANT_READ { break }
+            if err == SSL_ERROR_ZERO_RETURN {
                 context.close(promise: nil)
                 break
             }
-            fail(context, "record refused: \(TLSContext.lastError())")
+            fail(context, "record refused: \(why)")
         }
     }
 
     private func encrypt(_ context: ChannelHandlerContext, _ b: ByteBuffer, _ promise: EventLoopPromise<Void>?) {
+        // TLS 1.3 adds 22 bytes per record of at most 16 KiB (and a header); sized generously.
+        var out = context.channel.allocator.buffer(capacity: b.readableBytes + b.readableBytes / 512 + 1024)
         let ok = b.withUnsafeReadableBytes { p -> Bool in
             var off = 0
             while off < p.count {
-                let n = SSL_write(ssl, p.baseAddress! + off, Int32(min(p.count - off, 1 << 30)))
+                let n = SSL_write(ssl, p.baseAddress! + off, Int32(min(p.count - off, Self.writeChunk)))
                 if n <= 0 { return false }
                 off += Int(n)
+                drainCiphertext(into: &out)
             }
             return true
         }
@@ -140,7 +162,17 @@ final class TLSHandler: ChannelDuplexHandler {
             promise?.fail(TLSError(reason: "cannot encrypt: \(TLSContext.lastError())"))
             return fail(context, "cannot encrypt")
         }
-        sendCiphertext(context, promise: promise, flush: false)
+        drainCiphertext(into: &out)
+        if out.readableBytes > 0 { context.write(wrapOutboundOut(out), promise: promise) } else { promise?.succeed(()) }
+    }
+
+    /// Appends what OpenSSL has produced to `out`.
+    private func drainCiphertext(into out: inout ByteBuffer) {
+        let n = chi_bio_pending(wbio)
+        guard n > 0 else { return }
+        out.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { p in
+            Int(max(0, BIO_read(wbio, p.baseAddress, Int32(n))))
+        }
     }
 
     /// Moves what OpenSSL produced into the channel (completing `promise` when it is out).
