@@ -100,6 +100,7 @@ def test_certificate_mode_serves_and_refuses_strangers(cert_cluster, cluster_bin
                    "-CAfile", certs / "ca.pem")
     assert "Protocol version: TLSv1.3" in out, out
     before = status_counter(n1, "rejected_connections")
+    by_why = {k: status_counter(n1, k) for k in ("rejected_certificate", "rejected_tls_handshake")}
     other = make_ca("another CA")
     ours = (x509.load_pem_x509_certificate((certs / "ca.pem").read_bytes()),
             serialization.load_pem_private_key((certs / "ca.key").read_bytes(), None))
@@ -119,6 +120,9 @@ def test_certificate_mode_serves_and_refuses_strangers(cert_cluster, cluster_bin
                    "peer did not return a certificate", "TLS: handshake failed"):
         assert reason in log, f"{reason!r} not logged:\n{log}"
     assert status_counter(n1, "rejected_connections") >= before + 4
+    # Counted by why: three certificates (another CA, expired, none), then plain bytes.
+    assert status_counter(n1, "rejected_certificate") >= by_why["rejected_certificate"] + 3
+    assert status_counter(n1, "rejected_tls_handshake") >= by_why["rejected_tls_handshake"] + 1
     rc, out = client(cluster_bin, n1, "each", "2", timeout=60)
     assert rc == 0, out
 
@@ -294,8 +298,10 @@ def test_psk_mode_refuses_an_altered_frame_and_a_replayed_handshake(daemons, clu
         while "record refused" not in n1.log() and time.monotonic() < deadline:
             time.sleep(0.2)
         assert "TLS: record refused" in n1.log(), n1.log()
+        assert status_counter(n1, "rejected_tls_record") >= 1
         # Replay node 2's first connection byte for byte: no authentication.
         before = status_counter(n1, "rejected_connections")
+        handshakes = status_counter(n1, "rejected_tls_handshake")
         s = socket.create_connection(("127.0.0.1", real_port), timeout=5)
         try:
             s.sendall(proxy.recorded)
@@ -306,6 +312,7 @@ def test_psk_mode_refuses_an_altered_frame_and_a_replayed_handshake(daemons, clu
         # Refused by TLS, not by cluster.handshake_timeout_ms (2 s) running out.
         assert time.monotonic() - t0 < 1.5, "the replay was only dropped by the handshake timeout"
         assert status_counter(n1, "rejected_connections") >= before + 1
+        assert status_counter(n1, "rejected_tls_handshake") >= handshakes + 1
         # The cluster keeps serving (node 2 reconnects through the proxy).
         wait_serving(cluster_bin, n2, 2)
     finally:

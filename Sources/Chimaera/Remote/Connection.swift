@@ -181,6 +181,7 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
     func reject(_ why: String) {
         guard !closing else { return }
         closing = true
+        rq.count(RemoteQueue.rejection(why))
         Log.warn("remote: dropping connection with \(who): \(why)")
         context?.close(promise: nil)
     }

@@ -82,8 +82,23 @@ package final class RemoteQueue: @unchecked Sendable {
     static let retryNs: UInt64 = 1_000_000_000
 
     // Counters (relaxed atomics; for statistics).
-    let counters = UnsafeMutablePointer<UInt64>.allocate(capacity: 8)
-    enum Counter: Int { case sent = 0, served, failed, rejectedConnections, catalogPools, refusedPending, refusedBulk }
+    let counters = UnsafeMutablePointer<UInt64>.allocate(capacity: 16)
+    enum Counter: Int {
+        case sent = 0, served, failed, rejectedConnections, catalogPools, refusedPending, refusedBulk
+        /// Connections dropped, by why (`rejection(_:)`): every drop counts in one.
+        case rejectedCertificate, rejectedTLSHandshake, rejectedTLSRecord, rejectedHandshakeTimeout,
+             rejectedSilent, rejectedProtocol
+    }
+
+    /// The counter a connection dropped for `why` (Connection.reject's reason) counts in.
+    static func rejection(_ why: String) -> Counter {
+        if why.contains("certificate") { return .rejectedCertificate }
+        if why.contains("record refused") { return .rejectedTLSRecord }
+        if why.hasPrefix("TLS") { return .rejectedTLSHandshake }
+        if why.hasPrefix("no handshake within") { return .rejectedHandshakeTimeout }
+        if why == "silent" { return .rejectedSilent }
+        return .rejectedProtocol
+    }
 
     package init(runtime: Runtime, map: ClusterMap, config: ClusterConfig) {
         self.runtime = runtime
@@ -108,7 +123,7 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
-        counters.initialize(repeating: 0, count: 8)
+        counters.initialize(repeating: 0, count: 16)
         for (i, h) in map.hosts.enumerated() {
             peers.append(Peer(id: UInt32(i + 1), host: h, directWrites: config.tls == .off))
         }

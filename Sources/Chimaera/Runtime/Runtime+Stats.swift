@@ -65,6 +65,13 @@ extension Runtime {
             j.key("rejected_connections"); j.int(Int(rq.counter(.rejectedConnections)))
             j.key("refused_pending"); j.int(Int(rq.counter(.refusedPending)))
             j.key("refused_bulk"); j.int(Int(rq.counter(.refusedBulk)))
+            // Every dropped connection, inbound or outbound, by why.
+            for (k, c) in [("rejected_certificate", RemoteQueue.Counter.rejectedCertificate),
+                           ("rejected_tls_handshake", .rejectedTLSHandshake), ("rejected_tls_record", .rejectedTLSRecord),
+                           ("rejected_handshake_timeout", .rejectedHandshakeTimeout), ("rejected_silent", .rejectedSilent),
+                           ("rejected_protocol", .rejectedProtocol)] {
+                j.key(k); j.int(Int(rq.counter(c)))
+            }
             j.key("pools_from_catalogs"); j.int(Int(rq.counter(.catalogPools)))
             j.key("peers"); j.openArray()
             for p in rq.peerStates() {
