@@ -13,8 +13,10 @@
  *       (p50 in microseconds). Prints one JSON object.
  */
 #define _GNU_SOURCE
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -107,13 +109,75 @@ static void tcp_pingpong(int iters, int busy, int64_t *p50, int64_t *p99) {
     free(lat);
 }
 
+#define BULK (1u << 20)
+#define BULK_N 256
+
+static void *stream_sink(void *arg) {
+    int fd = accept(*(int *)arg, NULL, NULL);
+    char *buf = malloc(BULK);
+    if (fd >= 0 && buf != NULL)
+        while (read(fd, buf, BULK) > 0) {
+        }
+    if (fd >= 0) close(fd);
+    free(buf);
+    return NULL;
+}
+
+/* A loopback TCP stream of BULK_N MiB between two threads, in 1 MiB writes: MB/s. */
+static double tcp_stream_mbps(void) {
+    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
+    struct sockaddr_in a;
+    socklen_t len = sizeof a;
+    memset(&a, 0, sizeof a);
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 1) < 0 ||
+        getsockname(ls, (struct sockaddr *)&a, &len) < 0)
+        die("stream socket", 0);
+    pthread_t th;
+    pthread_create(&th, NULL, stream_sink, &ls);
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) die("stream connect", 0);
+    char *buf = calloc(1, BULK);
+    int64_t t0 = now_ns();
+    for (int i = 0; i < BULK_N; i++)
+        if (full_io(fd, buf, BULK, 0) < 0) die("stream", 0);
+    close(fd);
+    pthread_join(th, NULL);
+    double s = (double)(now_ns() - t0) / 1e9;
+    close(ls);
+    free(buf);
+    return (double)BULK_N * BULK / 1e6 / s;
+}
+
 static void tcp_baseline(int iters) {
     int64_t b50, b99, s50, s99;
     tcp_pingpong(iters, 0, &b50, &b99);
     tcp_pingpong(iters, 1, &s50, &s99);
     printf("{\"baseline_tcp_pingpong_ns_p50\": %lld, \"baseline_tcp_pingpong_ns_p99\": %lld, "
-           "\"baseline_tcp_busy_ns_p50\": %lld, \"baseline_tcp_busy_ns_p99\": %lld}\n",
-           (long long)b50, (long long)b99, (long long)s50, (long long)s99);
+           "\"baseline_tcp_busy_ns_p50\": %lld, \"baseline_tcp_busy_ns_p99\": %lld, "
+           "\"baseline_tcp_stream_mbps\": %.1f}\n",
+           (long long)b50, (long long)b99, (long long)s50, (long long)s99, tcp_stream_mbps());
+}
+
+/* BULK_N sync 1 MiB Io tasks of one direction to container `dq`: seconds taken. */
+static double bulk_io(chi_client_t *c, uint64_t pool, chi_domain_query_t dq, void *buf, uint32_t dir) {
+    int64_t t0 = now_ns();
+    for (int i = 0; i < BULK_N; i++) {
+        chi_task_t *t;
+        int rc = chi_task_new(c, pool, CHI_SM_IO, sizeof(chi_sm_io_task_t), &dq, &t);
+        if (rc < 0) die("task_new", rc);
+        chi_sm_io_task_t *io = (chi_sm_io_task_t *)t;
+        if ((rc = chi_ptr_to_shm(c, buf, &io->data)) < 0) die("ptr_to_shm", rc);
+        io->size = BULK;
+        io->io_flags = dir;
+        io->pattern = 0x5a;
+        rc = chi_task_call(c, t, 30000000000ll);
+        if (rc < 0 || t->rc < 0 || io->ret != BULK) die("Io", rc < 0 ? rc : t->rc < 0 ? t->rc : -EIO);
+        chi_task_del(c, t);
+    }
+    return (double)(now_ns() - t0) / 1e9;
 }
 
 static void md_call(chi_client_t *c, uint64_t pool, chi_domain_query_t dq, int32_t want) {
@@ -174,6 +238,21 @@ static void cluster_client(const char *segment, int nodes, int iters, double sec
             done += WINDOW;
         }
         printf(", \"remote_async_tasks_per_s\": %.0f", done / ((double)(now_ns() - t0) / 1e9));
+    }
+
+    { /* bulk: 1 MiB Io writes (checked there), then reads (filled there, checked here) */
+        void *buf;
+        if ((rc = chi_buffer_alloc(c, BULK, &buf)) < 0) die("buffer", rc);
+        memset(buf, 0x5a, BULK);
+        double w = bulk_io(c, pool, to2, buf, CHI_SM_IO_WRITE);
+        memset(buf, 0, BULK);
+        double r = bulk_io(c, pool, to2, buf, CHI_SM_IO_READ);
+        for (size_t j = 0; j < BULK; j++)
+            if (((unsigned char *)buf)[j] != 0x5a) die("Io read back other bytes", -EIO);
+        double mb = (double)BULK_N * BULK / 1e6;
+        printf(", \"remote_bulk_write_mbps\": %.1f, \"remote_bulk_read_mbps\": %.1f, "
+               "\"remote_bulk_mbps\": %.1f", mb / w, mb / r, 2 * mb / (w + r));
+        chi_buffer_free(c, buf);
     }
 
     for (k = 1; k <= 4; k++) {

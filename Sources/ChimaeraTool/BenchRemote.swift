@@ -33,6 +33,11 @@ extension Bench {
             if let s = tls["remote_rtt_ns_p50"] { out.append(("ratio_busy_p50", (s / p * 100).rounded() / 100)) }
             if let s = plain["remote_rtt_ns_p50"] { out.append(("ratio_busy_p50_plaintext", (s / p * 100).rounded() / 100)) }
         }
+        // The bulk path against the wire's stream (issue 13's target: 70%).
+        if let st = b["baseline_tcp_stream_mbps"], st > 0 {
+            if let m = tls["remote_bulk_mbps"] { out.append(("bulk_stream_ratio", (m / st * 100).rounded() / 100)) }
+            if let m = plain["remote_bulk_mbps"] { out.append(("bulk_stream_ratio_plaintext", (m / st * 100).rounded() / 100)) }
+        }
         out.append(("nodes", 4))
         return out
     }

@@ -58,8 +58,11 @@ def test_remote_case_runs_a_local_cluster_and_reports_every_key():
                 "ratio_p50", "remote_async_tasks_per_s", "bcast_us_p50_n1", "bcast_us_p50_n2",
                 "bcast_us_p50_n3", "bcast_us_p50_n4", "baseline_tcp_busy_ns_p50", "ratio_busy_p50",
                 "remote_rtt_ns_p50_plaintext", "remote_async_tasks_per_s_plaintext",
-                "ratio_busy_p50_plaintext"):
+                "ratio_busy_p50_plaintext", "remote_bulk_mbps", "remote_bulk_write_mbps",
+                "remote_bulk_read_mbps", "remote_bulk_mbps_plaintext", "baseline_tcp_stream_mbps"):
         assert key in fig and fig[key] > 0, (key, fig)
+    bulk = fig["remote_bulk_mbps"] / fig["baseline_tcp_stream_mbps"]
+    assert abs(fig["bulk_stream_ratio"] - bulk) < 0.01 * bulk + 0.01, fig
     assert fig["remote_rtt_ns_p50"] <= fig["remote_rtt_ns_p99"]
     ratio = fig["remote_rtt_ns_p50"] / fig["baseline_tcp_pingpong_ns_p50"]
     assert abs(fig["ratio_p50"] - ratio) < 0.01 * ratio + 0.01
