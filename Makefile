@@ -125,7 +125,7 @@ examples: $(foreach e,$(EXAMPLES),$(STAGE)/bin/$(e))
 
 # ---- bench helpers (C programs the bench runs as separate processes) ----------------------
 BENCH_TOOLS := $(basename $(notdir $(wildcard Sources/BenchTools/*.c)))
-$(STAGE)/libexec/chimaera/%: Sources/BenchTools/%.c Sources/BenchTools/bench_samples.h $(STAGE)/lib/$(SONAME)
+$(STAGE)/libexec/chimaera/%: Sources/BenchTools/%.c Sources/BenchTools/bench_samples.h Sources/BenchTools/bench_stream.h $(STAGE)/lib/$(SONAME)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -std=gnu11 $(CHI_CFLAGS) -o $@ $< -L$(STAGE)/lib -lchimaera \
 	  -Wl,-rpath,'$$ORIGIN/../../lib' -lpthread $(LDLIBS_$*)

@@ -20,12 +20,8 @@
  * usage: chi_bench_migrate --segment NAME [--moves N] [--state-mb N]. Prints one JSON
  * object. */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <pthread.h>
-#include <sys/socket.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +30,7 @@
 #include <unistd.h>
 
 #include "bench_samples.h"
+#include "bench_stream.h"
 #include "chimaera/admin.h"
 #include "chimaera/bdev.h"
 #include "chimaera/chimaera.h"
@@ -154,43 +151,6 @@ static double write_block(uint64_t pool_id, uint32_t container, chi_bdev_block_t
     return (now_ns() - t0) / 1e9;
 }
 
-static void *tcp_sink(void *arg) {
-    int fd = accept(*(int *)arg, NULL, NULL);
-    static unsigned char buf[1 << 20];
-    if (fd >= 0) {
-        while (read(fd, buf, sizeof buf) > 0) {
-        }
-        close(fd);
-    }
-    return NULL;
-}
-
-/* A loopback TCP stream of `bytes` between two threads, in MB/s. */
-static double tcp_stream_mbps(uint64_t bytes, unsigned char *buf) {
-    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-    socklen_t len = sizeof a;
-    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 1) < 0 ||
-        getsockname(ls, (struct sockaddr *)&a, &len) < 0)
-        return 0;
-    pthread_t th;
-    pthread_create(&th, NULL, tcp_sink, &ls);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) return 0;
-    uint64_t t0 = now_ns();
-    for (uint64_t sent = 0; sent < bytes;) {
-        ssize_t n = write(fd, buf, PIECE);
-        if (n <= 0) break;
-        sent += (uint64_t)n;
-    }
-    close(fd);
-    pthread_join(th, NULL);
-    double s = (now_ns() - t0) / 1e9;
-    close(ls);
-    return bytes / 1e6 / s;
-}
-
 struct state_figures {
     double migrate_mbps, pause_ms, remote_mbps, tcp_mbps;
 };
@@ -214,7 +174,7 @@ static struct state_figures large_state(uint64_t mb) {
     /* Container 0 is on node 1, container 1 on node 2. */
     write_block(bdev_pool, 0, b[0], bytes, buf);
     f.remote_mbps = bytes / 1e6 / write_block(bdev_pool, 1, b[1], bytes, buf);
-    f.tcp_mbps = tcp_stream_mbps(bytes, buf);
+    f.tcp_mbps = bench_tcp_stream_mbps(bytes);
     uint64_t pause = 0, t0 = now_ns();
     rc = move_of(bdev_pool, 2, &pause);
     double s = (now_ns() - t0) / 1e9;

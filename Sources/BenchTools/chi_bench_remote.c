@@ -13,10 +13,8 @@
  *       (p50 in microseconds). Prints one JSON object.
  */
 #define _GNU_SOURCE
-#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
-#include <pthread.h>
 #include <netinet/tcp.h>
 #include <signal.h>
 #include <stdint.h>
@@ -30,6 +28,10 @@
 
 #include "chimaera/chimaera.h"
 #include "chimaera/small_message.h"
+#include "bench_stream.h"
+
+#define BULK (1u << 20)
+#define BULK_N 256
 
 static int64_t now_ns(void) {
     struct timespec ts;
@@ -109,47 +111,6 @@ static void tcp_pingpong(int iters, int busy, int64_t *p50, int64_t *p99) {
     free(lat);
 }
 
-#define BULK (1u << 20)
-#define BULK_N 256
-
-static void *stream_sink(void *arg) {
-    int fd = accept(*(int *)arg, NULL, NULL);
-    char *buf = malloc(BULK);
-    if (fd >= 0 && buf != NULL)
-        while (read(fd, buf, BULK) > 0) {
-        }
-    if (fd >= 0) close(fd);
-    free(buf);
-    return NULL;
-}
-
-/* A loopback TCP stream of BULK_N MiB between two threads, in 1 MiB writes: MB/s. */
-static double tcp_stream_mbps(void) {
-    int ls = socket(AF_INET, SOCK_STREAM, 0), one = 1;
-    struct sockaddr_in a;
-    socklen_t len = sizeof a;
-    memset(&a, 0, sizeof a);
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (ls < 0 || bind(ls, (struct sockaddr *)&a, sizeof a) < 0 || listen(ls, 1) < 0 ||
-        getsockname(ls, (struct sockaddr *)&a, &len) < 0)
-        die("stream socket", 0);
-    pthread_t th;
-    pthread_create(&th, NULL, stream_sink, &ls);
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(fd, (struct sockaddr *)&a, sizeof a) < 0) die("stream connect", 0);
-    char *buf = calloc(1, BULK);
-    int64_t t0 = now_ns();
-    for (int i = 0; i < BULK_N; i++)
-        if (full_io(fd, buf, BULK, 0) < 0) die("stream", 0);
-    close(fd);
-    pthread_join(th, NULL);
-    double s = (double)(now_ns() - t0) / 1e9;
-    close(ls);
-    free(buf);
-    return (double)BULK_N * BULK / 1e6 / s;
-}
 
 static void tcp_baseline(int iters) {
     int64_t b50, b99, s50, s99;
@@ -158,7 +119,8 @@ static void tcp_baseline(int iters) {
     printf("{\"baseline_tcp_pingpong_ns_p50\": %lld, \"baseline_tcp_pingpong_ns_p99\": %lld, "
            "\"baseline_tcp_busy_ns_p50\": %lld, \"baseline_tcp_busy_ns_p99\": %lld, "
            "\"baseline_tcp_stream_mbps\": %.1f}\n",
-           (long long)b50, (long long)b99, (long long)s50, (long long)s99, tcp_stream_mbps());
+           (long long)b50, (long long)b99, (long long)s50, (long long)s99,
+           bench_tcp_stream_mbps((uint64_t)BULK_N * BULK));
 }
 
 /* BULK_N sync 1 MiB Io tasks of one direction to container `dq`: seconds taken. */
