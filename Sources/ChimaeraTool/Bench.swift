@@ -102,7 +102,7 @@ struct Bench: ParsableCommand {
         if json {
             var parts = ["\"case\":\"\(which)\""]
             for (k, v) in figures {
-                let text = v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : (v.isFinite ? String((v * 100).rounded() / 100) : "0")
+                let text = v == v.rounded() && abs(v) < 1e15 ? String(Int(v)) : (v.isFinite ? String((v * 10000).rounded() / 10000) : "0")
                 parts.append("\"\(k)\":\(text)")
             }
             print("{" + parts.joined(separator: ",") + "}")
@@ -206,9 +206,11 @@ struct Bench: ParsableCommand {
         ChildProcess.run(libexec + "/chi_bench_client", ["--segment", segment] + args, timeoutMs: 600_000, cpu: cpu)
     }
 
+    /// p50 of `a` over p50 of `b`, to four decimals: a loaded machine can stretch the
+    /// baseline's spinning ping-pong a hundredfold, and two decimals would then print 0.
     static func ratio(_ a: Samples, _ b: Samples) -> Double {
         let p = b.percentile(0.50)
-        return p > 0 ? (a.percentile(0.50) / p * 100).rounded() / 100 : 0
+        return p > 0 ? (a.percentile(0.50) / p * 10000).rounded() / 10000 : 0
     }
 
     /// Latency samples merged from several runs (each prints "samples V:COUNT ..."), for

@@ -234,7 +234,22 @@ def test_a_bdev_container_moves_with_its_blocks_under_load(daemons, tmp_path, ki
             except Exception as e:  # noqa: BLE001 (reported below)
                 errors.append(f"node {i + 1}: {e!r}")
 
+        def watch():
+            # Status asks each container's module for its state's size while the moves free
+            # the old states: it must keep answering, from every node.
+            k = 0
+            while not stop.is_set():
+                d = cl.nodes[k % 3]
+                rc, out = d.status("--json")
+                if rc != 0 or not any(p["name"] == name for p in json.loads(out)["pools"]):
+                    errors.append(f"status of node {k % 3 + 1}: rc {rc}: {out[-300:]}")
+                    return
+                k += 1
+            statuses.append(k)
+
+        statuses = []
         threads += [threading.Thread(target=load, args=(i,)) for i in range(3)]
+        threads.append(threading.Thread(target=watch))
         for t in threads:
             t.start()
         time.sleep(0.7)
@@ -247,6 +262,7 @@ def test_a_bdev_container_moves_with_its_blocks_under_load(daemons, tmp_path, ki
             t.join(timeout=60)
         assert not errors, errors
         assert all(n > 8 for n in writes), writes
+        assert statuses and statuses[0] >= 3, statuses
         for d in cl.nodes:
             assert placement(d, name) == {0: 3, 1: 2, 2: 3}, d.log()
         moved = [line for d in cl.nodes for line in d.log_file.read_text().splitlines()

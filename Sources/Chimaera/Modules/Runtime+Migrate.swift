@@ -336,8 +336,10 @@ extension Runtime {
             return false
         }, deadline: chi_now_ns() &+ Self.upgradeDrainNs)
         if let i = pool.local.firstIndex(where: { $0 === c }) { pool.local.remove(at: i) }
-        let oldState = c.state
-        c.state = nil
+        let oldState = stateLock.withLock { () -> UnsafeMutableRawPointer? in
+            defer { c.state = nil }
+            return c.state
+        }
         unplug([pool])
         let pause = chi_now_ns() &- pluggedAt
         if answered == nil && !pollers.isEmpty {
@@ -393,7 +395,7 @@ extension Runtime {
                 throw error
             }
         }
-        c.state = state
+        stateLock.withLock { c.state = state }
         c.pollers = pollers
         for p in pollers {
             var owners: [Worker] = []

@@ -349,13 +349,15 @@ extension Runtime {
     func commitUpgrade(_ p: PreparedUpgrade) -> [(pool: String, container: UInt32, node: UInt32, ns: UInt64)] {
         var oldStates: [(Container, UnsafeMutableRawPointer?)] = []
         var hadPollers = false
-        for (c, state, pollers) in p.newStates {
-            oldStates.append((c, c.state))
-            hadPollers = hadPollers || !c.pollers.isEmpty
-            c.state = state
-            c.pollers = pollers
+        stateLock.withLock {
+            for (c, state, pollers) in p.newStates {
+                oldStates.append((c, c.state))
+                hadPollers = hadPollers || !c.pollers.isEmpty
+                c.state = state
+                c.pollers = pollers
+            }
+            for pool in p.pools { pool.setModule(p.new) }
         }
-        for pool in p.pools { pool.setModule(p.new) }
         loader.replace(p.name, with: p.new)
         // The old pollers go, then the new ones come: each worker's messages are in order.
         let pools = p.pools

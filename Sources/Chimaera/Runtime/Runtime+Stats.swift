@@ -122,14 +122,13 @@ extension Runtime {
             j.key("module_version"); j.int(Int(p.module.version))
             j.key("containers"); j.int(p.containers.count)
             j.key("placement"); j.openArray()
-            let sizeOf = p.module.vtable.state_bytes
             for c in p.containers {
                 j.open()
                 j.key("container"); j.int(Int(c.id))
                 j.key("node"); j.int(Int(c.node))
                 // Known here for the containers this node holds, if the module tells.
-                if c.node == nodeId, let sizeOf, let s = c.state {
-                    j.key("state_bytes"); j.int(Int(truncatingIfNeeded: sizeOf(c.handle, s)))
+                if c.node == nodeId, let n = stateBytes(p, c) {
+                    j.key("state_bytes"); j.int(Int(truncatingIfNeeded: n))
                 }
                 j.close()
             }
@@ -249,4 +248,16 @@ struct JSONWriter {
 
 extension String {
     func leftPad(_ n: Int) -> String { String(repeating: "0", count: max(0, n - count)) + self }
+}
+
+extension Runtime {
+    /// What the pool's module says container `c`'s state holds, or nil when it does not say
+    /// or the container has no state now. Under `stateLock`, so the state is not freed or
+    /// swapped for another version's meanwhile.
+    func stateBytes(_ p: RuntimePool, _ c: Container) -> UInt64? {
+        stateLock.withLock { () -> UInt64? in
+            guard let sizeOf = p.module.vtable.state_bytes, let s = c.state else { return nil }
+            return sizeOf(c.handle, s)
+        }
+    }
 }

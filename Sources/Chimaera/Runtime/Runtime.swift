@@ -54,6 +54,11 @@ package final class Runtime: @unchecked Sendable {
     private var nextPoolId: UInt64 = 2
     static let retireGraceNs: UInt64 = 1_000_000_000
     private var lock = pthread_mutex_t()
+    /// Held while a container's state pointer is replaced (create, migrate, upgrade, destroy)
+    /// or its pool's module swapped, and by `chimaera status` while it asks the module how
+    /// big a state is: a state is never measured while it is freed, nor by another version's
+    /// code. Never held across a hook that runs tasks.
+    let stateLock = Mutex()
     private let laneCursor = UnsafeMutablePointer<UInt64>.allocate(capacity: 2)
     private var started = false
     private var stopped = false
@@ -298,7 +303,7 @@ package final class Runtime: @unchecked Sendable {
                     destroyContainers(pool)
                     throw ChiError(-rc, "module \(module): create of container \(i) of pool \"\(name)\" failed: \(ChiError.describe(rc))")
                 }
-                c.state = state
+                stateLock.withLock { c.state = state }
             }
             if c.lanes.isEmpty {
                 try c.addLanes(group: 0, count: 1, prio: UInt32(CHI_PRIO_LOW_LATENCY))
@@ -436,9 +441,12 @@ package final class Runtime: @unchecked Sendable {
 
     private func destroyContainers(_ p: RuntimePool) {
         guard let destroy = p.module.vtable.destroy else { return }
-        for c in p.containers where c.state != nil {
-            destroy(c.handle, c.state)
-            c.state = nil
+        for c in p.containers {
+            let state = stateLock.withLock { () -> UnsafeMutableRawPointer? in
+                defer { c.state = nil }
+                return c.state
+            }
+            if state != nil { destroy(c.handle, state) }
         }
     }
 
