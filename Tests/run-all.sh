@@ -22,7 +22,7 @@ if ! swift test --scratch-path .build-test 2>&1; then
 fi
 
 echo "== process-level tests (pytest Tests/e2e, stage $CHI_STAGE)"
-python3 -m pytest -q Tests/e2e
+python3 -m pytest -q --durations=25 Tests/e2e
 rc=$?
 # Nothing may be printed after pytest's summary line.
 if [ "$failed" -ne 0 ] || [ "$rc" -ne 0 ]; then

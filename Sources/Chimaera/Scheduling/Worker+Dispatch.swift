@@ -337,6 +337,10 @@ extension Worker {
                     UInt32(CHI_SUBDOMAIN_GLOBAL_CONTAINERS), UInt64(next.id))
                 p.pool!.inflightAdd(id, 1)
                 rep.lane = nil
+                if chi_load32(p.pool!.gate) == RuntimePool.Gate.closed {
+                    heldSteps.append(.redispatch(Ref(rep), Ref(next)))
+                    return
+                }
                 dispatch(rep, to: next)
                 return
             }
@@ -349,6 +353,15 @@ extension Worker {
         }
         freeRecord(rep)
         guard chi_sub32(p.pending, 1) == 1 else { return }
+        if chi_load32(p.pool!.gate) == RuntimePool.Gate.closed {
+            heldSteps.append(.aggregate(Ref(p)))
+            return
+        }
+        finishReplicas(p)
+    }
+
+    /// The last replica is in: fold them into the original task and complete it.
+    func finishReplicas(_ p: TaskRecord) {
         aggregate(p)
         p.dropReplicas()
         complete(p)

@@ -8,6 +8,12 @@ final class WorkerCall {
     init(_ body: @escaping (Worker) -> Void) { self.body = body }
 }
 
+/// A replica step held while its pool's gate is closed (see `Worker.heldSteps`).
+enum HeldStep {
+    case aggregate(Ref<TaskRecord>)
+    case redispatch(Ref<TaskRecord>, Ref<Container>)
+}
+
 /// Tasks held back while their pool is plugged for a hot upgrade (Runtime+Upgrade.swift).
 ///
 /// A worker that routes a client's task (depth 0) of a plugged pool keeps it, in arrival
@@ -37,6 +43,7 @@ extension Worker {
     /// Routes the held tasks of pools that opened again, in the order they came; the rest
     /// (a pool still plugged) stay held, still in order.
     func releaseHeld() {
+        releaseHeldSteps()
         guard heldCount > 0 else { return }
         var keep = RecordQueue()
         var kept = 0
@@ -67,6 +74,29 @@ extension Worker {
         heldPools = stillGated
     }
 
+    /// Runs the replica steps held for pools that opened again, in the order they were held.
+    private func releaseHeldSteps() {
+        guard !heldSteps.isEmpty else { return }
+        let steps = heldSteps
+        heldSteps.removeAll()
+        for s in steps {
+            switch s {
+            case .aggregate(let p):
+                if p.with({ chi_load32($0.pool!.gate) }) == RuntimePool.Gate.closed {
+                    heldSteps.append(s)
+                } else {
+                    p.with { finishReplicas($0) }
+                }
+            case .redispatch(let r, let c):
+                if c.with({ c in c.poolRef.with { chi_load32($0.gate) } }) == RuntimePool.Gate.closed {
+                    heldSteps.append(s)
+                } else {
+                    r.with { r in c.with { dispatch(r, to: $0) } }
+                }
+            }
+        }
+    }
+
     /// At shutdown: what is still held ends with CHI_ESTOPPED.
     func failHeld() {
         while let r = held.pop() {
@@ -74,6 +104,23 @@ extension Worker {
         }
         heldCount = 0
         heldPools.removeAll()
+        let steps = heldSteps
+        heldSteps.removeAll()
+        for s in steps {
+            switch s {
+            case .aggregate(let p):
+                p.with { p in
+                    p.dropReplicas()
+                    complete(p, rc: -CInt(CHI_ESTOPPED))
+                }
+            case .redispatch(let r, _):
+                // No further container is tried: the retry ends the original task.
+                r.with { r in
+                    r.parentRef?.with { $0.targetIndex = $0.targets?.count ?? 0 }
+                    complete(r, rc: -CInt(CHI_ESTOPPED))
+                }
+            }
+        }
     }
 
     /// Whether a fiber of this worker runs (or waits inside) a task of `pool`.

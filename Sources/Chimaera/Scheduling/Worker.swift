@@ -132,6 +132,10 @@ final class Worker: @unchecked Sendable {
     var held = RecordQueue()
     var heldCount = 0
     var heldPools: [UInt64] = []
+    /// Replica steps that would run a module hook of a pool whose gate is closed (its code or
+    /// states are being swapped or moved): a broadcast's aggregation, a repeat-until-success
+    /// retry on the next container. Run by `releaseHeld` once the pool opens.
+    var heldSteps: [HeldStep] = []
 
     static let inboxCapacity = 1 << 16
     /// How long an idle worker spins before it starts yielding its CPU now and then.
