@@ -87,15 +87,19 @@ extension EtcdStore {
         let nk = nameKey(record.name)
         let ik = idKey(record.id)
         let value = Self.encode(record)
-        // The id entry must also be as the caller believes: absent when it writes a new id,
-        // else its own record. A retired id (a tombstone under pool/id) never comes back live.
-        let read = try range(ik).kvs.first
-        if let read {
-            let held = try Self.decode(read)
+        // The name first: a writer whose view is stale meets `.conflict`, whatever it writes.
+        let read = try txn([], success: [rangeOp(nk), rangeOp(ik)])
+        let name = try Self.rangeResult(read.responses, 0).first
+        guard (name?.modRevision ?? 0) == expectedVersion else { throw .conflict(current: name?.modRevision ?? 0) }
+        // Then the id: a retired id (a tombstone under pool/id) never comes back live, and an
+        // id is one name's only.
+        let id = try Self.rangeResult(read.responses, 1).first
+        if let id {
+            let held = try Self.decode(id)
             if held.name != record.name { throw .rejected("pool id \(record.id) belongs to \"\(held.name)\"") }
             if held.destroyed && !record.destroyed { throw .destroyed(held) }
         }
-        let w = try txn([modIs(nk, expectedVersion), modIs(ik, read?.modRevision ?? 0)],
+        let w = try txn([modIs(nk, expectedVersion), modIs(ik, id?.modRevision ?? 0)],
                         success: [putOp(nk, value), putOp(ik, value)], failure: [rangeOp(nk)])
         if w.succeeded { return w.revision }
         // Either the name moved, or the id entry did (which only a write of the same name
