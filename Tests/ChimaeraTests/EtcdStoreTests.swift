@@ -145,6 +145,35 @@ struct EtcdStoreTests {
         _ = try store.putContainer(pool: 70, container: 1, node: 3, expectedVersion: 0)
         let map = try store.containers(pool: 7)
         #expect(map.map(\.container) == [3, 10] && map.map(\.node) == [1, 3] && map[0].version == v2)
+
+        // Writers racing from one version: exactly one wins, for the map and for the catalog.
+        let (pool, _) = try store.createPool(spec("raced"))
+        let mapWins = Gathered<UInt32>()
+        let poolWins = Gathered<Int>()
+        let others = Gathered<String>()
+        DispatchQueue.concurrentPerform(iterations: 8) { i in
+            do throws(MetadataError) {
+                _ = try store.putContainer(pool: 7, container: 3, node: UInt32(20 + i), expectedVersion: v2)
+                mapWins.add(UInt32(20 + i))
+            } catch .conflict {
+            } catch {
+                others.add("\(error)")
+            }
+            var r = pool
+            r.spec.containersPerNode = 10 + i
+            do throws(MetadataError) {
+                _ = try store.putPool(r, expectedVersion: pool.version)
+                poolWins.add(10 + i)
+            } catch .conflict {
+            } catch {
+                others.add("\(error)")
+            }
+        }
+        #expect(others.items.isEmpty, "\(others.items)")
+        #expect(mapWins.items.count == 1 && poolWins.items.count == 1)
+        #expect(try store.containers(pool: 7).first?.node == mapWins.items.first)
+        #expect(try store.pool(named: "raced")?.spec.containersPerNode == poolWins.items.first)
+        #expect(try store.pool(id: pool.id)?.spec.containersPerNode == poolWins.items.first)
     }
 
     @Test func aLeaseNotKeptAliveExpiresAndItsNodeDisappears() throws {
