@@ -266,6 +266,24 @@ struct EtcdStoreTests {
         #expect(errors.items.isEmpty, "\(errors.items)")
     }
 
+    @Test func aWatchOnAStoppedMemberMovesToAnother() throws {
+        let cluster = try EtcdTestCluster()
+        defer { cluster.stop() }
+        let store = try cluster.store(prefix: "/p/", timeoutMs: 1500)
+        let (first, _) = try store.createPool(spec("one"))
+        let events = Gathered<MetadataEvent>()
+        let errors = Gathered<MetadataError>()
+        // The watch starts on member 0, which then stops answering but keeps its sockets.
+        let w = try store.watch(fromRevision: first.version, { events.add($0) }, onError: { errors.add($0) })
+        defer { w.cancel() }
+        usleep(300_000)
+        cluster.pause(0)
+        let (second, _) = try store.createPool(spec("two"))
+        #expect(eventually(8000) { events.items.count == 1 }, "the watch stayed on the stopped member")
+        #expect(events.items.first?.change == .pool(second))
+        #expect(errors.items.isEmpty, "\(errors.items)")
+    }
+
     @Test func requestsFailWithinTheTimeoutWhenQuorumAndThenEveryMemberIsGone() throws {
         let cluster = try EtcdTestCluster()
         defer { cluster.stop() }

@@ -78,6 +78,12 @@ final class EtcdTestCluster: @unchecked Sendable {
         pids[i] = nil
     }
 
+    /// SIGSTOPs (or with `resume`, SIGCONTs) member `i`: it keeps its connections but
+    /// answers nothing. stop() kills a stopped member too.
+    func pause(_ i: Int, resume: Bool = false) {
+        if let pid = pids[i] { Glibc.kill(pid, resume ? SIGCONT : SIGSTOP) }
+    }
+
     /// Stops every member still running and removes the directory.
     func stop() {
         for i in pids.indices { kill(i) }

@@ -137,9 +137,11 @@ final class EtcdWatch: MetadataWatch, @unchecked Sendable {
             + "\"range_end\":\(MetadataJSON.quote(EtcdStore.rangeEnd(store.prefix)))"
         if next > 0 { body += ",\"start_revision\":\"\(next)\"" }
         body += "}}"
-        // The stream itself has no deadline: it is quiet while nothing changes. cancel()
-        // shuts the socket down, and a member that dies resets it.
-        let forever = UInt64.max / 2
+        // The stream is quiet while nothing changes, so silence alone proves nothing. After a
+        // request timeout of it, one read on the same member checks it still serves (a
+        // stopped or partitioned member fails that); cancel() shuts the socket down, and a
+        // member that dies resets it.
+        let quietNs = UInt64(store.timeoutMs) * 1_000_000
         var reader: EtcdHTTP.BodyReader
         do throws(EtcdHTTP.Failure) {
             try c.send(EtcdHTTP.request(e, "/v3/watch", body, stream: true), deadline: connectDeadline)
@@ -154,7 +156,11 @@ final class EtcdWatch: MetadataWatch, @unchecked Sendable {
         while true {
             let piece: [UInt8]?
             do throws(EtcdHTTP.Failure) {
-                piece = try reader.next(c, deadline: forever)
+                piece = try reader.next(c, deadline: chi_now_ns() + quietNs)
+            } catch .timeout {
+                if isCancelled { return true }
+                try probe(e)
+                continue
             } catch {
                 if isCancelled { return true }
                 throw .unavailable("\(e): watch stream broke: \(EtcdStore.describe(error))")
@@ -175,6 +181,19 @@ final class EtcdWatch: MetadataWatch, @unchecked Sendable {
             guard buffer.count <= store.maxResponse else {
                 throw .badResponse("\(e): a watch message larger than \(store.maxResponse) bytes")
             }
+        }
+    }
+
+    /// A linearizable read of one key on `e` alone: throws `.unavailable` unless it answers
+    /// within the request timeout.
+    private func probe(_ e: EtcdEndpoint) throws(MetadataError) {
+        let body = "{\"key\":\(store.b64(store.prefix + "probe"))}"
+        let deadline = chi_now_ns() + UInt64(store.timeoutMs) * 1_000_000
+        do throws(EtcdHTTP.Failure) {
+            let r = try EtcdHTTP.post(e, "/v3/kv/range", body, maxBody: store.maxResponse, deadline: deadline)
+            guard r.status == 200 else { throw EtcdHTTP.Failure.malformed("HTTP \(r.status)") }
+        } catch {
+            throw .unavailable("\(e): the watch's member does not serve reads: \(EtcdStore.describe(error))")
         }
     }
 
