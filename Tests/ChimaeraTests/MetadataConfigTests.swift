@@ -14,6 +14,10 @@ import Testing
                                             prefix: "/chimaera/"))
         #expect(MetadataConfig.parse("etcd://h:1/prod/chi") == .etcd(endpoints: [.init(host: "h", port: 1)],
                                                                       prefix: "/prod/chi/"))
+        let store = try #require(try EtcdStore.forConfig(c.cluster.metadata, timeoutMs: c.cluster.timeoutMs))
+        #expect(store.endpoints.map(\.description) == ["10.0.0.1:2379", "etcd-b:2379", "[::1]:3000"])
+        #expect(store.prefix == "/chimaera/" && store.timeoutMs == 5000)
+        #expect(try EtcdStore.forConfig(.embedded, timeoutMs: 1) == nil)
         #expect(RuntimeConfig().cluster.metadata == .embedded)
         #expect(MetadataConfig.parse("embedded") == .embedded)
     }

@@ -292,3 +292,13 @@ package final class EtcdStore: MetadataStore, @unchecked Sendable {
         return out.sorted()
     }
 }
+
+extension EtcdStore {
+    /// The store `cluster.metadata` names, or nil for `embedded` (the runtime's own log).
+    /// - Parameter timeoutMs: each call's limit; the runtime passes `cluster.timeout_ms`.
+    package static func forConfig(_ c: MetadataConfig, timeoutMs: Int) throws(MetadataError) -> EtcdStore? {
+        guard case .etcd(let hosts, let prefix) = c else { return nil }
+        return try EtcdStore(endpoints: hosts.map { EtcdEndpoint(host: $0.host, port: $0.port) }, prefix: prefix,
+                             timeoutMs: timeoutMs)
+    }
+}
