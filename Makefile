@@ -21,7 +21,7 @@ CC ?= cc
 CFLAGS ?= -O2 -g -Wall -Wextra -Werror
 CHI_CFLAGS := -I$(CURDIR)/include
 CHI_LDFLAGS := -L$(STAGE)/lib -lchimaera -Wl,-rpath,$(STAGE)/lib
-DEB_PKGS := libssl-dev liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv fio tmux
+DEB_PKGS := libssl-dev liburing-dev libnuma-dev libffi-dev libyaml-dev pkg-config zlib1g-dev cmake python3-venv fio tmux etcd-server
 
 SWIFT_SOURCES := $(shell find Sources/Chimaera Sources/ChimaeraCExports Sources/CChimaera Sources/ChimaeraYAML -type f) Package.swift
 TOOL_SOURCES := $(shell find Sources/ChimaeraTool Sources/ChimaeraDevKit Sources/ChimaeraYAML Sources/CChimaeraABI -type f) Package.swift

@@ -271,6 +271,8 @@ package struct ClusterConfig: Sendable, Equatable {
     /// `cluster.connection_budget`: bulk bytes the requests of one connection may hold here
     /// at once; a request past it is answered with ENOBUFS.
     package var connectionBudget = 256 << 20
+    /// `cluster.metadata`: `embedded` (the default) or `etcd://HOST:PORT,...`.
+    package var metadata = MetadataConfig.embedded
 
     package init() {}
 
@@ -391,6 +393,8 @@ extension RuntimeConfig {
             case "handshake_timeout_ms": cluster.handshakeTimeoutMs = try r.integer(v, key, in: Self.timeoutRange)
             case "max_bulk": cluster.maxBulk = try Self.clusterSize(v, key, r, Self.maxBulkRange)
             case "connection_budget": cluster.connectionBudget = try Self.clusterSize(v, key, r, Self.budgetRange)
+            case "metadata":
+                cluster.metadata = try r.scalar(v, key, MetadataConfig.expected) { MetadataConfig.parse($0) }
             default: throw r.unknownKey(key, line: entry.keyLine)
             }
         }
