@@ -271,6 +271,10 @@ package struct ClusterConfig: Sendable, Equatable {
     /// `cluster.connection_budget`: bulk bytes the requests of one connection may hold here
     /// at once; a request past it is answered with ENOBUFS.
     package var connectionBudget = 256 << 20
+    /// `cluster.probe_interval_ms`, `cluster.probe_timeout_ms`, `cluster.indirect_probes`,
+    /// `cluster.suspicion_timeout_ms`, `cluster.gossip_per_message`: the membership
+    /// protocol's timing and bounds (see SwimConfig and docs/cluster.md).
+    package var membership = SwimConfig()
 
     package init() {}
 
@@ -366,6 +370,7 @@ extension RuntimeConfig {
         var hostfileLine = 0
         var keyFile: (path: String, line: Int)?
         var line = 0
+        var probeLine = 0
         for entry in try r.entries(of: node, path: "cluster") {
             let key = "cluster." + entry.key
             let v = entry.value
@@ -391,6 +396,16 @@ extension RuntimeConfig {
             case "handshake_timeout_ms": cluster.handshakeTimeoutMs = try r.integer(v, key, in: Self.timeoutRange)
             case "max_bulk": cluster.maxBulk = try Self.clusterSize(v, key, r, Self.maxBulkRange)
             case "connection_budget": cluster.connectionBudget = try Self.clusterSize(v, key, r, Self.budgetRange)
+            case "probe_interval_ms":
+                cluster.membership.probeIntervalNs = UInt64(try r.integer(v, key, in: 10...60_000)) * 1_000_000
+                probeLine = entry.keyLine
+            case "probe_timeout_ms":
+                cluster.membership.probeTimeoutNs = UInt64(try r.integer(v, key, in: 5...60_000)) * 1_000_000
+                probeLine = entry.keyLine
+            case "indirect_probes": cluster.membership.indirectProbes = try r.integer(v, key, in: 0...16)
+            case "suspicion_timeout_ms":
+                cluster.membership.suspicionTimeoutNs = UInt64(try r.integer(v, key, in: 50...3_600_000)) * 1_000_000
+            case "gossip_per_message": cluster.membership.gossipPerMessage = try r.integer(v, key, in: 1...SwimCodec.maxGossip)
             default: throw r.unknownKey(key, line: entry.keyLine)
             }
         }
@@ -399,6 +414,10 @@ extension RuntimeConfig {
             cluster.hosts = try r.list(hostNodes, "cluster.hosts", of: "hosts", each: "host or host:port") {
                 ClusterConfig.parseHost($0, defaultPort: port)
             }
+        }
+        if cluster.membership.probeTimeoutNs >= cluster.membership.probeIntervalNs {
+            throw ConfigError(file: r.file, line: probeLine == 0 ? line : probeLine,
+                              message: "cluster.probe_timeout_ms: \(cluster.membership.probeTimeoutNs / 1_000_000) must be below cluster.probe_interval_ms (\(cluster.membership.probeIntervalNs / 1_000_000)): indirect probes need the rest of the interval")
         }
         if let path = cluster.hostfile {
             guard hostNodes == nil else {
