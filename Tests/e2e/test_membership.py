@@ -176,3 +176,67 @@ def test_cluster_status_shows_states_since_and_version(tmp_path):
             except (OSError, ValueError):
                 pass
             shm_path(s).unlink(missing_ok=True)
+
+
+def netns_available():
+    import shutil
+    import subprocess
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        return False
+    probe = f"chimprobe{os.getpid()}"
+    ok = subprocess.run(["ip", "netns", "add", probe], capture_output=True).returncode == 0
+    if ok:
+        subprocess.run(["ip", "netns", "del", probe], capture_output=True)
+    return ok
+
+
+def test_a_partitioned_node_is_dead_on_both_sides_and_converges_back(daemons):
+    """Three runtimes in three network namespaces on one bridge; node 3's link goes down
+    (a partition {1, 2} | {3}) and comes back up."""
+    import subprocess
+    from test_cluster import cluster_config
+    if not netns_available():
+        pytest.skip("ip netns is not available here (needs root and iproute2)")
+    tag = f"{os.getpid() % 100000}"
+    ns = [f"chmA{tag}", f"chmB{tag}", f"chmC{tag}"]
+    br_ns = f"chmbr{tag}"
+    veth = [f"cmv{i}{tag}" for i in range(3)]
+    addrs = [f"10.214.9.{i + 1}" for i in range(3)]
+    sh = lambda *a: subprocess.run(list(a), check=True, capture_output=True, timeout=30)
+    try:
+        sh("ip", "netns", "add", br_ns)
+        sh("ip", "-n", br_ns, "link", "add", "br0", "type", "bridge")
+        sh("ip", "-n", br_ns, "link", "set", "br0", "up")
+        for i in range(3):
+            sh("ip", "netns", "add", ns[i])
+            sh("ip", "link", "add", veth[i], "type", "veth", "peer", "name", veth[i] + "b")
+            sh("ip", "link", "set", veth[i], "netns", ns[i])
+            sh("ip", "link", "set", veth[i] + "b", "netns", br_ns)
+            sh("ip", "-n", br_ns, "link", "set", veth[i] + "b", "master", "br0")
+            sh("ip", "-n", br_ns, "link", "set", veth[i] + "b", "up")
+            sh("ip", "-n", ns[i], "addr", "add", f"{addrs[i]}/24", "dev", veth[i])
+            sh("ip", "-n", ns[i], "link", "set", veth[i], "up")
+            sh("ip", "-n", ns[i], "link", "set", "lo", "up")
+        hosts = [f"{a}:9513" for a in addrs]
+        nodes = []
+        for i in range(3):
+            cfg = cluster_config(hosts, node_id=i + 1, suspicion_timeout_ms=1000, timeout_ms=3000)
+            d = daemons.new(config=cfg, segment=unique_segment(f"t{os.getpid()}pn{i}_"))
+            d.nodeid = i + 1
+            rc, out = run(["ip", "netns", "exec", ns[i], *map(str, d.start_cmd())], env=d.env, timeout=60)
+            assert rc == 0, f"{out}\n{d.log()}"
+            d._read_pid()
+            nodes.append(d)
+        wait_for("all alive", lambda: converged(nodes), 15)
+        sh("ip", "-n", ns[2], "link", "set", veth[2], "down")
+        wait_for("node 3 dead on 1 and 2, nodes 1 and 2 dead on 3",
+                 lambda: all(states(view(n) or {"nodes": []}).get(3, ("",))[0] == "dead" for n in nodes[:2])
+                 and {states(view(nodes[2]) or {"nodes": []}).get(k, ("",))[0] for k in (1, 2)} == {"dead"}, 15)
+        sh("ip", "-n", ns[2], "link", "set", veth[2], "up")
+        v = wait_for("one all-alive view after the partition heals", lambda: converged(nodes), 20)
+        assert max(inc for _, inc in states(v).values()) >= 1, v
+    finally:
+        for d in daemons.all:
+            d.cleanup()
+        for n in ns + [br_ns]:
+            subprocess.run(["ip", "netns", "del", n], capture_output=True)

@@ -117,13 +117,6 @@ package struct Swim {
 
     // MARK: Inputs
 
-    /// Asks every other member for its view (start-up, so a restarted node learns at once
-    /// what the others think of it).
-    package mutating func join(now: UInt64) -> SwimOutput {
-        for n in others() { queueSync(with: n, now: now) }
-        return take()
-    }
-
     /// Asks one member for its view (its connection just came up).
     package mutating func sync(with node: UInt32, now: UInt64) -> SwimOutput {
         queueSync(with: node, now: now)
