@@ -161,6 +161,7 @@ def test_cluster_status_shows_states_since_and_version(tmp_path):
                               out, re.M)
             versions = set(re.findall(r"membership view version (\d+)", out))
             if rc == 0 and len(rows) == 9 and all(r[1] == "alive" for r in rows) and len(versions) == 1:
+                print(out)
                 break
             assert time.monotonic() < deadline, out
             time.sleep(0.2)
