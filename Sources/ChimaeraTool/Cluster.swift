@@ -96,16 +96,40 @@ struct Cluster: ParsableCommand {
                 jobs.append((n, findInPath("ssh") ?? "/usr/bin/ssh", ssh))
             }
         }
-        let results = runAll(jobs.map { ($0.1, $0.2) }, timeoutMs: 60_000)
+        // The text status also shows each node's membership view, read from its JSON.
+        let views = sub == "status" && !json
+        let all = jobs.map { ($0.1, $0.2) } + (views ? jobs.map { ($0.1, $0.2 + ["--json"]) } : [])
+        let results = runAll(all, timeoutMs: 60_000)
         var failed = 0
-        for ((n, _, _), r) in zip(jobs, results) {
+        for (i, ((n, _, _), r)) in zip(jobs, results).enumerated() {
             let where_ = n.local ? "local" : "ssh"
             let text = r.output.split(separator: "\n").map { "    \($0)" }.joined(separator: "\n")
             print("node \(n.id) \(n.host):\(n.port) [\(where_), segment \(n.segment)]: \(r.status == 0 ? "ok" : "exit \(r.status)")")
             if !text.isEmpty && (sub == "status" || r.status != 0) { print(text) }
+            if views && results[jobs.count + i].status == 0 {
+                for line in Self.membershipLines(StatsView(results[jobs.count + i].output)) { print("    \(line)") }
+            }
             if r.status != 0 { failed += 1 }
         }
         return failed == 0 ? 0 : 1
+    }
+
+    /// A node's membership view as text: its version, then each node's state, since when
+    /// (local time of the node that holds the view) and incarnation.
+    static func membershipLines(_ stats: StatsView) -> [String] {
+        guard let m = stats.object("remote")?.object("membership") else { return [] }
+        var out = ["membership view version \(m.int("version")):"]
+        for n in m.objects("nodes") {
+            let sinceMs = n.int("since_ms")
+            var t = time_t(sinceMs / 1000)
+            var tmv = tm()
+            localtime_r(&t, &tmv)
+            func pad(_ v: Int, _ w: Int) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
+            let clock = "\(pad(Int(tmv.tm_hour), 2)):\(pad(Int(tmv.tm_min), 2)):\(pad(Int(tmv.tm_sec), 2)).\(pad(sinceMs % 1000, 3))"
+            let ago = String(format2: "%.1f", Double(n.int("for_ms")) / 1000)
+            out.append("  node \(n.int("node")) \(n.string("state")) since \(clock) (\(ago) s ago, incarnation \(n.int("incarnation")))")
+        }
+        return out
     }
 
     /// `cluster keygen DIR --hosts FILE`: a cluster CA and a certificate per host of FILE.

@@ -273,6 +273,10 @@ package struct ClusterConfig: Sendable, Equatable {
     package var connectionBudget = 256 << 20
     /// `cluster.metadata`: `embedded` (the default) or `etcd://HOST:PORT,...`.
     package var metadata = MetadataConfig.embedded
+    /// `cluster.probe_interval_ms`, `cluster.probe_timeout_ms`, `cluster.indirect_probes`,
+    /// `cluster.suspicion_timeout_ms`, `cluster.gossip_per_message`: the membership
+    /// protocol's timing and bounds (see SwimConfig and docs/cluster.md).
+    package var membership = SwimConfig()
 
     package init() {}
 
@@ -368,6 +372,7 @@ extension RuntimeConfig {
         var hostfileLine = 0
         var keyFile: (path: String, line: Int)?
         var line = 0
+        var probeLine = 0
         for entry in try r.entries(of: node, path: "cluster") {
             let key = "cluster." + entry.key
             let v = entry.value
@@ -395,6 +400,16 @@ extension RuntimeConfig {
             case "connection_budget": cluster.connectionBudget = try Self.clusterSize(v, key, r, Self.budgetRange)
             case "metadata":
                 cluster.metadata = try r.scalar(v, key, MetadataConfig.expected) { MetadataConfig.parse($0) }
+            case "probe_interval_ms":
+                cluster.membership.probeIntervalNs = UInt64(try r.integer(v, key, in: 10...60_000)) * 1_000_000
+                probeLine = entry.keyLine
+            case "probe_timeout_ms":
+                cluster.membership.probeTimeoutNs = UInt64(try r.integer(v, key, in: 5...60_000)) * 1_000_000
+                probeLine = entry.keyLine
+            case "indirect_probes": cluster.membership.indirectProbes = try r.integer(v, key, in: 0...16)
+            case "suspicion_timeout_ms":
+                cluster.membership.suspicionTimeoutNs = UInt64(try r.integer(v, key, in: 50...3_600_000)) * 1_000_000
+            case "gossip_per_message": cluster.membership.gossipPerMessage = try r.integer(v, key, in: 1...SwimCodec.maxGossip)
             default: throw r.unknownKey(key, line: entry.keyLine)
             }
         }
@@ -403,6 +418,10 @@ extension RuntimeConfig {
             cluster.hosts = try r.list(hostNodes, "cluster.hosts", of: "hosts", each: "host or host:port") {
                 ClusterConfig.parseHost($0, defaultPort: port)
             }
+        }
+        if cluster.membership.probeTimeoutNs >= cluster.membership.probeIntervalNs {
+            throw ConfigError(file: r.file, line: probeLine == 0 ? line : probeLine,
+                              message: "cluster.probe_timeout_ms: \(cluster.membership.probeTimeoutNs / 1_000_000) must be below cluster.probe_interval_ms (\(cluster.membership.probeIntervalNs / 1_000_000)): indirect probes need the rest of the interval")
         }
         if let path = cluster.hostfile {
             guard hostNodes == nil else {

@@ -6,7 +6,8 @@ extension Fuzz {
     /// The first byte seeds the piece sizes (1-32 bytes); the rest is appended piece by piece
     /// and `FrameDecoder.next` takes frames off while whole ones are in, as NIO's
     /// ByteToMessageHandler drives `decode`. Request and reply bodies then go through their
-    /// header readers. Checks: each frame is exactly what its header announced, taken from
+    /// header readers, membership bodies through SwimCodec.decode (and back through encode).
+    /// Checks: each frame is exactly what its header announced, taken from
     /// exactly where the stream has it (nothing skipped, nothing invented); a partial frame
     /// consumes nothing; a refusal comes only from a header over the limit or of an unknown
     /// type.
@@ -53,6 +54,15 @@ extension Fuzz {
                 switch frame.type {
                 case .request: _ = try? TaskCodec.readRequestHeader(&frame.body)
                 case .reply: _ = try? TaskCodec.readReplyHeader(&frame.body)
+                case .membership:
+                    // A message that decodes re-encodes to exactly its bytes (nothing
+                    // skipped or invented); one that does not is refused, never trapped on.
+                    let original = frame.body
+                    if let m = try? SwimCodec.decode(&frame.body, nodes: 16) {
+                        var again = ByteBufferAllocator().buffer(capacity: original.readableBytes)
+                        SwimCodec.encode(m, into: &again)
+                        precondition(again == original, "a membership message does not re-encode to its bytes")
+                    }
                 default: break
                 }
             }

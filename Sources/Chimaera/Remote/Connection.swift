@@ -129,6 +129,7 @@ final class Connection: ChannelInboundHandler, @unchecked Sendable {
             case .ping: break
             case .catalogRequest: rq.send(rq.catalogFrame(), to: rq.peer(peerNode))
             case .catalog: try rq.mergeCatalog(&frame.body, from: self)
+            case .membership: try rq.handleMembership(&frame.body, from: self)
             default: throw FrameError.malformed("unexpected \(frame.type) frame")
             }
         } catch {

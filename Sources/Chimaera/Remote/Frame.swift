@@ -21,6 +21,8 @@ enum FrameType: UInt8 {
     /// Asks for the pool catalog; answered with `catalog`.
     case catalogRequest = 8
     case catalog = 9
+    /// A membership protocol message (Membership/SwimMessage), in either direction.
+    case membership = 10
 }
 
 struct Frame {

@@ -41,6 +41,8 @@ final class Peer: @unchecked Sendable {
     var conn: Connection?
     var dialing = false
     var synced = false
+    /// Its membership view arrived (a sync reply) since the connection came up.
+    var viewSynced = false
     var lastPingNs: UInt64 = 0
     /// When a frame last arrived from this node (on the connection it opened here).
     var lastHeardNs: UInt64 = 0

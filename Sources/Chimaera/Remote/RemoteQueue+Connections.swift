@@ -71,6 +71,10 @@ extension RemoteQueue {
         var req = ByteBuffer.frame(.catalogRequest, capacity: 0)
         req.endFrame()
         send(req, to: p)
+        // Views are exchanged whole on every new connection: a node that was away learns
+        // at once what the others think of it.
+        p.viewSynced = false
+        run(swim.sync(with: p.id, now: chi_now_ns()))
     }
 
     /// Marks `p` down and fails everything sent to it.
@@ -87,6 +91,7 @@ extension RemoteQueue {
             return (l, wasUp)
         }
         p.synced = true // nothing to wait for at start-up
+        p.viewSynced = true
         // Logged when it changes, not on every retry.
         if wasUp || why != p.lastLoggedReason {
             p.lastLoggedReason = why

@@ -70,6 +70,14 @@ package final class RemoteQueue: @unchecked Sendable {
     /// Connections peers opened to this node (network thread only).
     var inbound: [ObjectIdentifier: Connection] = [:]
     private var ticker: RepeatedTask?
+    private var membershipTicker: RepeatedTask?
+    /// The membership state machine (network thread only).
+    var swim: Swim
+    let swimConfig: SwimConfig
+    /// Each node's membership state and since when (chi_now_ns), published by the network
+    /// thread for workers deciding whether a task fails fast.
+    let memberState: UnsafeMutablePointer<UInt32>
+    let memberSince: UnsafeMutablePointer<UInt64>
     /// Set (1) when shutdown begins: nothing more is handed to the network thread.
     private let stopFlag: UnsafeMutablePointer<UInt32> = {
         let p = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
@@ -124,6 +132,13 @@ package final class RemoteQueue: @unchecked Sendable {
         group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         loop = group.next()
         counters.initialize(repeating: 0, count: 16)
+        swimConfig = config.membership
+        let now = chi_now_ns()
+        swim = Swim(selfId: map.selfId, nodes: map.count, config: config.membership, now: now, seed: now)
+        memberState = .allocate(capacity: map.count)
+        memberState.initialize(repeating: UInt32(MemberState.alive.rawValue), count: map.count)
+        memberSince = .allocate(capacity: map.count)
+        memberSince.initialize(repeating: now, count: map.count)
         for (i, h) in map.hosts.enumerated() {
             peers.append(Peer(id: UInt32(i + 1), host: h, directWrites: config.tls == .off))
         }
@@ -164,6 +179,9 @@ package final class RemoteQueue: @unchecked Sendable {
         Log.info("remote: \(map.describe(map.selfId)) listening on \(listenHost):\(listenPort), \(map.count) nodes")
         let tick = TimeAmount.nanoseconds(Int64(max(10_000_000, min(heartbeatNs, timeoutNs / 4))))
         ticker = loop.scheduleRepeatedTask(initialDelay: tick, delay: tick) { [self] _ in self.tick() }
+        // A quarter of the probe timeout: timers fire at most that late.
+        let mtick = TimeAmount.nanoseconds(Int64(max(2_000_000, swimConfig.probeTimeoutNs / 4)))
+        membershipTicker = loop.scheduleRepeatedTask(initialDelay: mtick, delay: mtick) { [self] _ in membershipTick() }
         loop.execute { [self] in
             for p in peers where p.id != map.selfId { connect(p) }
         }
@@ -171,7 +189,11 @@ package final class RemoteQueue: @unchecked Sendable {
         let deadline = chi_now_ns() + min(timeoutNs, 3_000_000_000)
         while chi_now_ns() < deadline {
             let settled = (try? loop.submit { [self] in
-                peers.allSatisfy { p in p.id == map.selfId || p.synced || p.lock.withLock { p.state == .down } }
+                // The catalog and the membership view of every peer that answers: a restarted
+                // node has refuted its old death before it serves.
+                peers.allSatisfy { p in
+                    p.id == map.selfId || (p.synced && p.viewSynced) || p.lock.withLock { p.state == .down }
+                }
             }.wait()) ?? true
             if settled && chi_load32(catalogJobs) == 0 { break }
             usleep(2000)
@@ -182,9 +204,17 @@ package final class RemoteQueue: @unchecked Sendable {
     /// stopped; waits briefly for replies already queued to go out.
     package func shutdown() {
         if stopped { return }
+        // A clean stop: every peer hears this node left (rather than suspect it and wait).
+        _ = try? loop.submit { [self] in run(swim.leave(now: chi_now_ns())) }.wait()
+        let leaveDeadline = chi_now_ns() &+ 200_000_000
+        while chi_now_ns() < leaveDeadline,
+              peers.contains(where: { p in p.lock.withLock { p.state == .up && (p.nioWriting || !p.outbox.isEmpty) } }) {
+            usleep(1000)
+        }
         chi_store32(stopFlag, 1)
         let done = loop.submit { [self] in
             ticker?.cancel()
+            membershipTicker?.cancel()
             for p in peers { p.conn?.close() }
             for c in inbound.values { c.close() }
             listener?.close(promise: nil)
@@ -217,6 +247,14 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         guard let m = r.method else {
             w.complete(r, rc: -CInt(CHI_ENOMETHOD))
+            return
+        }
+        // The membership view says the node is gone: fail now, naming it (a suspected node is
+        // still used: it may only be slow).
+        if let why = deadMessage(c.node) {
+            count(.failed)
+            r.errorMessage = why
+            w.complete(r, rc: -CInt(CHI_ENODE))
             return
         }
         let p = peer(c.node)

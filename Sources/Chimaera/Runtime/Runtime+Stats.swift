@@ -84,6 +84,7 @@ extension Runtime {
                 j.close()
             }
             j.closeArray()
+            rq.writeMembership(&j)
             j.close()
         }
         j.key("workers"); j.openArray()
