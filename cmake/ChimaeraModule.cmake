@@ -34,6 +34,10 @@ include(CMakePackageConfigHelpers)
 
 set(CHIMAERA_MODULE_INSTALL_DIR "lib/chimaera" CACHE STRING
     "Where module runtime libraries are installed (relative to the prefix: the runtime's built-in module directory when the prefixes match)")
+option(CHIMAERA_REFRESH_AT_CONFIGURE
+  "Run chi_refresh_repo when configuring a kit-made C++ module, and again when its tasks header changes (its method table names the fields its Serialize functions name)" ON)
+# The kit beside this file's prefix: <prefix>/lib/cmake/Chimaera -> <prefix>/bin.
+get_filename_component(_CHIMAERA_REFRESH_REPO "${CMAKE_CURRENT_LIST_DIR}/../../../bin/chi_refresh_repo" ABSOLUTE)
 set(CHIMAERA_MODULE_OUTPUT_DIR "${CMAKE_BINARY_DIR}/chimaera_modules" CACHE PATH
     "Where module runtime libraries are built (point CHI_MODULE_PATH here to use them uninstalled)")
 
@@ -158,7 +162,37 @@ function(add_chimaera_module name)
       set(lang "CXX")
     endif()
   endforeach()
+  if(lang STREQUAL "CXX")
+    _chimaera_refresh_cpp("${name}" "${inc}")
+  endif()
   _chimaera_client_target("${name}" "${ns}" "${inc}" ${lang} ${ARG_CLIENT_SOURCES})
+endfunction()
+
+# A kit-made C++ module (chi_make_mod --lang cpp) generates its method table from its task
+# structs' Serialize functions: refresh the repo now, and configure again when they change.
+function(_chimaera_refresh_cpp name inc)
+  get_filename_component(repo "${CMAKE_CURRENT_SOURCE_DIR}" DIRECTORY)
+  set(tasks "${inc}/${name}/${name}_tasks.h")
+  if(NOT CHIMAERA_REFRESH_AT_CONFIGURE OR NOT EXISTS "${CMAKE_CURRENT_SOURCE_DIR}/chimaera_mod.yaml"
+     OR NOT EXISTS "${repo}/chimaera_repo.yaml" OR NOT EXISTS "${tasks}")
+    return()
+  endif()
+  if(NOT EXISTS "${_CHIMAERA_REFRESH_REPO}")
+    message(WARNING "${_CHIMAERA_REFRESH_REPO} is missing: run chi_refresh_repo ${repo} by hand after editing ${tasks}")
+    return()
+  endif()
+  execute_process(COMMAND "${_CHIMAERA_REFRESH_REPO}" "${repo}"
+    RESULT_VARIABLE rc OUTPUT_VARIABLE written ERROR_VARIABLE said)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "chi_refresh_repo ${repo} failed:\n${said}")
+  endif()
+  if(said MATCHES "warning:")
+    message(WARNING "${said}")
+  elseif(NOT written STREQUAL "")
+    message(STATUS "chi_refresh_repo ${repo} updated:\n${written}")
+  endif()
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${tasks}"
+    "${inc}/${name}/${name}_methods.yaml")
 endfunction()
 
 function(add_chimaera_swift_module name)
