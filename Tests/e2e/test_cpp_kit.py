@@ -489,3 +489,30 @@ def test_refresh_edits_cpp_modules_as_it_edits_c_ones(kit, tmp_path):
     y.write_text(base + "kMul:\n  id: 12\n  params:\n    a: in u32\n")
     rc, out = run([BIN / "chi_refresh_repo", "repo"], cwd=tmp_path, timeout=60)
     assert rc != 0 and "calc_methods.yaml:" in out and "MulTask" in out, out
+
+
+def test_walkthrough_shows_what_this_test_runs():
+    """docs/modules.md's C++ section: its commands, declarations and code are the ones run
+    here."""
+    doc = (REPO / "docs" / "modules.md").read_text()
+    doc = doc[doc.index("## A module in C++, the seed's way"):]
+    for snippet in (
+        "chi_make_repo my_mod_repo example",
+        "chi_make_mod my_mod_repo/compressor --lang cpp",
+        "chi_refresh_repo my_mod_repo",
+        "kCompress: 10\nkDecompress: 11\n",
+        "  void Compress(CompressTask *task, RunContext &rctx) {\n" + ZLIB_COMPRESS + "  }",
+        "  void Decompress(DecompressTask *task, RunContext &rctx) {\n" + ZLIB_DECOMPRESS + "  }",
+        "  CLIENT_SOURCES src/compressor_client.cc\n  LINK_LIBRARIES ZLIB::ZLIB)",
+        "modules: [example_compressor]",
+        'pool.call("Compress", data=buf)',
+        'pool.call("Decompress", data=buf)',
+        "find_package(Example CONFIG REQUIRED)",
+        "target_link_libraries(external example::compressor_client)",
+    ):
+        assert snippet in doc, f"docs/modules.md's C++ section lacks:\n{snippet}"
+    # The Serialize functions it shows are the seed's structs' (pasted above).
+    blocks = re.findall(r"```cpp\n(  /\*\* \(De\)serialize.*?)```", doc, re.S)
+    assert len(blocks) == 2, blocks
+    for block in blocks:
+        assert block.rstrip("\n") in SEED_COMPRESS_TASK + SEED_DECOMPRESS_TASK, block
