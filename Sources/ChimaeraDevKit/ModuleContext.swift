@@ -62,6 +62,8 @@ package struct ModuleContext: Sendable {
         case .cpp: "include/\(name)/\(name)_lib_exec.h"
         }
     }
+    /// The generated C++ client of a C or Swift module (chi::<name>::Client).
+    var cppClientHeader: String { "include/\(name)/\(name)_cpp_client.h" }
     /// The C++ client library's source (the seed's src/<name>_client.cc).
     var clientSource: String { "src/\(name)_client.cc" }
 

@@ -131,6 +131,7 @@ package enum Refresh {
             return
         }
         update(ctx.methodsHeader, whole: true) { _ in CHeaders.methods(ctx, spec) }
+        update(ctx.cppClientHeader, whole: true) { _ in CppClient.header(ctx, spec) }
         regions(ctx.tasksHeader, .block) { f throws(GenerateError) in try f.setGenerated("tasks", CHeaders.tasksRegion(ctx, spec)) }
         regions(ctx.clientHeader, .block) { f throws(GenerateError) in try f.setGenerated("client", CHeaders.clientRegion(ctx, spec)) }
         switch ctx.language {

@@ -146,6 +146,11 @@ enum Templates {
         #ifdef __cplusplus
         }
         #endif
+
+        /* In C++17 or later, also the seed-shaped chi::\(ctx.name)::Client (generated). */
+        #if defined(__cplusplus) && __cplusplus >= 201703L && !defined(CHI_NO_CPP_CLIENT)
+        #include "\(ctx.name)_cpp_client.h"
+        #endif
         #endif
 
         """
