@@ -17,6 +17,7 @@ import os
 import shutil
 import struct
 import sys
+import time
 import zlib
 from pathlib import Path
 
@@ -95,7 +96,8 @@ def test_descriptors_are_what_serialize_in_and_out_say(installed, monkeypatch):
                                  ("data_size", hdr + 16, 8, U64, INOUT, -1, 0)], got
     assert got["Chain"] == [("depth", hdr, 4, U32, IN, -1, 0),
                             ("reached", hdr + 4, 4, U32, OUT, -1, 0),
-                            ("pid", hdr + 8, 8, U64, OUT, -1, 0)], got
+                            ("pid", hdr + 8, 8, U64, OUT, -1, 0),
+                            ("container", hdr + 16, 4, U32, OUT, -1, 0)], got
     assert got["Where"] == [("pid", hdr, 8, U64, OUT, -1, 0)], got
     assert {m.id for m in mod.methods.values()} == {10, 11, 12, 13}
     assert mod.methods["Compress"].task_size == hdr + 24
@@ -145,6 +147,30 @@ def test_python_calls_the_methods_by_name(installed, daemons, monkeypatch):
         # Create's params reach Create: an unknown compress_id fails the pool.
         with pytest.raises(chimaera.ChimaeraError):
             c.create_pool(MODULE, "bad", params=struct.pack("<i", 42))
+
+
+def test_monitor_hooks_and_periodic_runs(installed, daemons, monkeypatch):
+    """MonitorChain's kSchedule sends a dynamic query to the last container; its kReplicaAgg
+    sees every replica of a broadcast in rctx.replicas_; a periodic Chain reruns."""
+    prefix, _ = installed
+    module_env(monkeypatch, prefix)
+    d = start(daemons, prefix)
+    with chimaera.Client(segment=d.segment, mode="attach") as c:
+        pool = c.create_pool(MODULE, "mon", containers_per_node=3)
+        for k in range(3):
+            r = pool.call("Chain", depth=0, dq=chimaera.dq_direct_id(GLOBAL, k), timeout=WAIT)
+            assert r.container == k, (k, r)
+        assert pool.call("Chain", depth=0, dq=chimaera.dq_dynamic(), timeout=WAIT).container == 2
+        assert pool.call("Chain", depth=0, dq=chimaera.dq_global_bcast(), timeout=WAIT).reached == 3
+        with pool.call_async("Chain", depth=1, period_ms=5) as f:
+            deadline = time.monotonic() + WAIT
+            while f.runs < 3:
+                assert time.monotonic() < deadline, f"the periodic Chain ran {f.runs} times"
+                time.sleep(0.01)
+            f.cancel()
+            with pytest.raises(chimaera.ChimaeraError) as e:
+                f.result(timeout=WAIT)
+            assert e.value.code == -125, e.value  # -ECANCELED
 
 
 def test_subtasks_are_waited_for_without_blocking_the_one_worker(installed, daemons):

@@ -115,6 +115,7 @@ class Server : public Module {
   /** The Chain method: a subtask of depth - 1, waited for inside the method */
   void Chain(ChainTask *task, RunContext &rctx) {
     task->pid_ = static_cast<u64>(getpid());
+    task->container_ = container_id_;
     if (task->depth_ == 0) {
       task->reached_ = 0;
       return;
@@ -126,7 +127,21 @@ class Server : public Module {
     task->reached_ = sub->reached_ + 1;
     CHI_CLIENT->DelTask(HSHM_MCTX, sub);
   }
-  void MonitorChain(MonitorModeId mode, ChainTask *task, RunContext &rctx) {}
+  /** Dynamic queries go to the last container; a broadcast reports how many replicas ran. */
+  void MonitorChain(MonitorModeId mode, ChainTask *task, RunContext &rctx) {
+    switch (mode) {
+      case MonitorMode::kSchedule: {
+        task->dom_query_ = DomainQuery::GetDirectId(SubDomainId::kGlobalContainers,
+                                                    chi_container_count(container_) - 1);
+        return;
+      }
+      case MonitorMode::kReplicaAgg: {
+        std::vector<FullPtr<Task>> &replicas = *rctx.replicas_;
+        task->reached_ = static_cast<u32>(replicas.size());
+        return;
+      }
+    }
+  }
   CHI_END(Chain)
 
   CHI_BEGIN(Where)

@@ -9,6 +9,6 @@ static void ChiRegister(::chi::MethodTable<Server> &t) {
   t.Method<&Server::Decompress, &Server::MonitorDecompress>(Method::kDecompress, "Decompress",
                                                             {"data_", "data_size_"});
   t.Method<&Server::Chain, &Server::MonitorChain>(Method::kChain, "Chain",
-                                                  {"depth_", "reached_", "pid_"});
+                                                  {"depth_", "reached_", "pid_", "container_"});
   t.Method<&Server::Where, &Server::MonitorWhere>(Method::kWhere, "Where", {"pid_"});
 }

@@ -146,6 +146,7 @@ struct ChainTask : public Task, TaskFlags<TF_SRL_SYM> {
   IN u32 depth_;
   OUT u32 reached_;
   OUT u64 pid_;
+  OUT u32 container_;
 
   HSHM_INLINE explicit ChainTask(const hipc::CtxAllocator<CHI_ALLOC_T> &alloc)
       : Task(alloc) {}
@@ -163,6 +164,7 @@ struct ChainTask : public Task, TaskFlags<TF_SRL_SYM> {
     depth_ = depth;
     reached_ = 0;
     pid_ = 0;
+    container_ = 0;
   }
 
   void Copy(const ChainTask &other, bool deep) {
@@ -177,7 +179,7 @@ struct ChainTask : public Task, TaskFlags<TF_SRL_SYM> {
 
   template <typename Ar>
   void SerializeOut(Ar &ar) {
-    ar(reached_, pid_);
+    ar(reached_, pid_, container_);
   }
 };
 CHI_END(Chain)
