@@ -145,8 +145,13 @@ def test_python_calls_the_methods_by_name(installed, daemons, monkeypatch):
         assert pool.call("Chain", depth=3, timeout=WAIT).reached == 3
         assert pool.call("Where", timeout=WAIT).pid == d.pid
         # Create's params reach Create: an unknown compress_id fails the pool.
-        with pytest.raises(chimaera.ChimaeraError):
+        with pytest.raises(chimaera.ChimaeraError) as e:
             c.create_pool(MODULE, "bad", params=struct.pack("<i", 42))
+        assert e.value.code == -22, e.value  # -EINVAL, Create's chi::Error
+        # CHI_CLIENT in Create is refused, not a second connection from inside the runtime.
+        with pytest.raises(chimaera.ChimaeraError) as e:
+            c.create_pool(MODULE, "probe", params=struct.pack("<i", -2))
+        assert e.value.code == -95, e.value  # -ENOTSUP
 
 
 def test_monitor_hooks_and_periodic_runs(installed, daemons, monkeypatch):

@@ -28,6 +28,8 @@ class Server : public Module {
     CreateQueue(kDefaultGroup, 1, QUEUE_LOW_LATENCY);
     CreateQueue(kChainGroup, 2, QUEUE_LOW_LATENCY);
     client_.Init(task->ctx_.id_);
+    // For the test: compress_id -2 reaches for CHI_CLIENT, which Create has not (-ENOTSUP).
+    if (task->params_.compress_id_ == -2) CHI_CLIENT->handle();
     // compress_id 0 is zlib at its default level, 1-9 zlib at that level.
     if (task->params_.compress_id_ < 0 || task->params_.compress_id_ > 9) {
       throw chi::Error(-EINVAL, "compressor: unknown compress_id");

@@ -54,6 +54,14 @@ inline chi_client_t *&HookClient() {
     return h;
 }
 
+/// Whether this thread is running a module's create or destroy hook, which has no run context
+/// and so no internal client: CHI_CLIENT there is an error, not a second connection made from
+/// inside the runtime.
+inline bool &InLifecycleHook() {
+    static thread_local bool in = false;
+    return in;
+}
+
 }  // namespace detail
 
 using hshm::i16;
@@ -123,6 +131,9 @@ public:
     /// The C handle, attaching first if needed, for mixing in C calls. Inside a module hook
     /// it is the runtime's internal client. Throws chi::Error.
     chi_client_t *handle() {
+        if (detail::InLifecycleHook())
+            throw Error(-ENOTSUP, "CHI_CLIENT in a module's Create or Destroy: the runtime's "
+                                  "client is reachable from methods and monitors only");
         chi_client_t *h = detail::HookClient();
         if (h != nullptr) return h;
         h = handle_.load(std::memory_order_acquire);

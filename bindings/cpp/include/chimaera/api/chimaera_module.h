@@ -648,7 +648,9 @@ private:
         s->pool_id_ = PoolId(chi_container_pool_id(c));
         s->container_id_ = chi_container_id(c);
         const MethodTable<S> &t = instance_->table_;
+        detail::InLifecycleHook() = true;
         if (t.create_ != nullptr) rc = t.create_(s, params, params_size, c);
+        detail::InLifecycleHook() = false;
         if (rc < 0) {
             delete s;
             return rc;
@@ -658,7 +660,9 @@ private:
     }
     static void DestroyHook(chi_container_t *, void *state) {
         S *s = static_cast<S *>(state);
+        detail::InLifecycleHook() = true;
         if (instance_->table_.destroy_ != nullptr) instance_->table_.destroy_(s);
+        detail::InLifecycleHook() = false;
         delete s;
     }
     static int RunHook(void *state, chi_task_t *task, chi_rctx_t *rctx) {
