@@ -8,7 +8,7 @@ below is checked against the seed documentation when it is at hand); `cmake .. &
 a runtime started with `modules: [example_compressor]`; the seed's "Invoking your mods" program,
 built by an external project (find_package(Chimaera), find_package(Example),
 example::compressor_client), compresses 1 MiB and decompresses it byte for byte; Python calls
-the same methods by name. Then the refresh's edits: removing a method removes its untouched
+the same methods by name, and Decompress runs on another node's container. Then the refresh's edits: removing a method removes its untouched
 regions and warns about edited ones; malformed YAML is rejected with its line, files untouched."""
 
 import os
@@ -443,6 +443,27 @@ def test_the_seeds_chapter_with_lang_cpp(kit, tmp_path, daemons, monkeypatch):
             assert 0 < r.rc < MiB and zlib.decompress(bytes(buf.view[:r.rc])) == blob, r.rc
             r = pool.call("Decompress", data=buf, timeout=60)
             assert r.data_size == MiB and bytes(buf.view) == blob
+
+    # Its Decompress on another node's container: DT_EXPOSE in, DT_WRITE back.
+    from test_cluster import Cluster
+    from test_cpp_module import placement
+    cl = Cluster(daemons, 2)
+    for node in cl.nodes:
+        text = node.config.read_text()
+        node.config.write_text(text.replace("runtime:\n", f"runtime:\n  module_path: [{moddir}]\n", 1))
+    cl.start()
+    packed = zlib.compress(blob)
+    with chimaera.Client(segment=cl.node(1).segment, mode="attach") as c:
+        pool = c.create_pool("example_compressor", "two", containers_per_node=1)
+        held, _ = placement(cl.node(1), "two")
+        far = next(k for k, n in held.items() if n == 2)
+        with c.buffer(MiB) as buf:
+            buf.view[:len(packed)] = packed
+            r = pool.call("Decompress", data=buf, dq=chimaera.dq_direct_id(
+                chimaera.SUBDOMAIN_GLOBAL_CONTAINERS, far), timeout=60)
+            assert r.data_size == MiB and bytes(buf.view) == blob, "remote Decompress"
+        _, status = placement(cl.node(2), "two")
+        assert {m["method"]: m["completed"] for m in status["methods"]}["Decompress"] == 1
 
 
 def test_refresh_edits_cpp_modules_as_it_edits_c_ones(kit, tmp_path):
