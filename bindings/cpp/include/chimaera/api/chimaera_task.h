@@ -300,7 +300,9 @@ T *EmplaceTask(chi_task_t *t, const TaskNode &node, const PoolId &pool, const Do
     h->runs = saved.runs;
     h->parent = saved.parent;
     std::memcpy(h->reserved, saved.reserved, sizeof(h->reserved));
-    h->flags |= StaticFlags<T>::value;
+    // The constructor owns the user bits (task_flags_.SetBits); the library's stay as they were.
+    h->flags = (h->flags & CHI_TASK_USER_FLAGS) | (saved.flags & ~CHI_TASK_USER_FLAGS) |
+               StaticFlags<T>::value;
     return obj;
 }
 
