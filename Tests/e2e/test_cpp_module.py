@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, STAGE, require_staged, run
+from conftest import CXX, REPO, STAGE, require_staged, run
 
 sys.path.insert(0, str(REPO / "bindings" / "python"))
 os.environ["CHIMAERA_LIB"] = str(STAGE / "lib" / "libchimaera.so.1")
@@ -228,3 +228,18 @@ def test_two_nodes_decompress_remote_and_tf_local_stays(installed, daemons, monk
     near = next(k for k, n in held.items() if n == 1)
     rc, out = run([external, "where", str(near)], env=cl.node(1).env, timeout=60)
     assert rc == 0 and f"where {cl.node(1).pid}" in out, out
+
+
+def test_a_serialised_value_that_is_no_field_refuses_the_module(tmp_path, capfd, monkeypatch):
+    require_staged()
+    lib = tmp_path / "libchi_bad.so"
+    rc, out = run([CXX, "-std=c++17", "-Wall", "-Wextra", "-Werror", "-fPIC", "-shared",
+                   "-fvisibility=hidden", f"-I{STAGE}/include", SRC.parent / "cpp_bad_module" /
+                   "bad_module.cc", "-o", lib, f"-L{STAGE}/lib", "-lchimaera"], timeout=120)
+    assert rc == 0, out
+    monkeypatch.setenv("CHI_MODULE_PATH", str(tmp_path))
+    with pytest.raises(chimaera.ChimaeraError) as e:
+        chimaera.describe("chi_bad")
+    assert "returned NULL" in str(e.value), e.value
+    err = capfd.readouterr().err
+    assert "method Ping: a serialised value is not a field of the task" in err, err
