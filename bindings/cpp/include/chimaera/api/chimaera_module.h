@@ -260,7 +260,10 @@ struct RecordedField {
 /// built by its SHM constructor, and it notes each field they name.
 class FieldRecorder {
 public:
-    FieldRecorder(const void *base, size_t size) : base_(static_cast<const char *>(base)), size_(size) {}
+    /// Records the fields of the object [base, base + size); they must lie at or after
+    /// `header` bytes (the task header for a task, 0 for create params).
+    FieldRecorder(const void *base, size_t size, size_t header = sizeof(chi_task_t))
+        : base_(static_cast<const char *>(base)), size_(size), header_(header) {}
     /// The direction the calls that follow record (CHI_DIR_IN or CHI_DIR_OUT).
     void SetPhase(u32 dir) { phase_ = dir; }
 
@@ -294,8 +297,9 @@ private:
     }
     u32 Offset(const void *p, size_t n) {
         const char *c = static_cast<const char *>(p);
-        if (c < base_ + sizeof(chi_task_t) || c + n > base_ + size_) {
-            Fail("a serialised value is not a field of the task after its header");
+        if (c < base_ + header_ || c + n > base_ + size_) {
+            Fail(header_ != 0 ? "a serialised value is not a field of the task after its header"
+                              : "a serialised value is not a field of the create params");
             return 0;
         }
         return static_cast<u32>(c - base_);
@@ -316,6 +320,7 @@ private:
     }
     const char *base_;
     size_t size_;
+    size_t header_;
     u32 phase_ = CHI_DIR_IN;
     std::vector<RecordedField> fields_;
     std::string error_;
@@ -391,9 +396,15 @@ public:
     /// create parameters.
     template <auto CreateFn>
     void Create(std::initializer_list<const char *> names = {}) {
-        (void)names;
+        typedef typename detail::RunTraits<decltype(CreateFn)>::TaskT CreateT;
         create_ = &CreateThunk<CreateFn>;
-        unpack_ = &UnpackParams<typename detail::RunTraits<decltype(CreateFn)>::TaskT>;
+        unpack_ = &UnpackParams<CreateT>;
+#ifdef CHI_MF_CREATE_PARAMS
+        // ABI 1.7: the create params' layout, for bindings that build them by name.
+        RecordParams<typename CreateT::Params>(names);
+#else
+        (void)names;
+#endif
     }
     /// Declares kDestroy: the server's Destroy(DestroyTask *, RunContext &).
     template <auto DestroyFn>
@@ -436,6 +447,25 @@ public:
     }
 
 private:
+#ifdef CHI_MF_CREATE_PARAMS
+    template <typename P>
+    void RecordParams(std::initializer_list<const char *> names) {
+        Entry e;
+        e.id = CHI_METHOD_CREATE;
+        e.name = "Create";
+        e.task_size = static_cast<u32>(sizeof(P));
+        e.flags = CHI_MF_CREATE_PARAMS;
+        for (const char *n : names) e.field_names.push_back(n);
+        e.run = nullptr;
+        e.monitor = nullptr;
+        P p{};
+        detail::FieldRecorder rec(&p, sizeof(P), 0);
+        p.serialize(rec);
+        Describe(e, rec);
+        entries_.push_back(std::move(e));
+    }
+#endif
+
     template <typename T>
     void Record(Entry &e) {
         alignas(64) unsigned char buf[sizeof(T)];
@@ -450,6 +480,11 @@ private:
             rec.SetPhase(CHI_DIR_OUT);
             t->SerializeOut(rec);
         }
+        Describe(e, rec);
+    }
+
+    /// Fills e.fields (and names) from what the recorder saw.
+    void Describe(Entry &e, const detail::FieldRecorder &rec) {
         if (!rec.error().empty() && error_.empty())
             error_ = "method " + e.name + ": " + rec.error();
         const std::vector<detail::RecordedField> &fs = rec.fields();
@@ -667,7 +702,7 @@ private:
     }
     static int RunHook(void *state, chi_task_t *task, chi_rctx_t *rctx) {
         const typename MethodTable<S>::Entry *e = instance_->table_.Find(task->method);
-        if (e == nullptr || task->size < e->task_size) return -CHI_ENOMETHOD;
+        if (e == nullptr || e->run == nullptr || task->size < e->task_size) return -CHI_ENOMETHOD;
         return e->run(static_cast<S *>(state), task, rctx);
     }
     static int MonitorHook(void *state, uint32_t mode, chi_task_t *task, chi_rctx_t *rctx) {
