@@ -8,11 +8,15 @@
 #   chimaera_install_repo()                      # ExampleConfig.cmake, targets, pkg-config
 #
 # add_chimaera_module(<name> SOURCES <file>... [NAMESPACE <ns>] [INCLUDE_DIR <dir>]
-#                     [LINK_LIBRARIES <lib>...])
+#                     [LINK_LIBRARIES <lib>...] [CLIENT_SOURCES <file>...])
 #   The runtime library lib<ns>_<name>.so, which the runtime loads when a client registers the
 #   module "<ns>_<name>" (built into ${CHIMAERA_MODULE_OUTPUT_DIR}, installed into
 #   ${CHIMAERA_MODULE_INSTALL_DIR}), and the client target <ns>::<name>_client: the headers in
-#   INCLUDE_DIR (default include/), linking chimaera::chimaera.
+#   INCLUDE_DIR (default include/), linking chimaera::chimaera. C++ sources (.cc, .cpp, .cxx)
+#   are compiled as C++17 (the C++ module layer, chimaera/api/chimaera_module.h, needs it), and
+#   then the client target requires C++17 of its users too. With CLIENT_SOURCES the client
+#   target is a static library of those files (the seed's src/<name>_client.cc) rather than
+#   headers only.
 # add_chimaera_swift_module(<name> [NAMESPACE <ns>] [PACKAGE_DIR <dir>] [INCLUDE_DIR <dir>]
 #                           [SWIFT_FLAGS <flag>...])
 #   The same for a module written in Swift: SwiftPM builds the package in PACKAGE_DIR (default
@@ -30,6 +34,10 @@ include(CMakePackageConfigHelpers)
 
 set(CHIMAERA_MODULE_INSTALL_DIR "lib/chimaera" CACHE STRING
     "Where module runtime libraries are installed (relative to the prefix: the runtime's built-in module directory when the prefixes match)")
+option(CHIMAERA_REFRESH_AT_CONFIGURE
+  "Run chi_refresh_repo when configuring a kit-made C++ module, and again when its tasks header changes (its method table names the fields its Serialize functions name)" ON)
+# The kit beside this file's prefix: <prefix>/lib/cmake/Chimaera -> <prefix>/bin.
+get_filename_component(_CHIMAERA_REFRESH_REPO "${CMAKE_CURRENT_LIST_DIR}/../../../bin/chi_refresh_repo" ABSOLUTE)
 set(CHIMAERA_MODULE_OUTPUT_DIR "${CMAKE_BINARY_DIR}/chimaera_modules" CACHE PATH
     "Where module runtime libraries are built (point CHI_MODULE_PATH here to use them uninstalled)")
 
@@ -67,15 +75,40 @@ function(_chimaera_package_name ns out)
 endfunction()
 
 # The client target <ns>::<name>_client, its installed headers and its pkg-config file.
+# Optional arguments: "CXX" (the headers need C++17), then the client's own sources.
 function(_chimaera_client_target name ns inc)
   _chimaera_package_name("${ns}" pkg)
   set(client "${ns}_${name}_client")
-  add_library(${client} INTERFACE)
+  set(cxx OFF)
+  set(srcs ${ARGN})
+  if(srcs)
+    list(GET srcs 0 first)
+    if(first STREQUAL "CXX")
+      set(cxx ON)
+      list(REMOVE_AT srcs 0)
+    endif()
+  endif()
+  if(srcs)
+    add_library(${client} STATIC ${srcs})
+    set_target_properties(${client} PROPERTIES POSITION_INDEPENDENT_CODE ON
+      CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON)
+    target_include_directories(${client} PUBLIC "$<BUILD_INTERFACE:${inc}>" "$<INSTALL_INTERFACE:include>")
+    target_link_libraries(${client} PUBLIC chimaera::chimaera)
+  else()
+    add_library(${client} INTERFACE)
+    target_include_directories(${client} INTERFACE "$<BUILD_INTERFACE:${inc}>" "$<INSTALL_INTERFACE:include>")
+    target_link_libraries(${client} INTERFACE chimaera::chimaera)
+  endif()
   add_library(${ns}::${name}_client ALIAS ${client})
   set_target_properties(${client} PROPERTIES EXPORT_NAME "${name}_client")
-  target_include_directories(${client} INTERFACE "$<BUILD_INTERFACE:${inc}>" "$<INSTALL_INTERFACE:include>")
-  target_link_libraries(${client} INTERFACE chimaera::chimaera)
-  install(TARGETS ${client} EXPORT ${pkg}Targets)
+  if(cxx)
+    if(srcs)
+      target_compile_features(${client} PUBLIC cxx_std_17)
+    else()
+      target_compile_features(${client} INTERFACE cxx_std_17)
+    endif()
+  endif()
+  install(TARGETS ${client} EXPORT ${pkg}Targets ARCHIVE DESTINATION lib)
   install(DIRECTORY "${inc}/" DESTINATION include FILES_MATCHING PATTERN "*.h")
 
   set(CHI_PC_NAME "${ns}_${name}")
@@ -100,7 +133,7 @@ Cflags: -I\${includedir}
 endfunction()
 
 function(add_chimaera_module name)
-  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "NAMESPACE;INCLUDE_DIR" "SOURCES;LINK_LIBRARIES")
+  cmake_parse_arguments(PARSE_ARGV 1 ARG "" "NAMESPACE;INCLUDE_DIR" "SOURCES;LINK_LIBRARIES;CLIENT_SOURCES")
   if(NOT ARG_SOURCES)
     message(FATAL_ERROR "add_chimaera_module(${name}): no SOURCES")
   endif()
@@ -115,7 +148,7 @@ function(add_chimaera_module name)
   add_library(${lib} MODULE ${ARG_SOURCES})
   set_target_properties(${lib} PROPERTIES
     PREFIX "lib" OUTPUT_NAME "${lib}" SUFFIX ".so"
-    C_STANDARD 11 C_STANDARD_REQUIRED ON
+    C_STANDARD 11 C_STANDARD_REQUIRED ON CXX_STANDARD 17 CXX_STANDARD_REQUIRED ON
     C_VISIBILITY_PRESET hidden CXX_VISIBILITY_PRESET hidden VISIBILITY_INLINES_HIDDEN ON
     LIBRARY_OUTPUT_DIRECTORY "${CHIMAERA_MODULE_OUTPUT_DIR}")
   target_include_directories(${lib} PRIVATE "${inc}" "${CMAKE_CURRENT_SOURCE_DIR}/src")
@@ -123,7 +156,43 @@ function(add_chimaera_module name)
   # A missing symbol is a link error here rather than a load error in the runtime.
   target_link_options(${lib} PRIVATE "LINKER:--no-undefined")
   install(TARGETS ${lib} LIBRARY DESTINATION "${CHIMAERA_MODULE_INSTALL_DIR}")
-  _chimaera_client_target("${name}" "${ns}" "${inc}")
+  set(lang "")
+  foreach(src IN LISTS ARG_SOURCES ARG_CLIENT_SOURCES)
+    if(src MATCHES "\\.(cc|cpp|cxx)$")
+      set(lang "CXX")
+    endif()
+  endforeach()
+  if(lang STREQUAL "CXX")
+    _chimaera_refresh_cpp("${name}" "${inc}")
+  endif()
+  _chimaera_client_target("${name}" "${ns}" "${inc}" ${lang} ${ARG_CLIENT_SOURCES})
+endfunction()
+
+# A kit-made C++ module (chi_make_mod --lang cpp) generates its method table from its task
+# structs' Serialize functions: refresh the repo now, and configure again when they change.
+function(_chimaera_refresh_cpp name inc)
+  get_filename_component(repo "${CMAKE_CURRENT_SOURCE_DIR}" DIRECTORY)
+  set(tasks "${inc}/${name}/${name}_tasks.h")
+  if(NOT CHIMAERA_REFRESH_AT_CONFIGURE OR NOT EXISTS "${CMAKE_CURRENT_SOURCE_DIR}/chimaera_mod.yaml"
+     OR NOT EXISTS "${repo}/chimaera_repo.yaml" OR NOT EXISTS "${tasks}")
+    return()
+  endif()
+  if(NOT EXISTS "${_CHIMAERA_REFRESH_REPO}")
+    message(WARNING "${_CHIMAERA_REFRESH_REPO} is missing: run chi_refresh_repo ${repo} by hand after editing ${tasks}")
+    return()
+  endif()
+  execute_process(COMMAND "${_CHIMAERA_REFRESH_REPO}" "${repo}"
+    RESULT_VARIABLE rc OUTPUT_VARIABLE written ERROR_VARIABLE said)
+  if(NOT rc EQUAL 0)
+    message(FATAL_ERROR "chi_refresh_repo ${repo} failed:\n${said}")
+  endif()
+  if(said MATCHES "warning:")
+    message(WARNING "${said}")
+  elseif(NOT written STREQUAL "")
+    message(STATUS "chi_refresh_repo ${repo} updated:\n${written}")
+  endif()
+  set_property(DIRECTORY APPEND PROPERTY CMAKE_CONFIGURE_DEPENDS "${tasks}"
+    "${inc}/${name}/${name}_methods.yaml")
 endfunction()
 
 function(add_chimaera_swift_module name)

@@ -7,7 +7,7 @@ package enum DevKit {
     /// The commands' lines in `chimaera help`.
     package static let usage = """
           make-repo DIR NAMESPACE       (chi_make_repo) a module repo: chimaera_repo.yaml, CMakeLists.txt
-          make-mod DIR/NAME [--lang c|swift]
+          make-mod DIR/NAME [--lang c|cpp|swift]
                                         (chi_make_mod) a module in the repo DIR from the template
           refresh-repo DIR              (chi_refresh_repo) regenerate ids, descriptors, dispatch and
                                         stubs from each module's <name>_methods.yaml
@@ -68,7 +68,7 @@ package enum DevKit {
     /// `chi_make_mod DIR/NAME [--lang c|swift]`: writes the template, then refreshes the repo.
     package static func makeMod(path: String, lang langText: String = "c", program: String = "chi_make_mod") -> Int32 {
         guard let lang = ModuleContext.Language(rawValue: langText) else {
-            say(program, "--lang must be c or swift, not \"\(langText)\"")
+            say(program, "--lang must be c, cpp or swift, not \"\(langText)\"")
             return 2
         }
         let name = RepoFiles.baseName(path)
@@ -89,15 +89,29 @@ package enum DevKit {
             return 1
         }
         let ctx = ModuleContext(namespace: ns, name: name, language: lang, version: 1)
-        var files: [(String, String)] = [
-            ("chimaera_mod.yaml", Templates.modYAML(ctx)),
-            (ctx.methodsYAML, Templates.methodsYAML(ctx)),
-            (ctx.tasksHeader, Templates.tasksHeader(ctx)),
-            (ctx.clientHeader, Templates.clientHeader(ctx)),
-        ]
+        var files: [(String, String)] = [("chimaera_mod.yaml", Templates.modYAML(ctx))]
+        if lang == .cpp {
+            files += [
+                (ctx.methodsYAML, CppTemplates.methodsYAML(ctx)),
+                (ctx.tasksHeader, CppTemplates.tasksHeader(ctx)),
+                (ctx.clientHeader, CppTemplates.clientHeader(ctx)),
+            ]
+        } else {
+            files += [
+                (ctx.methodsYAML, Templates.methodsYAML(ctx)),
+                (ctx.tasksHeader, Templates.tasksHeader(ctx)),
+                (ctx.clientHeader, Templates.clientHeader(ctx)),
+            ]
+        }
         switch lang {
         case .c:
             files += [(ctx.runtimeSource, Templates.cRuntime(ctx)), ("CMakeLists.txt", Templates.cModuleCMake(ctx))]
+        case .cpp:
+            files += [
+                (ctx.runtimeSource, CppTemplates.runtime(ctx)),
+                (ctx.clientSource, CppTemplates.clientSource(ctx)),
+                ("CMakeLists.txt", CppTemplates.moduleCMake(ctx)),
+            ]
         case .swift:
             files += [
                 ("Package.swift", Templates.swiftPackage(ctx)),
@@ -124,7 +138,7 @@ package enum DevKit {
             say(program, "made \(dir), but could not refresh the repo; fix the problems above and run chi_refresh_repo \(repo)")
             return 1
         }
-        say(program, "made \(lang == .c ? "C" : "Swift") module \(name) (registered as \(ctx.moduleName)); declare its methods in \(RepoFiles.join(dir, ctx.methodsYAML)), then run chi_refresh_repo \(repo)")
+        say(program, "made \(lang.title) module \(name) (registered as \(ctx.moduleName)); declare its methods in \(RepoFiles.join(dir, ctx.methodsYAML)), then run chi_refresh_repo \(repo)")
         return 0
     }
 

@@ -15,14 +15,22 @@
 struct MarkedFile {
     /// How the file writes a comment, for the markers the tool adds.
     enum CommentStyle {
-        case block, slashes, hash
+        /// `.macro`: the seed's C++ files, where the markers are bare (empty) macros on their
+        /// own line, `CHI_BEGIN(Compress)`, with a checksum in a trailing `// 1a2b3c4d`.
+        case block, slashes, hash, macro
 
         func wrap(_ s: String) -> String {
             switch self {
             case .block: "/* \(s) */"
             case .slashes: "// \(s)"
             case .hash: "# \(s)"
+            case .macro: s
             }
+        }
+
+        /// The line opening user region `name` whose skeleton has `checksum`.
+        func begin(_ name: String, _ checksum: String) -> String {
+            self == .macro ? "CHI_BEGIN(\(name))  // \(checksum)" : wrap("CHI_BEGIN(\(name)) \(checksum)")
         }
     }
 
@@ -58,7 +66,7 @@ struct MarkedFile {
         var sawAnchor: Int?
         for (i, line) in lines.enumerated() {
             let n = i + 1
-            guard let m = Marker(line) else {
+            guard let m = Marker(line, bare: style == .macro) else {
                 if open != nil { body.append(line) } else { pieces.append(.text(line)) }
                 continue
             }
@@ -180,11 +188,14 @@ struct MarkedFile {
         }) else {
             throw GenerateError(file: file, line: nil, message: "no CHI_AUTOGEN_METHODS line, so the skeleton for \(missing[0].name) has nowhere to go; add the line `\(style.wrap("CHI_AUTOGEN_METHODS: new methods are added above this line"))` where new methods should appear")
         }
+        // New regions take the anchor's indentation (inside a C++ class body it is indented).
+        var indent = ""
+        if case .anchor(let l, _) = pieces[at] { indent = String(l.prefix { $0 == " " || $0 == "\t" }) }
         var insert: [Piece] = []
         for w in missing {
             insert.append(.user(name: w.name, checksum: Self.checksum(w.skeleton),
-                                begin: style.wrap("CHI_BEGIN(\(w.name)) \(Self.checksum(w.skeleton))"),
-                                body: w.skeleton, end: style.wrap("CHI_END(\(w.name))"), line: 0))
+                                begin: indent + style.begin(w.name, Self.checksum(w.skeleton)),
+                                body: w.skeleton, end: indent + style.wrap("CHI_END(\(w.name))"), line: 0))
             insert.append(.text(""))
         }
         pieces.insert(contentsOf: insert, at: at)
@@ -209,7 +220,7 @@ struct MarkedFile {
     /// The begin line with its checksum replaced, keeping the user's indentation.
     private func beginLine(_ old: String, _ name: String, _ skeleton: [String]) -> String {
         let indent = old.prefix { $0 == " " || $0 == "\t" }
-        return indent + style.wrap("CHI_BEGIN(\(name)) \(Self.checksum(skeleton))")
+        return indent + style.begin(name, Self.checksum(skeleton))
     }
 
     /// FNV-1a of the lines, as 8 hex digits: enough to tell an edited skeleton from the original.
@@ -244,9 +255,25 @@ private struct Marker {
     var checksum: String?
     var text: String
 
-    init?(_ line: String) {
+    /// `bare`: also a marker written as a macro, alone on its line but for a trailing `//`
+    /// comment, which holds the checksum of a CHI_BEGIN line (8 hex digits) or anything else.
+    init?(_ line: String, bare: Bool = false) {
         var s = Substring(line).trimmingWhitespace()
-        if s.hasPrefix("/*") && s.hasSuffix("*/") && s.count >= 4 {
+        if bare && s.hasPrefix("CHI_") {
+            var comment: Substring = ""
+            var i = s.startIndex
+            while i < s.endIndex, s.index(after: i) < s.endIndex {
+                if s[i] == "/" && s[s.index(after: i)] == "/" {
+                    comment = s[s.index(i, offsetBy: 2)...].trimmingWhitespace()
+                    s = s[..<i].trimmingWhitespace()
+                    break
+                }
+                i = s.index(after: i)
+            }
+            if s.hasSuffix(";") { s = s.dropLast().trimmingWhitespace() }
+            let isSum = comment.count == 8 && comment.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 97 && $0 <= 102) })
+            if s.hasPrefix("CHI_BEGIN("), isSum { s = Substring(s + " " + comment) }
+        } else if s.hasPrefix("/*") && s.hasSuffix("*/") && s.count >= 4 {
             s = s.dropFirst(2).dropLast(2)
         } else if s.hasPrefix("//") {
             s = s.dropFirst(2)

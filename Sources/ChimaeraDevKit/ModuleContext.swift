@@ -3,7 +3,18 @@
 package struct ModuleContext: Sendable {
     /// The language the runtime side is written in.
     package enum Language: String, Sendable {
-        case c, swift
+        /// `cpp`: the seed's C++ shape (task structs, `class Server`, `class Client`) over the
+        /// header-only C++ module layer in bindings/cpp.
+        case c, swift, cpp
+
+        /// How messages name it.
+        var title: String {
+            switch self {
+            case .c: "C"
+            case .swift: "Swift"
+            case .cpp: "C++"
+            }
+        }
     }
 
     /// The repo's namespace: `example`.
@@ -38,11 +49,23 @@ package struct ModuleContext: Sendable {
     var tasksHeader: String { "include/\(name)/\(name)_tasks.h" }
     var clientHeader: String { "include/\(name)/\(name)_client.h" }
     var runtimeSource: String {
-        language == .c ? "src/\(name)_runtime.c" : "Sources/\(name)/\(name)_runtime.swift"
+        switch language {
+        case .c: "src/\(name)_runtime.c"
+        case .swift: "Sources/\(name)/\(name)_runtime.swift"
+        case .cpp: "src/\(name)_runtime.cc"
+        }
     }
     var libExec: String {
-        language == .c ? "src/\(name)_lib_exec.h" : "Sources/\(name)/\(name)_lib_exec.swift"
+        switch language {
+        case .c: "src/\(name)_lib_exec.h"
+        case .swift: "Sources/\(name)/\(name)_lib_exec.swift"
+        case .cpp: "include/\(name)/\(name)_lib_exec.h"
+        }
     }
+    /// The generated C++ client of a C or Swift module (chi::<name>::Client).
+    var cppClientHeader: String { "include/\(name)/\(name)_cpp_client.h" }
+    /// The C++ client library's source (the seed's src/<name>_client.cc).
+    var clientSource: String { "src/\(name)_client.cc" }
 
     /// `COMPRESSOR_METHOD_COMPRESS`.
     func idMacro(_ m: MethodSpec) -> String { "\(upper)_METHOD_\(m.snake.uppercased())" }

@@ -84,6 +84,7 @@ package enum Refresh {
             throw GenerateErrors([GenerateError(file: yamlPath, line: nil, message: "missing: the module's methods are declared here")])
         }
         let spec = try MethodsFile.parse(text, file: yamlPath)
+        if ctx.language == .cpp { try CppRuntime.check(spec, file: yamlPath) }
         /// Computes one file's new text from its old one.
         func update(_ rel: String, whole: Bool = false, _ change: (String) throws(GenerateError) -> String) {
             let p = path(rel)
@@ -105,7 +106,32 @@ package enum Refresh {
                 return f.render()
             }
         }
+        if ctx.language == .cpp {
+            // The ids and the method table are generated whole; the tasks, client and server
+            // files get a region per method (bare CHI_BEGIN/CHI_END macro lines, as the seed
+            // writes them). The table's field names are read from the tasks header as this
+            // refresh leaves it.
+            update(ctx.methodsHeader, whole: true) { _ in CppRuntime.methodsHeader(ctx, spec) }
+            var tasksText: String?
+            let files: [(String, (ModuleContext, ModuleSpec) -> [(name: String, skeleton: [String])])] = [
+                (ctx.tasksHeader, CppRuntime.taskSkeletons), (ctx.clientHeader, CppRuntime.clientSkeletons),
+                (ctx.runtimeSource, CppRuntime.serverSkeletons),
+            ]
+            for (rel, skeletons) in files {
+                regions(rel, .macro) { f throws(GenerateError) in
+                    let orphans = try f.syncUserRegions(skeletons(ctx, spec))
+                    plan.warnings += orphanWarnings(f, orphans, yamlPath)
+                    if rel == ctx.tasksHeader { tasksText = f.render() }
+                }
+            }
+            if let tasksText {
+                update(ctx.libExec, whole: true) { _ in CppRuntime.libExec(ctx, spec, tasks: tasksText) }
+            }
+            if !errors.isEmpty { throw GenerateErrors(errors) }
+            return
+        }
         update(ctx.methodsHeader, whole: true) { _ in CHeaders.methods(ctx, spec) }
+        update(ctx.cppClientHeader, whole: true) { _ in CppClient.header(ctx, spec) }
         regions(ctx.tasksHeader, .block) { f throws(GenerateError) in try f.setGenerated("tasks", CHeaders.tasksRegion(ctx, spec)) }
         regions(ctx.clientHeader, .block) { f throws(GenerateError) in try f.setGenerated("client", CHeaders.clientRegion(ctx, spec)) }
         switch ctx.language {
@@ -117,6 +143,8 @@ package enum Refresh {
                 plan.warnings += orphanWarnings(f, orphans, yamlPath)
                 plan.warnings += oldMigrateWarning(f, spec, hook: "MigrateOut", yamlPath)
             }
+        case .cpp:
+            break  // planned above
         case .swift:
             update(ctx.libExec, whole: true) { _ in SwiftRuntime.libExec(ctx, spec) }
             regions(ctx.runtimeSource, .slashes) { f throws(GenerateError) in
@@ -176,7 +204,7 @@ package enum Refresh {
         }
         let (langText, langLine) = map["language"] ?? ("c", 1)
         guard let lang = ModuleContext.Language(rawValue: langText) else {
-            throw GenerateError(file: path, line: langLine, message: "language must be c or swift, not \"\(langText)\"")
+            throw GenerateError(file: path, line: langLine, message: "language must be c, cpp or swift, not \"\(langText)\"")
         }
         let (versionText, versionLine) = map["version"] ?? ("1", 1)
         guard let version = Int(versionText), version >= 0, version <= Int(Int32.max) else {

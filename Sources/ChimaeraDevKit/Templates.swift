@@ -45,7 +45,7 @@ enum Templates {
         # The \(ctx.name) module, made by chi_make_mod. Its methods are declared in
         # \(ctx.methodsYAML); run chi_refresh_repo on the repo after changing either.
         name: \(ctx.name)
-        language: \(ctx.language.rawValue)  # c or swift: what the runtime side is written in
+        language: \(ctx.language.rawValue)  # c, cpp or swift: what the runtime side is written in
         version: 1     # reported to the runtime; a live upgrade goes from an older version
 
         """
@@ -145,6 +145,11 @@ enum Templates {
 
         #ifdef __cplusplus
         }
+        #endif
+
+        /* In C++17 or later, also the seed-shaped chi::\(ctx.name)::Client (generated). */
+        #if defined(__cplusplus) && __cplusplus >= 201703L && !defined(CHI_NO_CPP_CLIENT)
+        #include "\(ctx.name)_cpp_client.h"
         #endif
         #endif
 

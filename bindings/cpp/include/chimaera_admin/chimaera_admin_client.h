@@ -77,6 +77,12 @@ public:
         detail::Check(chi_pool_destroy(handle(), pool.value()), "DestroyPool");
     }
 
+    /// The seed's name in module clients' Destroy: destroys the pool (every container of it;
+    /// the C ABI has no per-container destroy).
+    void DestroyContainer(const hipc::MemContext &mctx, const DomainQuery &dq, const PoolId &pool) {
+        DestroyPool(mctx, dq, pool);
+    }
+
     /// Waits until every task queued in the runtime before this call has run.
     void Flush(const hipc::MemContext &, const DomainQuery &) {
         detail::Check(chi_runtime_flush(handle()), "Flush");

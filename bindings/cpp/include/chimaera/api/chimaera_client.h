@@ -38,6 +38,32 @@
 
 namespace chi {
 
+struct Task;
+struct TaskNode;
+
+namespace detail {
+
+/// The client handle of module code running in a runtime hook on this thread (the
+/// runtime's internal client, from chi_rctx_client), or NULL. The C++ module layer
+/// (chimaera/api/chimaera_module.h) sets it on entry to every hook, so CHI_CLIENT calls made
+/// by a method (subtasks) go to the runtime it runs in and their waits suspend the fiber,
+/// not the worker. All fibers of a worker share one internal client, so the value is right
+/// whichever fiber runs.
+inline chi_client_t *&HookClient() {
+    static thread_local chi_client_t *h = nullptr;
+    return h;
+}
+
+/// Whether this thread is running a module's create or destroy hook, which has no run context
+/// and so no internal client: CHI_CLIENT there is an error, not a second connection made from
+/// inside the runtime.
+inline bool &InLifecycleHook() {
+    static thread_local bool in = false;
+    return in;
+}
+
+}  // namespace detail
+
 using hshm::i16;
 using hshm::i32;
 using hshm::i64;
@@ -102,9 +128,15 @@ public:
     }
     bool IsInitialized() const { return handle_.load(std::memory_order_acquire) != nullptr; }
 
-    /// The C handle, attaching first if needed, for mixing in C calls. Throws chi::Error.
+    /// The C handle, attaching first if needed, for mixing in C calls. Inside a module hook
+    /// it is the runtime's internal client. Throws chi::Error.
     chi_client_t *handle() {
-        chi_client_t *h = handle_.load(std::memory_order_acquire);
+        if (detail::InLifecycleHook())
+            throw Error(-ENOTSUP, "CHI_CLIENT in a module's Create or Destroy: the runtime's "
+                                  "client is reachable from methods and monitors only");
+        chi_client_t *h = detail::HookClient();
+        if (h != nullptr) return h;
+        h = handle_.load(std::memory_order_acquire);
         if (h != nullptr) return h;
         Init();
         return handle_.load(std::memory_order_acquire);
@@ -167,6 +199,32 @@ public:
                        const char *op = "NewTask") {
         return TaskPtr<T>::New(handle(), pool.value(), method, dq, op);
     }
+
+    // The seed's task calls for C++ task structs (chimaera/api/chimaera_task.h defines them):
+    // a task struct derives from chi::Task, whose layout is the C header chi_task_t.
+
+    /// Allocates a task of type T in shared memory and runs its emplace constructor
+    /// T(alloc, task_node, pool, dom_query, args...). Not submitted. Throws chi::Error.
+    template <typename T, typename... Args>
+    hipc::FullPtr<T> NewTask(const hipc::MemContext &mctx, const TaskNode &task_node,
+                             const PoolId &pool, const DomainQuery &dom_query, Args &&...args);
+    /// NewTask and submit: the seed's AsyncX. Throws chi::Error.
+    template <typename T, typename... Args>
+    hipc::FullPtr<T> ScheduleNewTask(const hipc::MemContext &mctx, const PoolId &pool,
+                                     const DomainQuery &dom_query, Args &&...args);
+    /// The same, as a subtask of parent (the seed's AsyncXBase; from inside a method).
+    template <typename T, typename... Args>
+    hipc::FullPtr<T> ScheduleNewTask(const hipc::MemContext &mctx, Task *parent,
+                                     const TaskNode &task_node, const PoolId &pool,
+                                     const DomainQuery &dom_query, Args &&...args);
+    /// Frees a task from NewTask/ScheduleNewTask (waiting first if it is in flight).
+    template <typename T>
+    void DelTask(const hipc::MemContext &mctx, const hipc::FullPtr<T> &task);
+    /// Frees a task given by address.
+    template <typename T>
+    void DelTask(const hipc::MemContext &mctx, T *task);
+    /// A task node for a new root task (see chi::TaskNode).
+    TaskNode MakeTaskNodeId();
 
     ~Client() {
         chi_client_t *h = handle_.exchange(nullptr);
