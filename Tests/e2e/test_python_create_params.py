@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO, STAGE, require_staged
+from conftest import CC, REPO, STAGE, require_staged, run
+from test_compose import PARAMS_MODULE_C
 from test_devkit import cmake, fill, need_cmake, tool
 
 sys.path.insert(0, str(REPO / "bindings" / "python"))
@@ -280,3 +281,54 @@ def test_kit_module_create_params_by_name(mod, kit_modules, daemons, monkeypatch
         # Parameters not given are zero.
         r = c.create_pool(name, "k3", tag="t").call("Echo", timeout=WAIT)
         assert (r.level, r.tag, r.key, r.on, r.scale) == (0, "t", bytes(8), False, 0.0)
+
+
+# ---- chimaera compose lays params out from the same descriptor -------------------------------
+
+DESCRIBED_MODULE_C = PARAMS_MODULE_C.replace("#include <errno.h>", "#include <errno.h>\n#include <stddef.h>").replace(
+    'static const chi_method_desc_t methods[] = {{10, sizeof(chi_task_t), 0, 0, "Nop", NULL, NULL}};',
+    """#define P(m, ft) {#m, (uint32_t)offsetof(params_t, m), (uint32_t)sizeof(((params_t *)0)->m), ft, CHI_DIR_IN, -1, 0}
+static const chi_field_desc_t create_fields[] = {
+    P(tag, CHI_FT_U8), P(bias, CHI_FT_I64), P(level, CHI_FT_U32), P(out, CHI_FT_STR),
+    P(ratio, CHI_FT_F64), P(flag, CHI_FT_BOOL)};
+static const chi_method_desc_t methods[] = {
+    {0, sizeof(params_t), CHI_MF_CREATE_PARAMS, 6, "Create", create_fields, NULL},
+    {10, sizeof(chi_task_t), 0, 0, "Nop", NULL, NULL}};""").replace(".nmethods = 1,", ".nmethods = 2,")
+
+
+def test_compose_and_python_lay_params_out_from_the_module_descriptor(daemons, tmp_path,
+                                                                      monkeypatch):
+    """A module with a create descriptor and no methods file: `chimaera compose` and Python
+    both build its params by name, and Create sees the same values."""
+    require_staged()
+    assert DESCRIBED_MODULE_C.count("CHI_MF_CREATE_PARAMS") == 1 and ".nmethods = 2," in DESCRIBED_MODULE_C
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (tmp_path / "described.c").write_text(DESCRIBED_MODULE_C.replace('"param_probe"', '"described"'))
+    rc, out = run([CC, "-std=c11", "-shared", "-fPIC", "-Wall", "-Werror", f"-I{STAGE}/include",
+                   tmp_path / "described.c", "-o", mods / "libdescribed.so", f"-L{STAGE}/lib",
+                   "-lchimaera"], timeout=60)
+    assert rc == 0, out
+    d = daemons.start(config={"runtime": {"shm_size": "256M", "module_path": [str(mods)]}})
+    env = dict(d.env, CHI_MODULE_PATH=f"{mods}:{STAGE / 'lib' / 'chimaera'}")
+    seen = tmp_path / "seen.txt"
+    f = tmp_path / "deploy.yaml"
+    f.write_text(f"pools:\n  - name: by_desc\n    module: described\n    params: "
+                 f"{{tag: 200, bias: -42, level: 7, out: \"{seen}\", ratio: 0.25, flag: true}}\n")
+    rc, out = run([STAGE / "bin" / "chimaera", "compose", f, "--segment", d.segment], env=env,
+                  timeout=30)
+    assert rc == 0, out
+    want = "size=240 sizeof=240 tag=200 bias=-42 level=7 ratio=0.250 flag=1\n"
+    assert seen.read_text() == want
+    f.write_text("pools:\n  - name: by_desc2\n    module: described\n    params: {levle: 1}\n")
+    rc, out = run([STAGE / "bin" / "chimaera", "compose", f, "--segment", d.segment], env=env,
+                  timeout=30)
+    assert rc == 2 and 'params.levle: the create descriptor of module "described" declares no ' \
+        "such parameter (it declares: tag, bias, level, out, ratio, flag)" in out, out
+
+    seen.unlink()
+    monkeypatch.setenv("CHI_MODULE_PATH", env["CHI_MODULE_PATH"])
+    with chimaera.Client(segment=d.segment) as c:
+        c.create_pool("described", "by_py", tag=200, bias=-42, level=7, out=str(seen),
+                      ratio=0.25, flag=True)
+    assert seen.read_text() == want
