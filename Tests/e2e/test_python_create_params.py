@@ -332,3 +332,48 @@ def test_compose_and_python_lay_params_out_from_the_module_descriptor(daemons, t
         c.create_pool("described", "by_py", tag=200, bias=-42, level=7, out=str(seen),
                       ratio=0.25, flag=True)
     assert seen.read_text() == want
+
+
+BAD_CREATE_C = r"""
+#include <stddef.h>
+#include "chimaera/module.h"
+typedef struct { chi_shm_ptr_t where; uint64_t n; } params_t;
+static const chi_field_desc_t create_fields[] = {
+    {"where", offsetof(params_t, where), sizeof(chi_shm_ptr_t), CHI_FT_SHM_PTR, CHI_DIR_IN, -1, 0}};
+static const chi_method_desc_t methods[] = {
+    {0, sizeof(params_t), CHI_MF_CREATE_PARAMS, 1, "Create", create_fields, NULL},
+    {10, sizeof(chi_task_t), 0, 0, "Nop", NULL, NULL}};
+static int create(chi_container_t *c, const void *p, uint32_t n, void **s) {
+    (void)p; (void)n; *s = NULL; return chi_container_add_lanes(c, 0, 1, CHI_PRIO_LOW_LATENCY);
+}
+static int run(void *s, chi_task_t *t, chi_rctx_t *r) { (void)s; (void)t; (void)r; return 0; }
+static const chi_module_vtable_t vt = {
+    .size = sizeof vt, .abi_major = CHI_ABI_MAJOR, .abi_minor = CHI_ABI_MINOR,
+    .name = "bad_create", .version = 1, .nmethods = 2, .methods = methods,
+    .create = create, .run = run};
+CHI_MODULE_EXPORT(&vt)
+"""
+
+
+def test_a_module_with_a_false_create_descriptor_is_refused(daemons, tmp_path, monkeypatch):
+    """A pointer among the create params means nothing in another process: the runtime (and
+    chi_module_describe, which loads through the same checks) refuse the module by name."""
+    require_staged()
+    mods = tmp_path / "mods"
+    mods.mkdir()
+    (tmp_path / "bad.c").write_text(BAD_CREATE_C)
+    rc, out = run([CC, "-std=c11", "-shared", "-fPIC", "-Wall", "-Werror", f"-I{STAGE}/include",
+                   tmp_path / "bad.c", "-o", mods / "libbad_create.so", f"-L{STAGE}/lib",
+                   "-lchimaera"], timeout=60)
+    assert rc == 0, out
+    d = daemons.start(config={"runtime": {"shm_size": "256M", "module_path": [str(mods)]}})
+    with chimaera.Client(segment=d.segment) as c:
+        with pytest.raises(ChimaeraError) as e:
+            c.register_module("bad_create")
+        assert e.value.code == -chimaera.EBADTASK
+        assert "create parameters: field 0 has type 15" in e.value.message, e.value.message
+        assert c.create_pool("small_message", "alive").md(timeout=WAIT) == 1  # still serving
+    monkeypatch.setenv("CHI_MODULE_PATH", str(mods))
+    with pytest.raises(ChimaeraError) as e:
+        chimaera.describe("bad_create")
+    assert e.value.code == -chimaera.EBADTASK
