@@ -256,6 +256,17 @@ enum CRuntime {
             "     fdir, bulk_size, bulk_mode}",
         ]
         var rows: [String] = []
+        if !spec.createParams.isEmpty {
+            // The double underscore keeps the name apart from every method's (snake names have none).
+            out += ["", "/* kCreate's params, for bindings and tools that build them by name (ABI 1.7): never",
+                    " * dispatched, offsets from the start of the params struct. */",
+                    "static const chi_field_desc_t chi_gen__create_fields[] = {"]
+            for f in spec.createParams {
+                out.append("    CHI_GEN_FIELD(\(ctx.paramsType), \(f.name), \(f.type.cConstant), CHI_DIR_IN, -1, 0),")
+            }
+            out.append("};")
+            rows.append("    {CHI_METHOD_CREATE, (uint32_t)sizeof(\(ctx.paramsType)), CHI_MF_CREATE_PARAMS, \(spec.createParams.count), \"Create\", chi_gen__create_fields, NULL},")
+        }
         for m in spec.methods {
             let fields = m.fields.isEmpty ? "NULL" : "chi_gen_\(m.snake)_fields"
             if !m.fields.isEmpty {

@@ -182,6 +182,18 @@ enum SwiftRuntime {
     static func libExec(_ ctx: ModuleContext, _ spec: ModuleSpec) -> String {
         var methods: [String] = []
         var thunks: [String] = []
+        if !spec.createParams.isEmpty {
+            // kCreate's params, for bindings and tools that build them by name (ABI 1.7): never
+            // dispatched, offsets from the start of the params struct. The leading underscore
+            // keeps the name apart from every method's.
+            let p = ctx.paramsType
+            methods.append("    let _createParamsFields: [chi_field_desc_t] = [")
+            for f in spec.createParams {
+                methods.append("        field(\"\(f.name)\", MemoryLayout<\(p)>.offset(of: \\.\(f.name))!, \(f.type.size), UInt32(\(f.type.cConstant)), UInt32(CHI_DIR_IN), -1, 0),")
+            }
+            methods.append("    ]")
+            methods.append("    descs.append(chi_method_desc_t(id: UInt32(CHI_METHOD_CREATE), task_size: UInt32(MemoryLayout<\(p)>.stride), flags: UInt32(CHI_MF_CREATE_PARAMS), nfields: \(spec.createParams.count), name: name(\"Create\"), fields: UnsafePointer(table(_createParamsFields)), handler: nil))")
+        }
         for m in spec.methods {
             let t = ctx.taskType(m)
             var fields = "nil"

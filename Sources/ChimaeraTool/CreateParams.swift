@@ -6,13 +6,17 @@ import Glibc
 /// A pool's create parameters given by name in a compose file, encoded as the bytes the
 /// module's Create expects (`chi_pool_create_opts_t.params`).
 ///
-/// Modules publish no descriptor of their create parameters at run time (their method
-/// descriptors cover tasks, not Create), so the layout comes from one of two places: the
-/// module's `<name>_methods.yaml` (the module kit's declaration, whose kCreate params are laid
-/// out as the generated `<name>_create_params_t` is: declaration order, natural C alignment),
-/// named by the pool's `methods` key; else the layouts the tool knows, one function per module
-/// (the built-in bdev). When modules describe kCreate at run time, both can give way to that.
+/// The layout comes from one of three places: the module's `<name>_methods.yaml` (the module
+/// kit's declaration, whose kCreate params are laid out as the generated
+/// `<name>_create_params_t` is: declaration order, natural C alignment), named by the pool's
+/// `methods` key; else the layouts the tool knows, one function per module (the built-in bdev,
+/// whose keys are friendlier than its struct: `path` as a file, flags as booleans); else the
+/// module's own create descriptor (ABI 1.7, CHI_MF_CREATE_PARAMS), read with
+/// chi_module_describe from the tool's module search path.
 enum CreateParams {
+    /// One parameter placed in the params struct: its name, type and byte offset.
+    private typealias Laid = (name: String, type: FieldType, offset: Int)
+
     /// The bytes for `params` of a pool of `module`, empty when `params` is empty.
     ///
     /// - Parameters:
@@ -24,8 +28,37 @@ enum CreateParams {
         case CHI_BDEV_MODULE_NAME: return try bdev(params, line: line, owner: owner, in: f)
         default:
             guard let first = params.first else { return [] }
-            throw f.error(first.keyLine, "\(owner): params.\(first.key): module \"\(module)\" takes no create parameters the tool knows of (give the pool `methods: <module>_methods.yaml` to lay them out from its kCreate)")
+            if let (fields, size) = described(module) {
+                return try place(fields, size: size, params, owner: owner,
+                                 source: "the create descriptor of module \"\(module)\"", in: f)
+            }
+            throw f.error(first.keyLine, "\(owner): params.\(first.key): module \"\(module)\" takes no create parameters the tool knows of (it lists no create descriptor, or is not on CHI_MODULE_PATH here; give the pool `methods: <module>_methods.yaml` to lay them out from its kCreate)")
         }
+    }
+
+    /// The fields and size of `module`'s create descriptor, if the module is found here and
+    /// lists one whose fields all map to kit types (chi_module_describe runs no hook).
+    private static func described(_ module: String) -> ([Laid], Int)? {
+        var vt: UnsafePointer<chi_module_vtable_t>?
+        guard chi_module_describe(module, &vt) == 0, let vt, let methods = vt.pointee.methods else { return nil }
+        for i in 0..<Int(vt.pointee.nmethods) where methods[i].flags & UInt32(CHI_MF_CREATE_PARAMS) != 0 {
+            let m = methods[i]
+            var out: [Laid] = []
+            for j in 0..<Int(m.nfields) {
+                guard let d = m.fields?[j] else { return nil }
+                let n = Int(d.size)
+                let types: [UInt32: FieldType] = [
+                    CHI_FT_U8: .u8, CHI_FT_U16: .u16, CHI_FT_U32: .u32, CHI_FT_U64: .u64, CHI_FT_I8: .i8,
+                    CHI_FT_I16: .i16, CHI_FT_I32: .i32, CHI_FT_I64: .i64, CHI_FT_F32: .f32, CHI_FT_F64: .f64,
+                    CHI_FT_BOOL: .bool, CHI_FT_BYTES: .bytes(n), CHI_FT_STR: .str(n),
+                ]
+                // The loader checked the types and sizes; a bool wider than a byte has no kit type.
+                guard let t = types[d.type], d.type != CHI_FT_BOOL || n == 1 else { return nil }
+                out.append((String(cString: d.name), t, Int(d.offset)))
+            }
+            return (out, Int(m.task_size))
+        }
+        return nil
     }
 
     /// The bytes for `params` laid out as the kCreate params `methodsFile` declares.
@@ -53,23 +86,33 @@ enum CreateParams {
     private static func generic(_ fields: [FieldSpec], _ params: [YAMLNode.Entry], owner: String, file: String,
                                 in f: DeployFile) throws(FileLineError) -> [UInt8] {
         guard !params.isEmpty else { return [] }
-        var offsets: [String: (Int, FieldSpec)] = [:]
+        var laid: [Laid] = []
         var at = 0, maxAlign = 1
         for field in fields {
             let (size, align) = layout(field.type)
             at = (at + align - 1) / align * align
-            offsets[field.name] = (at, field)
+            laid.append((field.name, field.type, at))
             at += size
             maxAlign = max(maxAlign, align)
         }
-        var bytes = [UInt8](repeating: 0, count: (at + maxAlign - 1) / maxAlign * maxAlign)
-        let known = fields.map(\.name).joined(separator: ", ")
+        return try place(laid, size: (at + maxAlign - 1) / maxAlign * maxAlign, params, owner: owner,
+                         source: "kCreate in \(file)", in: f)
+    }
+
+    /// Writes the values into `size` zero bytes at the fields' offsets; `source` names where
+    /// the layout came from in errors.
+    private static func place(_ laid: [Laid], size: Int, _ params: [YAMLNode.Entry], owner: String,
+                              source: String, in f: DeployFile) throws(FileLineError) -> [UInt8] {
+        var offsets: [String: (Int, FieldType)] = [:]
+        for (name, type, at) in laid { offsets[name] = (at, type) }
+        var bytes = [UInt8](repeating: 0, count: size)
+        let known = laid.map(\.name).joined(separator: ", ")
         for e in params {
             let key = "\(owner): params.\(e.key)"
-            guard let (offset, field) = offsets[e.key] else {
-                throw f.error(e.keyLine, "\(key): kCreate in \(file) declares no such parameter (it declares: \(known.isEmpty ? "none" : known))")
+            guard let (offset, type) = offsets[e.key] else {
+                throw f.error(e.keyLine, "\(key): \(source) declares no such parameter (it declares: \(known.isEmpty ? "none" : known))")
             }
-            let v = try value(field.type, e.value, key, in: f)
+            let v = try value(type, e.value, key, in: f)
             bytes.replaceSubrange(offset..<(offset + v.count), with: v)
         }
         return bytes

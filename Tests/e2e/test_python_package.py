@@ -122,6 +122,7 @@ def _c_layout_program():
                "chi_task_t": _types.ChiTask, "chi_client_opts_t": _types.ChiClientOpts,
                "chi_pool_create_opts_t": _types.ChiPoolCreateOpts,
                "chi_field_desc_t": _types.ChiFieldDesc, "chi_method_desc_t": _types.ChiMethodDesc,
+               "chi_record_desc_t": _types.ChiRecordDesc,
                "chi_module_vtable_t": _types.ChiModuleVtable,
                "chi_sm_md_task_t": _types.ChiSmMdTask, "chi_sm_io_task_t": _types.ChiSmIoTask}
     lines = ["#include <stddef.h>", "#include <stdio.h>", "#include <chimaera/module.h>",

@@ -66,7 +66,8 @@ extern "C" {
 /* Write flags (chi_bdev_io_task_t.io_flags). */
 #define CHI_BDEV_WRITE_FLUSH 0x1u /* the data is durable when the Write completes */
 
-/** A range of one container's device. */
+/** A range of one container's device. Allocate's blocks[] is described as an array of these
+ *  (chi_record_desc_t "Block": offset, size, container), so bindings show them as objects. */
 typedef struct chi_bdev_block {
     uint64_t offset;    /* bytes from the start of the device */
     uint64_t size;      /* bytes */
@@ -76,7 +77,8 @@ typedef struct chi_bdev_block {
 
 /** The pool's create parameters (chi_pool_create_opts_t.params). The module copies
  *  min(params_size, sizeof) bytes into a zeroed struct, so fields may be appended later;
- *  url and size are required. */
+ *  url and size are required. The module describes them at run time (CHI_MF_CREATE_PARAMS,
+ *  ABI 1.7) by the seed's names: url as "path", then "size" and "flags". */
 typedef struct chi_bdev_create_params {
     char url[CHI_BDEV_URL_MAX]; /* "fs:///abs/path" or "ram://"; NUL-terminated */
     uint64_t size;              /* device bytes per container, >= CHI_BDEV_UNIT; rounded

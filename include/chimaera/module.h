@@ -60,6 +60,16 @@ typedef struct chi_field_desc {
 
 /* Method flags. */
 #define CHI_MF_PERIODIC_OK 0x1u /* the method may be submitted as CHI_TASK_PERIODIC */
+/* ABI 1.7: the descriptor is not a method but the layout of the module's create parameters
+ * (the chi_pool_create_opts_t.params bytes its create hook receives), for bindings and tools
+ * that build them by name. Its id is CHI_METHOD_CREATE, task_size is sizeof the params struct,
+ * each field's offset counts from the start of the params (not of a task), and every field is
+ * CHI_DIR_IN of a plain type (numbers, bool, bytes, str: no pointer, bulk or domain query).
+ * handler is NULL and no other flag is set; a module lists at most one. The runtime never
+ * dispatches it (create is the create hook): a task of method 0 is still refused with
+ * -CHI_ENOMETHOD, and method 0 is not otherwise declarable beside it. A runtime older than
+ * 1.7 takes such a descriptor for a method, so a module that lists one needs a 1.7 runtime. */
+#define CHI_MF_CREATE_PARAMS 0x2u
 
 /** One method: its id, name, task size and parameters. */
 typedef struct chi_method_desc {
@@ -73,6 +83,23 @@ typedef struct chi_method_desc {
      *  INOUT fields by pointer) and returning int32_t, called through libffi instead of run. */
     const void *handler;
 } chi_method_desc_t;
+
+/** ABI 1.7: the element layout of a CHI_FT_BYTES field that holds an array of records (bdev's
+ *  Allocate returns chi_bdev_block_t blocks[]), so a binding can present the elements as
+ *  objects with no code for the module. The runtime only checks it at load (a bad record
+ *  refuses the module) and moves the field as the bytes it is. */
+typedef struct chi_record_desc {
+    uint32_t method;        /* the method's id; CHI_METHOD_CREATE: the create-params descriptor */
+    uint32_t field;         /* index of the CHI_FT_BYTES field in that method's fields */
+    uint32_t elem_size;     /* bytes of one element (with its padding); divides the field's size */
+    int32_t count_field;    /* index of the integer field that holds how many elements are
+                             * valid (bdev: nblocks), or -1: all of them */
+    const char *name;       /* the element type's name, e.g. "Block" */
+    const chi_field_desc_t *fields; /* the element's members, offsets from the element's start;
+                                     * plain types only, dir as the array field's */
+    uint32_t nfields;
+    uint32_t reserved;      /* zero */
+} chi_record_desc_t;
 
 /* ---- Opaque runtime objects ----------------------------------------------------------- */
 
@@ -134,6 +161,11 @@ typedef struct chi_module_vtable {
      *  would move), for `chimaera status`. Called on any thread while tasks of the container
      *  run: read only what is safe to read so (atomics, fixed sizes). */
     uint64_t (*state_bytes)(chi_container_t *c, const void *state);
+    /** ABI 1.7, optional: record layouts of array fields (chi_record_desc_t), at most one per
+     *  field, for bindings. */
+    uint32_t nrecords;
+    uint32_t reserved_records; /* zero */
+    const chi_record_desc_t *records;
 } chi_module_vtable_t;
 
 typedef const chi_module_vtable_t *(*chi_module_entry_fn)(void);

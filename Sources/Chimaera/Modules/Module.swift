@@ -14,6 +14,9 @@ package final class Module: @unchecked Sendable {
     package let vtablePtr: UnsafeMutablePointer<chi_module_vtable_t>
     /// Method descriptors by id (ids are small: 0-5 inherited, custom from 10).
     private let methodsById: [UnsafePointer<chi_method_desc_t>?]
+    /// The layout of the create parameters (CHI_MF_CREATE_PARAMS, ABI 1.7), kept out of
+    /// `methodsById`: it describes no task, so nothing dispatches, checks or encodes by it.
+    package let createParams: UnsafePointer<chi_method_desc_t>?
     /// Prepared libffi calls of plain-function handlers, by method id.
     private var handlersById: [OpaquePointer?] = []
     private let handle: UnsafeMutableRawPointer?
@@ -35,10 +38,19 @@ package final class Module: @unchecked Sendable {
         vtablePtr = .allocate(capacity: 1)
         vtablePtr.initialize(to: vtable)
         var table: [UnsafePointer<chi_method_desc_t>?] = []
+        var createParams: UnsafePointer<chi_method_desc_t>?
         if let methods = vtable.methods {
             for i in 0..<Int(vtable.nmethods) {
                 let m = methods + i
                 let id = Int(m.pointee.id)
+                if m.pointee.flags & UInt32(CHI_MF_CREATE_PARAMS) != 0 {
+                    guard createParams == nil else {
+                        throw ChiError(CInt(CHI_EBADTASK), "module \(name): create parameters are described twice")
+                    }
+                    try Self.checkCreateParams(m, module: name)
+                    createParams = m
+                    continue
+                }
                 guard id < 4096 else {
                     throw ChiError(CInt(CHI_EBADTASK), "module \(name): method id \(id) is too large")
                 }
@@ -70,7 +82,12 @@ package final class Module: @unchecked Sendable {
                 table[id] = m
             }
         }
+        if createParams != nil, table.first.map({ $0 != nil }) == true {
+            throw ChiError(CInt(CHI_EBADTASK), "module \(name): method id 0 is declared beside its create parameters")
+        }
         methodsById = table
+        self.createParams = createParams
+        try Self.checkRecords(vtable, table, createParams, module: name)
         handlersById = Array(repeating: nil, count: table.count)
         for (id, m) in table.enumerated() {
             guard let m, m.pointee.handler != nil else { continue }

@@ -31,10 +31,33 @@
     }
 #define NFIELDS(a) ((uint32_t)(sizeof(a) / sizeof((a)[0])))
 
+/* The order matters: the record of blocks names fields by index. */
+enum { ALLOCATE_F_SIZE, ALLOCATE_F_NBLOCKS, ALLOCATE_F_BLOCKS };
 static const chi_field_desc_t allocate_fields[] = {
-    FIELD(chi_bdev_allocate_task_t, size, "size", CHI_FT_U64, CHI_DIR_IN),
-    FIELD(chi_bdev_allocate_task_t, nblocks, "nblocks", CHI_FT_U32, CHI_DIR_OUT),
-    FIELD(chi_bdev_allocate_task_t, blocks, "blocks", CHI_FT_BYTES, CHI_DIR_OUT),
+    [ALLOCATE_F_SIZE] = FIELD(chi_bdev_allocate_task_t, size, "size", CHI_FT_U64, CHI_DIR_IN),
+    [ALLOCATE_F_NBLOCKS] =
+        FIELD(chi_bdev_allocate_task_t, nblocks, "nblocks", CHI_FT_U32, CHI_DIR_OUT),
+    [ALLOCATE_F_BLOCKS] =
+        FIELD(chi_bdev_allocate_task_t, blocks, "blocks", CHI_FT_BYTES, CHI_DIR_OUT),
+};
+
+/* Allocate's blocks[] holds nblocks chi_bdev_block_t records: bindings show them as objects. */
+static const chi_field_desc_t block_fields[] = {
+    FIELD(chi_bdev_block_t, offset, "offset", CHI_FT_U64, CHI_DIR_OUT),
+    FIELD(chi_bdev_block_t, size, "size", CHI_FT_U64, CHI_DIR_OUT),
+    FIELD(chi_bdev_block_t, container, "container", CHI_FT_U32, CHI_DIR_OUT),
+};
+static const chi_record_desc_t bdev_records[] = {
+    {CHI_BDEV_ALLOCATE, ALLOCATE_F_BLOCKS, (uint32_t)sizeof(chi_bdev_block_t), ALLOCATE_F_NBLOCKS,
+     "Block", block_fields, NFIELDS(block_fields), 0},
+};
+
+/* The create parameters, by the seed's names (its CreateTaskParams has path_ and size_): path
+ * is the device URL. reserved is left out: it must stay zero. */
+static const chi_field_desc_t create_fields[] = {
+    FIELD(chi_bdev_create_params_t, url, "path", CHI_FT_STR, CHI_DIR_IN),
+    FIELD(chi_bdev_create_params_t, size, "size", CHI_FT_U64, CHI_DIR_IN),
+    FIELD(chi_bdev_create_params_t, flags, "flags", CHI_FT_U32, CHI_DIR_IN),
 };
 
 static const chi_field_desc_t free_fields[] = {
@@ -72,6 +95,8 @@ static const chi_field_desc_t stats_fields[] = {
 };
 
 static const chi_method_desc_t bdev_methods[] = {
+    {CHI_METHOD_CREATE, (uint32_t)sizeof(chi_bdev_create_params_t), CHI_MF_CREATE_PARAMS,
+     NFIELDS(create_fields), "Create", create_fields, NULL},
     {CHI_BDEV_ALLOCATE, (uint32_t)sizeof(chi_bdev_allocate_task_t), 0, NFIELDS(allocate_fields),
      "Allocate", allocate_fields, NULL},
     {CHI_BDEV_FREE, (uint32_t)sizeof(chi_bdev_free_task_t), 0, NFIELDS(free_fields), "Free",
@@ -290,6 +315,8 @@ static const chi_module_vtable_t bdev_vtable = {
     .migrate_out = bdev_migrate_out,
     .migrate_in = bdev_migrate_in,
     .state_bytes = bdev_state_bytes,
+    .nrecords = NFIELDS(bdev_records),
+    .records = bdev_records,
 };
 
 CHI_MODULE_EXPORT(&bdev_vtable)

@@ -9,7 +9,7 @@ from ctypes import (POINTER, Structure, c_char, c_char_p, c_int32, c_uint16, c_u
 
 # ---- version.h ---------------------------------------------------------------------------
 ABI_MAJOR = 1
-ABI_MINOR = 6
+ABI_MINOR = 7
 
 
 def abi_pack(major, minor):
@@ -132,6 +132,7 @@ FT_BYTES, FT_STR, FT_BULK, FT_SHM_PTR, FT_DOMAIN_QUERY = 12, 13, 14, 15, 16
 DIR_IN, DIR_OUT, DIR_INOUT = 1, 2, 3
 DT_WRITE, DT_EXPOSE = 1, 2
 MF_PERIODIC_OK = 0x1
+MF_CREATE_PARAMS = 0x2  # ABI 1.7: the descriptor lays out the create params, not a task
 
 
 class ChiFieldDesc(Structure):
@@ -148,6 +149,14 @@ class ChiMethodDesc(Structure):
                 ("fields", POINTER(ChiFieldDesc)), ("handler", c_void_p)]
 
 
+class ChiRecordDesc(Structure):
+    """chi_record_desc_t (ABI 1.7): the element layout of an array (bytes) field."""
+    _fields_ = [("method", c_uint32), ("field", c_uint32), ("elem_size", c_uint32),
+                ("count_field", c_int32), ("name", c_char_p),
+                ("fields", POINTER(ChiFieldDesc)), ("nfields", c_uint32),
+                ("reserved", c_uint32)]
+
+
 class ChiModuleVtable(Structure):
     """chi_module_vtable_t; the hooks are only ever called by the runtime, so void *."""
     _fields_ = [("size", c_uint32), ("abi_major", c_uint16), ("abi_minor", c_uint16),
@@ -155,7 +164,11 @@ class ChiModuleVtable(Structure):
                 ("methods", POINTER(ChiMethodDesc)), ("create", c_void_p),
                 ("destroy", c_void_p), ("run", c_void_p), ("monitor", c_void_p),
                 ("map_task_to_lane", c_void_p), ("upgrade", c_void_p), ("worch", c_void_p),
-                ("migrate_out", c_void_p), ("migrate_in", c_void_p), ("state_bytes", c_void_p)]
+                ("migrate_out", c_void_p), ("migrate_in", c_void_p), ("state_bytes", c_void_p),
+                # ABI 1.7: read only from a library of 1.7 or later (an older one's copy of
+                # the vtable ends before them).
+                ("nrecords", c_uint32), ("reserved_records", c_uint32),
+                ("records", POINTER(ChiRecordDesc))]
 
 
 # ---- admin.h and small_message.h ------------------------------------------------------------
@@ -182,7 +195,7 @@ class ChiSmIoTask(Structure):
 # Sizes the headers promise; a mismatch here means this file no longer mirrors them.
 _EXPECTED_SIZES = {ChiShmPtr: 16, ChiDomainQuery: 24, ChiTask: 128, ChiClientOpts: 32,
                    ChiPoolCreateOpts: 40, ChiFieldDesc: 32, ChiMethodDesc: 40,
-                   ChiModuleVtable: 112, ChiSmMdTask: 136, ChiSmIoTask: 168, ChiPoolInfo: 152}
+                   ChiRecordDesc: 40, ChiModuleVtable: 128, ChiSmMdTask: 136, ChiSmIoTask: 168, ChiPoolInfo: 152}
 for _t, _n in _EXPECTED_SIZES.items():
     if sizeof(_t) != _n:
         raise ImportError(f"chimaera: ctypes {_t.__name__} is {sizeof(_t)} bytes, "

@@ -167,9 +167,25 @@ class Client:
             pool = pool.id
         self._lib.chi_container_migrate(self._h, pool, container, to_node)
 
-    def create_pool(self, module, name, containers_per_node=1, params=b""):
-        """Creates (or finds, by name) a pool of `module`; returns its Pool."""
+    def create_pool(self, module, name, containers_per_node=1, params=b"", **kwargs):
+        """Creates (or finds, by name) a pool of `module`; returns its Pool.
+
+        The create parameters are either raw bytes (`params=b"..."`, the module's params
+        struct) or given by name, laid out by the module's create descriptor (ABI 1.7,
+        CHI_MF_CREATE_PARAMS): `create_pool("bdev", "x", path="ram://", size=1 << 20)`, or
+        `params={...}` for a parameter named like an argument here. Parameters not given are
+        zero. An unknown name or a value of the wrong type raises TypeError (ValueError,
+        OverflowError for one out of range) listing the known parameters, before anything
+        reaches the runtime."""
         self._check()
+        if isinstance(params, dict):
+            kwargs = {**params, **kwargs}
+            params = b""
+        if kwargs:
+            if params:
+                raise TypeError("give the create parameters as params=bytes or by name, "
+                                "not both")
+            params = layout.describe(module).encode_create(kwargs)
         params = bytes(params)
         pbuf = create_string_buffer(params, len(params)) if params else None
         opts = ChiPoolCreateOpts(size=sizeof(ChiPoolCreateOpts),
