@@ -85,7 +85,11 @@ private let methods = """
         try append(repo + "/calc/include/calc/calc_methods.yaml", methods)
         try append(repo + "/greeter/include/greeter/greeter_methods.yaml", methods)
         let first = try Refresh.run(repo: repo)
-        #expect(first.writes.count == 10)
+        // Per module: tasks, client, runtime, methods header, C++ client, lib_exec (C) or the
+        // Swift sources; the new methods reach each.
+        #expect(first.writes.count == 12)
+        #expect(first.writes.contains { $0.path.hasSuffix("/calc/include/calc/calc_cpp_client.h") && $0.text.contains("struct AddTask") })
+        #expect(first.writes.contains { $0.path.hasSuffix("/greeter/include/greeter/greeter_cpp_client.h") && $0.text.contains("struct AddTask") })
         let runtime = try RepoFiles.read(repo + "/calc/src/calc_runtime.c") ?? ""
         #expect(runtime.contains("static int Add(calc_state_t *state, calc_add_task_t *task, chi_rctx_t *rctx) {"))
         #expect(runtime.contains("static int32_t Pack(chi_rctx_t *rctx, const void *data, uint64_t size) {"))
