@@ -1,5 +1,5 @@
 """`local: true` on a kit method (CHI_MF_LOCAL, issue 17): a C module made with chi_make_mod
-declares Where local and There not, is built with CMake against the staged Chimaera and loaded
+declares Where local and There not (a Swift module the same, its descriptors checked), is built with CMake against the staged Chimaera and loaded
 by two daemons. Python builds both tasks from the descriptors: Where routed to the other
 node's container fails with -CHI_ENOCONTAINER (with or without CHI_TF_LOCAL on the task: the
 runtime reads the method's flag), There runs there. A bad `local:` value is refused with its
@@ -61,6 +61,10 @@ def test_local_method_is_refused_on_the_other_node(tmp_path, daemons, monkeypatc
     need_cmake()
     from test_cluster import Cluster
     repo, _ = make_lm(tmp_path)
+    # A Swift module too: its generated descriptor table carries the flag as well.
+    tool("chi_make_mod", "repo/ls", "--lang", "swift", cwd=tmp_path)
+    syaml = repo / "ls/include/ls/ls_methods.yaml"
+    syaml.write_text(syaml.read_text() + LM_METHODS)
     tool("chi_refresh_repo", "repo", cwd=tmp_path)
     # The descriptor table carries the flag for Where only.
     lib_exec = (repo / "lm/src/lm_lib_exec.h").read_text()
@@ -79,6 +83,8 @@ def test_local_method_is_refused_on_the_other_node(tmp_path, daemons, monkeypatc
     monkeypatch.setenv("CHI_MODULE_PATH", f"{mods}:{STAGE / 'lib' / 'chimaera'}")
     mod = chimaera.describe(MODULE)
     assert {n: m.local for n, m in mod.methods.items()} == {"Where": True, "There": False}
+    smod = chimaera.describe("example_ls")
+    assert {n: m.local for n, m in smod.methods.items()} == {"Where": True, "There": False}
 
     cl = Cluster(daemons, 2)
     for d in cl.nodes:
