@@ -15,6 +15,9 @@ enum CppRuntime {
         for m in spec.methods where !m.fields.isEmpty || m.style == .plain {
             errors.append(GenerateError(file: file, line: m.line, message: "k\(m.name): a C++ module declares its fields in \(m.name)Task (its SerializeIn and SerializeOut), not with params: or style: here; give only the id (`k\(m.name): \(m.id)`)"))
         }
+        for m in spec.methods where m.local {
+            errors.append(GenerateError(file: file, line: m.line, message: "k\(m.name): a C++ module makes a method local with TaskFlags<TF_LOCAL> on \(m.name)Task, not with local: here"))
+        }
         if !spec.createParams.isEmpty {
             errors.append(GenerateError(file: file, line: nil, message: "kCreate: a C++ module declares its create params in CreateTaskParams (its serialize), not with params: here; write `kCreate: 0`"))
         }

@@ -177,6 +177,8 @@ package struct MethodSpec: Sendable, Equatable {
     package var id: Int
     package var style: MethodStyle
     package var periodic: Bool
+    /// `local: true`: CHI_MF_LOCAL, its tasks are refused rather than sent to another node.
+    package var local = false
     package var fields: [FieldSpec]
     /// Free text for the generated comments.
     package var doc: String
@@ -189,6 +191,18 @@ package struct MethodSpec: Sendable, Equatable {
 
     /// Index of the field called `name`.
     func fieldIndex(_ name: String) -> Int? { fields.firstIndex { $0.name == name } }
+
+    /// The descriptor's `CHI_MF_*` flags as a C expression.
+    var cFlags: String {
+        let f = (periodic ? ["CHI_MF_PERIODIC_OK"] : []) + (local ? ["CHI_MF_LOCAL"] : [])
+        return f.isEmpty ? "0" : f.joined(separator: " | ")
+    }
+
+    /// The same flags as a Swift expression.
+    var swiftFlags: String {
+        let f = (periodic ? ["CHI_MF_PERIODIC_OK"] : []) + (local ? ["CHI_MF_LOCAL"] : [])
+        return f.isEmpty ? "0" : f.map { "UInt32(\($0))" }.joined(separator: " | ")
+    }
 }
 
 /// The inherited methods, with the fixed ids the seed gives them.

@@ -11,6 +11,7 @@ import ChimaeraYAML
 ///       id: 10
 ///       style: plain          # or classic (the default)
 ///       periodic: false       # may be submitted as a periodic task
+///       local: false          # its tasks never leave their node (CHI_MF_LOCAL)
 ///       doc: Compresses data into out.
 ///       params:               # in order: the task struct's and the handler's order
 ///         data: in bulk(size)           # a shared-memory buffer of `size` bytes
@@ -188,7 +189,7 @@ private struct Reader {
         }
     }
 
-    /// One entry: `kName: id` or `kName: {id: ..., style: ..., periodic: ..., doc: ..., params: ...}`.
+    /// One entry: `kName: id` or `kName: {id: ..., style: ..., periodic: ..., local: ..., doc: ..., params: ...}`.
     private mutating func method(_ e: YAMLNode.Entry, name: String, inherited: InheritedMethod?) -> MethodSpec? {
         var m = MethodSpec(name: name, id: 0, style: .classic, periodic: false, fields: [], doc: "", line: e.keyLine)
         switch e.value {
@@ -230,6 +231,15 @@ private struct Reader {
                         continue
                     }
                     m.periodic = b
+                case "local":
+                    guard case .scalar(let text, _, _) = f.value, let b = boolean(text) else {
+                        fail(f.value.line, "\(e.key).local must be true or false")
+                        continue
+                    }
+                    if inherited != nil && b {
+                        fail(f.value.line, "\(e.key) is inherited: only a custom method can be local")
+                    }
+                    m.local = b
                 case "doc":
                     guard case .scalar(let text, _, _) = f.value else {
                         fail(f.value.line, "\(e.key).doc must be text")
@@ -243,7 +253,7 @@ private struct Reader {
                 case "params":
                     m.fields = params(f.value, owner: e.key)
                 default:
-                    fail(f.keyLine, "unknown key \(e.key).\(f.key): expected id, style, periodic, doc or params")
+                    fail(f.keyLine, "unknown key \(e.key).\(f.key): expected id, style, periodic, local, doc or params")
                 }
             }
             if !sawId {

@@ -75,6 +75,7 @@ enum Templates {
         #   kCompress:
         #     id: 10
         #     style: plain      # a plain function called through libffi (default: classic)
+        #     local: true       # its tasks never leave their node (default: false)
         #     doc: Compresses data into out.
         #     params:           # in order, `<in|out|inout> <type> [write] [expose]`, types:
         #       data: in bulk(size)        # u8 u16 u32 u64 i8 i16 i32 i64 f32 f64 bool str[N]

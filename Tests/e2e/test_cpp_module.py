@@ -9,8 +9,10 @@ Server, with zlib bodies) is built with CMake against the staged prefix and inst
   1 MiB and decompresses it byte for byte, against a real daemon;
 - Python calls the methods by name with no binding code (create params included);
 - a method spawns subtasks and waits for them on a one-worker runtime (the fiber waits);
+- create params given by name (compress_id=9) reach Create; a wrong name is refused;
 - on two nodes, Decompress runs on the other node's container (DT_EXPOSE in, DT_WRITE out),
-  and a TF_LOCAL task routed there fails with -CHI_ENOCONTAINER."""
+  and a TF_LOCAL task routed there fails with -CHI_ENOCONTAINER, from the C++ client and
+  from Python (whose tasks follow the method's CHI_MF_LOCAL)."""
 
 import json
 import os
@@ -100,6 +102,10 @@ def test_descriptors_are_what_serialize_in_and_out_say(installed, monkeypatch):
                             ("container", hdr + 16, 4, U32, OUT, -1, 0)], got
     assert got["Where"] == [("pid", hdr, 8, U64, OUT, -1, 0)], got
     assert {m.id for m in mod.methods.values()} == {10, 11, 12, 13}
+    # Where's TaskFlags<TF_LOCAL> is the method's CHI_MF_LOCAL; the others may travel.
+    assert {n: m.local for n, m in mod.methods.items()} == {
+        "Compress": False, "Decompress": False, "Chain": False, "Where": True}
+    assert mod.methods["Where"].flags & chimaera.MF_LOCAL
     assert mod.methods["Compress"].task_size == hdr + 24
 
 
@@ -152,6 +158,42 @@ def test_python_calls_the_methods_by_name(installed, daemons, monkeypatch):
         with pytest.raises(chimaera.ChimaeraError) as e:
             c.create_pool(MODULE, "probe", params=struct.pack("<i", -2))
         assert e.value.code == -95, e.value  # -ENOTSUP
+
+
+def test_create_params_by_name_reach_create(installed, daemons, monkeypatch):
+    """create_pool(..., compress_id=N) lays out CreateTaskParams from the descriptor the layer
+    records from its serialize(ar): the level reaches Create, a wrong name is refused."""
+    prefix, _ = installed
+    module_env(monkeypatch, prefix)
+    params = chimaera.describe(MODULE).create_params
+    assert [(f.name, f.offset, f.type) for f in params.fields] == [
+        ("compress_id", 0, chimaera.FT_I32)], params.fields
+    d = start(daemons, prefix)
+    blob = real_bytes(MiB)
+    z = {lvl: len(zlib.compress(blob, lvl)) for lvl in (1, 9)}
+    assert z[1] != z[9], z
+    with chimaera.Client(segment=d.segment, mode="attach") as c:
+        for lvl in (1, 9):
+            pool = c.create_pool(MODULE, f"kw{lvl}", compress_id=lvl)
+            with c.buffer(MiB) as buf:
+                buf.view[:] = blob
+                n = pool.call("Compress", data=buf, timeout=WAIT).rc
+                assert zlib.decompress(bytes(buf.view[:n])) == blob
+            other = 9 if lvl == 1 else 1
+            # The size zlib gives at the level Create got, not at the other one.
+            assert abs(n - z[lvl]) < abs(n - z[other]), (lvl, n, z)
+        # A value Create refuses is refused by Create: the name reached it.
+        with pytest.raises(chimaera.ChimaeraError) as e:
+            c.create_pool(MODULE, "kw42", compress_id=42)
+        assert e.value.code == -22, e.value  # -EINVAL, Create's chi::Error
+        with pytest.raises(TypeError) as e:
+            c.create_pool(MODULE, "kwbad", level=9)
+        text = str(e.value)
+        assert "example_compressor has no create parameter 'level'" in text, text
+        assert "compress_id: i32" in text, text
+        with pytest.raises(chimaera.ChimaeraError) as e:
+            c.pool("kwbad")
+        assert e.value.code == -chimaera.ENOPOOL, e.value
 
 
 def test_monitor_hooks_and_periodic_runs(installed, daemons, monkeypatch):
@@ -221,11 +263,26 @@ def test_two_nodes_decompress_remote_and_tf_local_stays(installed, daemons, monk
         _, status = placement(cl.node(2), "ipc_test")
         stats = {m["method"]: m for m in status["methods"]}
         assert stats["Decompress"]["completed"] == 1, stats
+        # Python builds Where from its descriptor: CHI_MF_LOCAL keeps it here too, whether
+        # the binding sets CHI_TF_LOCAL on the task (it does) or not (the runtime checks the
+        # method's flag itself).
+        near = next(k for k, n in held.items() if n == 1)
+        where = pool.describe().method("Where")
+        for task_flag in (True, False):
+            monkeypatch.setattr(where, "local", task_flag)
+            with pytest.raises(chimaera.ChimaeraError) as e:
+                pool.call("Where", dq=dq, timeout=WAIT)
+            assert e.value.code == -chimaera.errors.ENOCONTAINER, (task_flag, e.value)
+            assert pool.call("Where", dq=chimaera.dq_direct_id(GLOBAL, near),
+                             timeout=WAIT).pid == cl.node(1).pid
+        monkeypatch.undo()
+        module_env(monkeypatch, prefix)
+        # A method without the flag still goes there.
+        assert pool.call("Chain", depth=0, dq=dq, timeout=WAIT).pid == cl.node(2).pid
     # The C++ client marks Where TF_LOCAL (its TaskFlags): the other node's container is
     # refused, this node's answers.
     rc, out = run([external, "where", str(far)], env=cl.node(1).env, timeout=60)
     assert rc == 0 and f"where error -{chimaera.errors.ENOCONTAINER}" in out, out
-    near = next(k for k, n in held.items() if n == 1)
     rc, out = run([external, "where", str(near)], env=cl.node(1).env, timeout=60)
     assert rc == 0 and f"where {cl.node(1).pid}" in out, out
 

@@ -240,13 +240,15 @@ package final class RemoteQueue: @unchecked Sendable {
             w.complete(r, rc: -CInt(CHI_ESTOPPED))
             return
         }
-        if t.pointee.flags & UInt32(CHI_TF_LOCAL) != 0 {
-            r.errorMessage = "the task is marked CHI_TF_LOCAL but its container \(c.id) is on \(map.describe(c.node))"
-            w.complete(r, rc: -CInt(CHI_ENOCONTAINER))
-            return
-        }
         guard let m = r.method else {
             w.complete(r, rc: -CInt(CHI_ENOMETHOD))
+            return
+        }
+        // The method's flag binds every caller (bindings build tasks without the task flag).
+        if t.pointee.flags & UInt32(CHI_TF_LOCAL) != 0 || m.pointee.flags & UInt32(CHI_MF_LOCAL) != 0 {
+            let why = t.pointee.flags & UInt32(CHI_TF_LOCAL) != 0 ? "task is marked CHI_TF_LOCAL" : "method is CHI_MF_LOCAL"
+            r.errorMessage = "the \(why) but its container \(c.id) is on \(map.describe(c.node))"
+            w.complete(r, rc: -CInt(CHI_ENOCONTAINER))
             return
         }
         // The membership view says the node is gone: fail now, naming it (a suspected node is

@@ -133,6 +133,7 @@ DIR_IN, DIR_OUT, DIR_INOUT = 1, 2, 3
 DT_WRITE, DT_EXPOSE = 1, 2
 MF_PERIODIC_OK = 0x1
 MF_CREATE_PARAMS = 0x2  # ABI 1.7: the descriptor lays out the create params, not a task
+MF_LOCAL = 0x8  # ABI 1.7: the method's tasks never leave their node
 
 
 class ChiFieldDesc(Structure):

@@ -13,7 +13,7 @@ from ctypes import (POINTER, Structure, byref, c_bool, c_char, c_double, c_float
 from . import _lib, errors
 from ._types import (DIR_IN, DIR_OUT, FT_BOOL, FT_BULK, FT_BYTES, FT_DOMAIN_QUERY, FT_F32,
                      FT_F64, FT_I8, FT_I16, FT_I32, FT_I64, FT_SHM_PTR, FT_STR, FT_U8, FT_U16,
-                     FT_U32, FT_U64, MF_CREATE_PARAMS, MF_PERIODIC_OK, ChiDomainQuery,
+                     FT_U32, FT_U64, MF_CREATE_PARAMS, MF_LOCAL, MF_PERIODIC_OK, ChiDomainQuery,
                      ChiModuleVtable, ChiShmPtr, ChiTask)
 
 _INTS = {FT_U8: c_uint8, FT_U16: c_uint16, FT_U32: c_uint32, FT_U64: c_uint64,
@@ -153,6 +153,8 @@ class Method:
         self.by_name = {f.name: f for f in self.fields}
         self.outs = tuple(f for f in self.fields if f.dir & DIR_OUT)
         self.periodic_ok = bool(self.flags & MF_PERIODIC_OK)
+        # CHI_MF_LOCAL: its tasks carry CHI_TF_LOCAL, as the module's own callers' do.
+        self.local = bool(self.flags & MF_LOCAL)
         # The create parameters are a plain struct: no task header before the fields.
         self.is_create_params = bool(self.flags & MF_CREATE_PARAMS)
         self.struct = self._build_struct()

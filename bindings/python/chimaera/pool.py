@@ -5,7 +5,7 @@ import threading
 from ctypes import sizeof
 
 from . import errors, layout
-from ._types import SM_MD, SM_MODULE_NAME, TASK_PERIODIC, ChiSmMdTask
+from ._types import SM_MD, SM_MODULE_NAME, TASK_PERIODIC, TF_LOCAL, ChiSmMdTask
 from .layout import Result
 
 # Names Pool.call and call_async take for themselves; a module field with one of these names
@@ -173,6 +173,8 @@ class Pool:
         values.update(kw)
         addr = self.client._task_new(self.id, m.id, m.task_size, dq)
         t = m.struct.from_address(addr)
+        if m.local:
+            t._chi_hdr.flags |= TF_LOCAL
         try:
             m.fill(t, values)
         except BaseException:

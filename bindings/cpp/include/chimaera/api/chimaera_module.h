@@ -306,6 +306,11 @@ public:
         e.name = name;
         e.task_size = static_cast<u32>(sizeof(T));
         e.flags = CHI_MF_PERIODIC_OK;
+#ifdef CHI_MF_LOCAL
+        // TaskFlags<TF_LOCAL>: the method is local whoever builds its tasks (a binding that
+        // reads the descriptors never sees the struct's static flags).
+        if ((detail::StaticFlags<T>::value & TF_LOCAL) != 0) e.flags |= CHI_MF_LOCAL;
+#endif
         for (const char *n : names) e.field_names.push_back(n);
         e.run = &RunThunk<Run>;
         if constexpr (std::is_same<decltype(Mon), std::nullptr_t>::value) {
