@@ -440,27 +440,50 @@ def test_a_waiting_client_moves_off_a_pinned_workers_cpu_and_keeps_its_mask(daem
         pytest.skip("no pinned worker, or no other CPU for the client")
     cpu = min(pinned & allowed)
     sched_getcpu = ctypes.CDLL(None, use_errno=True).sched_getcpu
-    result = {}
+    results = []
 
     def body():
         # Start on the worker's CPU, then allow every CPU again: the thread stays where it is
-        # until something moves it (the kernel may, before the call: then try again).
-        for _ in range(50):
+        # until something moves it (the kernel may, before the call: then try again). On a
+        # loaded machine the kernel may also move it back after the client moved it, so up to
+        # five attempts that started on the worker's CPU are made; one must end elsewhere.
+        for _ in range(200):
             os.sched_setaffinity(0, {cpu})
             os.sched_setaffinity(0, allowed)
-            result["before"] = sched_getcpu()
-            result["ret"] = [pool.md(timeout=WAIT) for _ in range(20)]
-            result["after"] = sched_getcpu()
-            result["mask"] = os.sched_getaffinity(0)
-            if result["before"] == cpu:
+            r = {"before": sched_getcpu()}
+            r["ret"] = [pool.md(timeout=WAIT) for _ in range(20)]
+            r["after"] = sched_getcpu()
+            r["mask"] = os.sched_getaffinity(0)
+            if r["before"] != cpu:
+                continue
+            results.append(r)
+            if r["after"] != cpu or len(results) == 5:
                 break
 
+    # Keep the worker awake ("busy") from another client on another CPU: on a loaded machine
+    # an idle worker is often asleep at the call, and then the client rightly stays.
+    stop = threading.Event()
+
+    def keep_busy():
+        os.sched_setaffinity(0, allowed - pinned)
+        with chimaera.Client(segment=daemon.segment, mode="attach") as c2:
+            p2 = c2.pool("py")
+            while not stop.is_set():
+                p2.md(timeout=WAIT)
+
+    busy = threading.Thread(target=keep_busy)
+    busy.start()
     t = threading.Thread(target=body)
-    t.start()
-    t.join(60)
-    assert not t.is_alive()
-    if result["before"] != cpu:
+    try:
+        t.start()
+        t.join(120)
+    finally:
+        stop.set()
+        busy.join(60)
+    assert not t.is_alive() and not busy.is_alive()
+    if not results:
         pytest.skip("the kernel always moved the thread before the call")
-    assert result["ret"] == [1] * 20
-    assert result["after"] != cpu, result
-    assert result["mask"] == allowed
+    for r in results:
+        assert r["ret"] == [1] * 20
+        assert r["mask"] == allowed
+    assert any(r["after"] != cpu for r in results), results
