@@ -221,6 +221,7 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         _ = try? done.wait()
         try? group.syncShutdownGracefully()
+        HopTrace.flush()
         for p in peers {
             let lost = p.lock.withLock { () -> [Peer.Pending] in
                 let l = Array(p.pending.values)
@@ -259,6 +260,7 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         let p = peer(c.node)
         let reqId = chi_add64(p.nextReqId, 1) &+ 1
+        HopTrace.note("forward", tls: tls != nil, origin: map.selfId, dest: c.node, reqId: reqId)
         let frame: ByteBuffer
         do {
             let owner = r.bulkOwner
@@ -281,6 +283,7 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         enqueue(frame, to: p, from: w)
         count(.sent)
+        HopTrace.note("queued", tls: tls != nil, origin: map.selfId, dest: c.node, reqId: reqId)
     }
 
     /// Sends the outcome of a request that came from another node, then frees what was made
@@ -288,6 +291,7 @@ package final class RemoteQueue: @unchecked Sendable {
     func reply(_ r: TaskRecord, _ inc: RemoteIncoming) {
         let seg = runtime.segment
         if let conn = inc.conn {
+            HopTrace.note("served", tls: tls != nil, origin: conn.peerNode, dest: map.selfId, reqId: inc.reqId)
             let b: ByteBuffer
             if let m = r.method {
                 b = TaskCodec.encodeReply(inc.task, m, reqId: inc.reqId, message: r.errorMessage,
@@ -302,6 +306,7 @@ package final class RemoteQueue: @unchecked Sendable {
             } else {
                 send(b, to: peer(conn.peerNode))
             }
+            HopTrace.note("replyQueued", tls: tls != nil, origin: conn.peerNode, dest: map.selfId, reqId: inc.reqId)
             if !inc.bulks.isEmpty { _ = chi_sub64(conn.bulkBytes, inc.bulkTotal) }
             let left = chi_sub64(conn.inflight, 1) &- 1
             if left == Self.maxInflight / 2 && !stopped { loop.execute { conn.setReading(true) } }
