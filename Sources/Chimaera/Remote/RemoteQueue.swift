@@ -140,7 +140,7 @@ package final class RemoteQueue: @unchecked Sendable {
         memberSince = .allocate(capacity: map.count)
         memberSince.initialize(repeating: now, count: map.count)
         for (i, h) in map.hosts.enumerated() {
-            peers.append(Peer(id: UInt32(i + 1), host: h, directWrites: config.tls == .off))
+            peers.append(Peer(id: UInt32(i + 1), host: h))
         }
         batches = Array(repeating: Array(repeating: nil, count: peers.count), count: runtime.workers.count)
         dirty = Array(repeating: [], count: runtime.workers.count)
