@@ -11,7 +11,10 @@ import NIOCore
 /// socket buffer is full, the rest of that frame and every later one go through the NIO
 /// channel, in order, until it has caught up; the channel's writability is then the
 /// back-pressure. The socket belongs to NIO, which reads it (end of stream, errors) and
-/// closes it; the worker side writes through its own duplicate descriptor.
+/// closes it; the worker side writes through its own duplicate descriptor. With TLS the
+/// worker encrypts the frame first (`TLSHandler.seal`, under this peer's lock, which keeps
+/// the records in the order they are written) and writes the ciphertext the same way; a
+/// part the socket did not take goes to NIO as ciphertext (`sealedTail`).
 final class Peer: @unchecked Sendable {
     enum State: Equatable { case idle, connecting, up, down }
 
@@ -37,6 +40,11 @@ final class Peer: @unchecked Sendable {
     /// The duplicate descriptor workers write with (-1 unless up).
     var writeFd: Int32 = -1
     var channel: Channel?
+    /// The connection's TLS (nil in plaintext mode), once up: workers seal frames with it.
+    var tls: TLSHandler?
+    /// Ciphertext a worker sealed and could not write whole: NIO writes it, past the TLS
+    /// handler, before the outbox.
+    var sealedTail: ByteBuffer?
     // Network thread only:
     var conn: Connection?
     var dialing = false
@@ -49,8 +57,8 @@ final class Peer: @unchecked Sendable {
     var lastLoggedReason = ""
     let nextReqId = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
 
-    /// Whether workers write frames straight into the socket. With TLS they cannot (the
-    /// connection's `SSL` belongs to the network thread), so frames go through the outbox.
+    /// Whether workers write frames straight into the socket (with TLS, sealed first). Off,
+    /// every frame goes through the outbox and the network thread.
     let directWrites: Bool
 
     init(id: UInt32, host: ClusterConfig.Host, directWrites: Bool = true) {
@@ -103,12 +111,20 @@ final class Peer: @unchecked Sendable {
                     outbox.append(frame)
                     return .done
                 }
-                if !directWrites {
+                var wire = frame
+                if let tls {
+                    guard directWrites, let sealed = tls.seal(frame) else {
+                        outbox.append(frame)
+                        nioWriting = true
+                        return .drain
+                    }
+                    wire = sealed
+                } else if !directWrites {
                     outbox.append(frame)
                     nioWriting = true
                     return .drain
                 }
-                let written = frame.withUnsafeReadableBytes { b -> Int in
+                let written = wire.withUnsafeReadableBytes { b -> Int in
                     var off = 0
                     while off < b.count {
                         let n = Glibc.send(writeFd, b.baseAddress! + off, b.count - off, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
@@ -122,8 +138,9 @@ final class Peer: @unchecked Sendable {
                     }
                     return off
                 }
-                if written == frame.readableBytes { return .done }
-                outbox.append(frame.getSlice(at: frame.readerIndex + written, length: frame.readableBytes - written)!)
+                if written == wire.readableBytes { return .done }
+                let rest = wire.getSlice(at: wire.readerIndex + written, length: wire.readableBytes - written)!
+                if tls != nil { sealedTail = rest } else { outbox.append(rest) }
                 nioWriting = true
                 return .drain
             }
@@ -135,6 +152,8 @@ final class Peer: @unchecked Sendable {
         if writeFd >= 0 { close(writeFd) }
         writeFd = -1
         channel = nil
+        tls = nil
+        sealedTail = nil
         nioWriting = false
     }
 }

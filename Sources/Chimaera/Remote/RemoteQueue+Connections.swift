@@ -63,6 +63,7 @@ extension RemoteQueue {
             p.state = .up
             p.writeFd = c.takeWriteFd()
             p.channel = channel
+            p.tls = try? channel.pipeline.syncOperations.handler(type: TLSHandler.self)
             p.nioWriting = !p.outbox.isEmpty
             return p.nioWriting
         }
@@ -178,21 +179,31 @@ extension RemoteQueue {
     /// Hands the outbox of `p` to NIO, in order, and goes on until it is empty; then the
     /// workers write directly again.
     func drainPeer(_ p: Peer) {
-        let (frames, channel) = p.lock.withLock { () -> ([ByteBuffer], Channel?) in
-            guard p.state == .up, let ch = p.channel else { return ([], nil) }
-            if p.outbox.isEmpty {
+        let (tail, tls, frames, channel) = p.lock.withLock { () -> (ByteBuffer?, TLSHandler?, [ByteBuffer], Channel?) in
+            guard p.state == .up, let ch = p.channel else { return (nil, nil, [], nil) }
+            if p.outbox.isEmpty && p.sealedTail == nil {
                 p.nioWriting = false
-                return ([], nil)
+                return (nil, nil, [], nil)
             }
             p.nioWriting = true
+            let t = p.sealedTail
+            p.sealedTail = nil
             let f = p.outbox
             p.outbox.removeAll(keepingCapacity: true)
-            return (f, ch)
+            return (t, p.tls, f, ch)
         }
-        guard let channel, let last = frames.last else { return }
-        for f in frames.dropLast() { channel.write(f, promise: nil) }
+        guard let channel else { return }
         let done = loop.makePromise(of: Void.self)
-        channel.writeAndFlush(last, promise: done)
+        // Sealed ciphertext first (it was encrypted before anything in the outbox).
+        if let tail {
+            if let tls { tls.writeSealed(tail, promise: frames.isEmpty ? done : nil) }
+            else if frames.isEmpty { done.succeed(()) }
+        }
+        if let last = frames.last {
+            for f in frames.dropLast() { channel.write(f, promise: nil) }
+            channel.write(last, promise: done)
+        }
+        channel.flush()
         done.futureResult.whenComplete { [self] _ in drainPeer(p) }
     }
 

@@ -12,6 +12,7 @@ extension RemoteQueue {
     /// answered with a status; a body that does not parse closes the connection.
     func handleRequest(_ body: inout ByteBuffer, from c: Connection) throws {
         let h = try TaskCodec.readRequestHeader(&body)
+        HopTrace.note("received", tls: tls != nil, origin: c.peerNode, dest: map.selfId, reqId: h.reqId)
         func reject(_ rc: CInt, _ msg: String) {
             send(TaskCodec.encodeReject(reqId: h.reqId, rc: -rc, message: "\(map.describe(map.selfId)): \(msg)"),
                  to: peer(c.peerNode))
@@ -78,6 +79,7 @@ extension RemoteQueue {
     func handleReply(_ body: inout ByteBuffer, from c: Connection) throws {
         let p = peer(c.peerNode)
         let h = try TaskCodec.readReplyHeader(&body)
+        HopTrace.note("replied", tls: tls != nil, origin: map.selfId, dest: p.id, reqId: h.reqId)
         guard let e = p.lock.withLock({ p.pending.removeValue(forKey: h.reqId) }) else {
             return // it timed out already
         }

@@ -140,7 +140,7 @@ package final class RemoteQueue: @unchecked Sendable {
         memberSince = .allocate(capacity: map.count)
         memberSince.initialize(repeating: now, count: map.count)
         for (i, h) in map.hosts.enumerated() {
-            peers.append(Peer(id: UInt32(i + 1), host: h, directWrites: config.tls == .off))
+            peers.append(Peer(id: UInt32(i + 1), host: h))
         }
         batches = Array(repeating: Array(repeating: nil, count: peers.count), count: runtime.workers.count)
         dirty = Array(repeating: [], count: runtime.workers.count)
@@ -221,6 +221,7 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         _ = try? done.wait()
         try? group.syncShutdownGracefully()
+        HopTrace.flush()
         for p in peers {
             let lost = p.lock.withLock { () -> [Peer.Pending] in
                 let l = Array(p.pending.values)
@@ -261,6 +262,7 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         let p = peer(c.node)
         let reqId = chi_add64(p.nextReqId, 1) &+ 1
+        HopTrace.note("forward", tls: tls != nil, origin: map.selfId, dest: c.node, reqId: reqId)
         let frame: ByteBuffer
         do {
             let owner = r.bulkOwner
@@ -283,6 +285,7 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         enqueue(frame, to: p, from: w)
         count(.sent)
+        HopTrace.note("queued", tls: tls != nil, origin: map.selfId, dest: c.node, reqId: reqId)
     }
 
     /// Sends the outcome of a request that came from another node, then frees what was made
@@ -290,6 +293,7 @@ package final class RemoteQueue: @unchecked Sendable {
     func reply(_ r: TaskRecord, _ inc: RemoteIncoming) {
         let seg = runtime.segment
         if let conn = inc.conn {
+            HopTrace.note("served", tls: tls != nil, origin: conn.peerNode, dest: map.selfId, reqId: inc.reqId)
             let b: ByteBuffer
             if let m = r.method {
                 b = TaskCodec.encodeReply(inc.task, m, reqId: inc.reqId, message: r.errorMessage,
@@ -304,6 +308,7 @@ package final class RemoteQueue: @unchecked Sendable {
             } else {
                 send(b, to: peer(conn.peerNode))
             }
+            HopTrace.note("replyQueued", tls: tls != nil, origin: conn.peerNode, dest: map.selfId, reqId: inc.reqId)
             if !inc.bulks.isEmpty { _ = chi_sub64(conn.bulkBytes, inc.bulkTotal) }
             let left = chi_sub64(conn.inflight, 1) &- 1
             if left == Self.maxInflight / 2 && !stopped { loop.execute { conn.setReading(true) } }

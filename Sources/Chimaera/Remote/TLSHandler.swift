@@ -9,8 +9,12 @@ struct TLSError: Error, CustomStringConvertible {
 
 /// TLS 1.3 on one peer connection: OpenSSL's libssl over two memory BIOs, as the first
 /// handler of the channel (ciphertext below it, frames above it). One `SSL` per connection,
-/// used only on the network thread; workers hand their frames to it through the peer's
-/// outbox (`Peer.send`), since this kernel has no kernel TLS to encrypt in the socket.
+/// under `lock`: the network thread decrypts with it, and once the handshake is done a
+/// worker encrypts its frames with it (`seal`) and writes the ciphertext straight into the
+/// socket (`Peer.send`), as in plaintext mode. This departs from "one `SSL`, one thread" on
+/// purpose: this kernel has no kernel TLS, and handing every batch to the network thread to
+/// encrypt cost a hand-off per batch and put all bulk encryption on that one thread
+/// (measured against it: TLS bulk +65%, TLS async +33%, sync p50 within noise).
 ///
 /// Until the handshake completes, writes from above wait here and at most
 /// `TLSContext.preHandshakeBytes` of ciphertext are buffered; a failed handshake is reported
@@ -28,6 +32,12 @@ final class TLSHandler: ChannelDuplexHandler {
     private var established = false
     private var failed = false
     private var waiting: [(ByteBuffer, EventLoopPromise<Void>?)] = []
+    /// Guards `ssl` and its BIOs: the network thread and workers (`seal`) use them.
+    private let lock = Mutex()
+    /// Set in handlerAdded; network thread only.
+    private var context: ChannelHandlerContext?
+    /// Allocates the ciphertext `seal` returns (on any thread).
+    private static let allocator = ByteBufferAllocator()
 
     init(_ ctx: TLSContext, server: Bool) throws(ChiError) {
         guard let s = SSL_new(server ? ctx.server : ctx.client),
@@ -43,6 +53,42 @@ final class TLSHandler: ChannelDuplexHandler {
 
     deinit { SSL_free(ssl) }
 
+    func handlerAdded(context: ChannelHandlerContext) { self.context = context }
+
+    func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
+
+    /// Encrypts `b` into TLS records and returns them, for the caller to write into the
+    /// socket itself, in the order sealed (the caller holds the peer's lock, which orders
+    /// both). Any thread, once established; nil if the connection failed.
+    func seal(_ b: ByteBuffer) -> ByteBuffer? {
+        var out = Self.allocator.buffer(capacity: b.readableBytes + b.readableBytes / 512 + 1024)
+        let ok = lock.withLock { () -> Bool in
+            guard established && !failed else { return false }
+            return b.withUnsafeReadableBytes { p -> Bool in
+                var off = 0
+                while off < p.count {
+                    let n = SSL_write(ssl, p.baseAddress! + off, Int32(min(p.count - off, Self.writeChunk)))
+                    if n <= 0 { return false }
+                    off += Int(n)
+                    drainCiphertext(into: &out)
+                }
+                drainCiphertext(into: &out)
+                return true
+            }
+        }
+        return ok ? out : nil
+    }
+
+    /// Writes ciphertext a worker sealed but could not write whole (the socket was full)
+    /// past this handler, before any frame written after it. Network thread.
+    func writeSealed(_ b: ByteBuffer, promise: EventLoopPromise<Void>?) {
+        guard let context else {
+            promise?.fail(TLSError(reason: "the connection is closed"))
+            return
+        }
+        context.write(wrapOutboundOut(b), promise: promise)
+    }
+
     func channelActive(context: ChannelHandlerContext) {
         context.fireChannelActive()
         if !isServer { handshake(context) }
@@ -51,10 +97,10 @@ final class TLSHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !failed else { return }
         let b = unwrapInboundIn(data)
-        let n = b.withUnsafeReadableBytes { BIO_write(rbio, $0.baseAddress, Int32($0.count)) }
+        let n = lock.withLock { b.withUnsafeReadableBytes { BIO_write(rbio, $0.baseAddress, Int32($0.count)) } }
         guard n == b.readableBytes else { return fail(context, "cannot buffer \(b.readableBytes) bytes") }
         if !established {
-            guard chi_bio_pending(rbio) <= TLSContext.preHandshakeBytes else {
+            guard lock.withLock({ chi_bio_pending(rbio) }) <= TLSContext.preHandshakeBytes else {
                 return fail(context, "more than \(TLSContext.preHandshakeBytes) bytes before the handshake completed")
             }
             handshake(context)
@@ -83,17 +129,19 @@ final class TLSHandler: ChannelDuplexHandler {
     // MARK: Private
 
     private func handshake(_ context: ChannelHandlerContext) {
-        let r = SSL_do_handshake(ssl)
+        let (r, e) = lock.withLock { () -> (Int32, Int32) in
+            let r = SSL_do_handshake(ssl)
+            return (r, r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, r))
+        }
         sendCiphertext(context, promise: nil, flush: true)
         if r == 1 {
-            established = true
+            lock.withLock { established = true }
             let w = waiting
             waiting = []
             for (b, p) in w { encrypt(context, b, p) }
             if !w.isEmpty { context.flush() }
             return
         }
-        let e = SSL_get_error(ssl, r)
         if e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE { return }
         let v = SSL_get_verify_result(ssl)
         // UNSPECIFIED is what a handshake that verified no certificate reports (PSK mode).
@@ -116,11 +164,12 @@ final class TLSHandler: ChannelDuplexHandler {
         while !failed {
             // No more plaintext than the ciphertext buffered (plus a record OpenSSL may hold):
             // a small message gets a small buffer.
-            let size = min(Self.readChunk, Int(chi_bio_pending(rbio)) + (16 << 10))
+            let size = min(Self.readChunk, Int(lock.withLock { chi_bio_pending(rbio) }) + (16 << 10))
             var out = context.channel.allocator.buffer(capacity: size)
             var err: Int32 = SSL_ERROR_NONE
             var why = ""
-            out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { p in
+            // Not held while the plaintext goes up: that may send (and `seal`) at once.
+            out.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { p in lock.withLock {
                 var got = 0
                 while got < p.count {
                     let rc = SSL_read(ssl, p.baseAddress! + got, Int32(min(p.count - got, Int(Int32.max))))
@@ -133,7 +182,7 @@ final class TLSHandler: ChannelDuplexHandler {
                     got += Int(rc)
                 }
                 return got
-            }
+            } }
             if out.readableBytes > 0 { context.fireChannelRead(wrapInboundOut(out)) }
             if err == SSL_ERROR_NONE { continue } // the piece was full: there may be more
             if err == SSL_ERROR_WANT_READ { break }
@@ -147,26 +196,15 @@ final class TLSHandler: ChannelDuplexHandler {
 
     private func encrypt(_ context: ChannelHandlerContext, _ b: ByteBuffer, _ promise: EventLoopPromise<Void>?) {
         // TLS 1.3 adds 22 bytes per record of at most 16 KiB (and a header); sized generously.
-        var out = context.channel.allocator.buffer(capacity: b.readableBytes + b.readableBytes / 512 + 1024)
-        let ok = b.withUnsafeReadableBytes { p -> Bool in
-            var off = 0
-            while off < p.count {
-                let n = SSL_write(ssl, p.baseAddress! + off, Int32(min(p.count - off, Self.writeChunk)))
-                if n <= 0 { return false }
-                off += Int(n)
-                drainCiphertext(into: &out)
-            }
-            return true
-        }
-        guard ok else {
+        let sealed = seal(b)
+        guard let out = sealed else {
             promise?.fail(TLSError(reason: "cannot encrypt: \(TLSContext.lastError())"))
             return fail(context, "cannot encrypt")
         }
-        drainCiphertext(into: &out)
         if out.readableBytes > 0 { context.write(wrapOutboundOut(out), promise: promise) } else { promise?.succeed(()) }
     }
 
-    /// Appends what OpenSSL has produced to `out`.
+    /// Appends what OpenSSL has produced to `out`. Under `lock`.
     private func drainCiphertext(into out: inout ByteBuffer) {
         let n = chi_bio_pending(wbio)
         guard n > 0 else { return }
@@ -177,14 +215,11 @@ final class TLSHandler: ChannelDuplexHandler {
 
     /// Moves what OpenSSL produced into the channel (completing `promise` when it is out).
     private func sendCiphertext(_ context: ChannelHandlerContext, promise: EventLoopPromise<Void>?, flush: Bool) {
-        let n = chi_bio_pending(wbio)
-        guard n > 0 else {
+        var out = context.channel.allocator.buffer(capacity: 0)
+        lock.withLock { drainCiphertext(into: &out) }
+        guard out.readableBytes > 0 else {
             promise?.succeed(())
             return
-        }
-        var out = context.channel.allocator.buffer(capacity: n)
-        out.writeWithUnsafeMutableBytes(minimumWritableBytes: n) { p in
-            Int(max(0, BIO_read(wbio, p.baseAddress, Int32(n))))
         }
         if flush { context.writeAndFlush(wrapOutboundOut(out), promise: promise) }
         else { context.write(wrapOutboundOut(out), promise: promise) }
@@ -192,7 +227,7 @@ final class TLSHandler: ChannelDuplexHandler {
 
     private func fail(_ context: ChannelHandlerContext, _ why: String) {
         guard !failed else { return }
-        failed = true
+        lock.withLock { failed = true }
         sendCiphertext(context, promise: nil, flush: true) // the alert, if any
         for (_, p) in waiting { p?.fail(TLSError(reason: why)) }
         waiting = []
