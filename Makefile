@@ -136,7 +136,18 @@ $(STAGE)/libexec/chimaera/libsmall_message_v2.so: Sources/Mods/small_message/sma
 	$(CC) $(CFLAGS) -std=c11 -shared -fPIC -fvisibility=hidden $(CHI_CFLAGS) -DSM_VERSION=2 -DSM_MD_RET=2 \
 	  -o $@ $< -L$(STAGE)/lib -lchimaera
 
-bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t)) $(STAGE)/libexec/chimaera/libsmall_message_v2.so python-bench
+bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t)) $(STAGE)/libexec/chimaera/libsmall_message_v2.so python-bench \
+  $(STAGE)/libexec/chimaera/chi_bench_swift
+
+# `chimaera bench swift`'s program: a Swift executable on the ChimaeraSwift product, linked
+# against the staged library (CHIMAERA_PREFIX) and run through $ORIGIN, with its own scratch path.
+SWIFTAPI_SOURCES := $(shell find Sources/ChimaeraSwift Sources/ChimaeraBenchSwift Sources/CChimaeraABI -type f) Package.swift
+SWIFTAPI_SWIFT_BUILD ?= $(SWIFT_BUILD)-swiftapi
+$(STAGE)/libexec/chimaera/chi_bench_swift: $(SWIFTAPI_SOURCES) $(STAGE)/lib/$(SONAME) $(STAGE)/include/chimaera/chimaera.h
+	CHIMAERA_PREFIX=$(STAGE) CHIMAERA_RPATH='$$ORIGIN/../../lib' swift build -c release --product chi_bench_swift \
+	  --scratch-path $(SWIFTAPI_SWIFT_BUILD) --static-swift-stdlib
+	@mkdir -p $(dir $@)
+	cp $(SWIFTAPI_SWIFT_BUILD)/release/chi_bench_swift $@.tmp && mv -f $@.tmp $@
 
 # The Python binding, staged for `chimaera bench python` (pip installs it for users).
 python-bench:

@@ -2,6 +2,7 @@
 // Chimaera: a modular runtime for data-intensive tasks. The C ABI lives in include/chimaera;
 // libchimaera.so is the `chimaera` dynamic product, built by `make` with the flags that make
 // it self-contained (see Makefile).
+import Foundation
 import PackageDescription
 
 // The `chimaera` tool links libchimaera.so itself (-lchimaera), so it can only be linked once
@@ -9,12 +10,25 @@ import PackageDescription
 // Without it (`swift build`, `swift test`) the tool target and its dependency are left out.
 let buildTool = Context.environment["CHIMAERA_TOOL"] == "1"
 
+// The Swift API (product ChimaeraSwift) is a thin layer over libchimaera.so's C ABI, so a
+// program that uses it holds no runtime of its own: it links the library `make` staged in
+// build/lib (or the one in $CHIMAERA_PREFIX/lib, an installed tree) and records that directory
+// as its run path, so it runs, embedded mode included, with no environment variable.
+// CHIMAERA_RPATH overrides the run path (the Makefile stages bench programs with $ORIGIN).
+let chimaeraLib = (Context.environment["CHIMAERA_PREFIX"] ?? Context.packageDirectory + "/build") + "/lib"
+let chimaeraRpath = Context.environment["CHIMAERA_RPATH"] ?? chimaeraLib
+// Its tests link the library too, so `swift test` before `make` leaves them out.
+let haveLibrary = FileManager.default.fileExists(atPath: chimaeraLib + "/libchimaera.so")
+
 let package = Package(
     name: "Chimaera",
     products: [
         .library(name: "chimaera", type: .dynamic, targets: ["ChimaeraCExports"]),
-        // The native Swift API (`import Chimaera`): Client, Pool, DomainQuery, module clients.
-        .library(name: "ChimaeraSwift", targets: ["Chimaera"]),
+        // The native Swift API (`import ChimaeraSwift`): Client, Pool, DomainQuery, module
+        // clients, over libchimaera.so.
+        .library(name: "ChimaeraSwift", targets: ["ChimaeraSwift"]),
+        // `chimaera bench swift`'s program, staged in libexec/chimaera by `make`.
+        .executable(name: "chi_bench_swift", targets: ["ChimaeraBenchSwift"]),
     ] + (buildTool ? [.executable(name: "chimaera-tool", targets: ["ChimaeraTool"])] : []),
     dependencies: [
         // The transport between nodes (Sources/Chimaera/Remote).
@@ -62,14 +76,25 @@ let package = Package(
             name: "ChimaeraFuzz",
             dependencies: ["Chimaera", "ChimaeraCExports", "CChimaera", "CChimaeraFuzzMods"]
         ),
+        // libchimaera.so's C ABI as Swift sees it: the public headers (its include/chimaera is
+        // a symlink to include/chimaera), linked -lchimaera. Used by the Swift API and the
+        // tool. A C target, not a system library, so its header path reaches every importer.
+        .target(name: "CChimaeraABI"),
+        .target(
+            name: "ChimaeraSwift",
+            dependencies: ["CChimaeraABI"],
+            linkerSettings: [.unsafeFlags(["-L\(chimaeraLib)", "-Xlinker", "-rpath", "-Xlinker", chimaeraRpath])]
+        ),
+        .executableTarget(name: "ChimaeraBenchSwift", dependencies: ["ChimaeraSwift"]),
         .testTarget(
             name: "ChimaeraTests",
             dependencies: ["Chimaera", "CChimaera", "ChimaeraYAML", "ChimaeraDevKit",
                            .product(name: "NIOCore", package: "swift-nio")]
         ),
-    ] + (buildTool ? [
-        // libchimaera.so's C ABI as the tool sees it: the public headers, linked -lchimaera.
-        .systemLibrary(name: "CChimaeraABI"),
+    ] + (haveLibrary ? [
+        // The Swift API against a real daemon (needs `make all`: the library and the tool).
+        .testTarget(name: "ChimaeraSwiftTests", dependencies: ["ChimaeraSwift"]),
+    ] : []) + (buildTool ? [
         // The `chimaera` command: reaches the runtime only through libchimaera.so's C ABI,
         // so a process that runs a runtime holds the one copy inside that library.
         .executableTarget(
