@@ -63,8 +63,9 @@ do {
     var sync: [UInt64] = [], async: [UInt64] = [], parked: [UInt64] = []
     sync.reserveCapacity(iters)
     async.reserveCapacity(iters)
-    let rounds = 8, per = iters / rounds
-    for _ in 0..<rounds {
+    let rounds = 8
+    for round in 0..<rounds {
+        let per = iters / rounds + (round < iters % rounds ? 1 : 0)
         for i in 0..<per {
             let t0 = nowNs()
             let r = try sm.md(depth: 0, .directHash(UInt64(i)))
