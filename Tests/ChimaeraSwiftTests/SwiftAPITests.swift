@@ -64,8 +64,8 @@ final class TestDaemon {
     deinit {
         var pid: Int32?
         if let f = fopen(pidFile, "r") {
-            var v: Int32 = 0
-            if fscanf(f, "%d", &v) == 1 { pid = v }
+            var line = [CChar](repeating: 0, count: 32)
+            if fgets(&line, 32, f) != nil { pid = Int32(atoi(line)) }
             fclose(f)
         }
         _ = runTool(["stop", "--segment", segment], timeoutMs: 20_000)
@@ -191,5 +191,66 @@ struct SwiftAPITests {
         } catch {
             #expect(error.code == ChimaeraError.stopped)
         }
+    }
+
+    @Test func parkedAwaitsAllCompleteWhenTheAwaitingSideDoesNotPoll() async throws {
+        let d = try TestDaemon()
+        let client = try Client(segment: d.segment)
+        defer { client.close() }
+        client.awaitSpinNs = 0
+        let sm = try SmallMessageClient.create(client, name: "swift_parked", containersPerNode: 2)
+        let total = try await withThrowingTaskGroup(of: Int32.self) { group in
+            for i in 0..<500 {
+                group.addTask { try await sm.mdAsync(depth: UInt32(i % 4), .directHash(UInt64(i))) }
+            }
+            var sum: Int32 = 0
+            for try await r in group { sum += r }
+            return sum
+        }
+        #expect(total == 500)
+    }
+
+    @Test(arguments: [Int64(0), Int64(20_000)])
+    func awaitedFailureIsTheSameErrorAsTheBlockingWaitsWhetherParkedOrPolled(spinNs: Int64) async throws {
+        let d = try TestDaemon()
+        let client = try Client(segment: d.segment)
+        defer { client.close() }
+        client.awaitSpinNs = spinNs
+        let sm = try SmallMessageClient.create(client, name: "swift_fail")
+        // Container 7 of a one-container pool; the blocking wait's error is the reference.
+        let sync = try client.newTask(chi_sm_md_task_t.self, pool: sm.pool, method: UInt32(CHI_SM_MD), .directId(7))
+        try sync.submit()
+        var expected: ChimaeraError?
+        do { try sync.wait(timeoutNs: 10_000_000_000) } catch { expected = error }
+        #expect(expected?.code == -Int32(CHI_ENOCONTAINER))
+        let t = try client.newTask(chi_sm_md_task_t.self, pool: sm.pool, method: UInt32(CHI_SM_MD), .directId(7))
+        try t.submit()
+        do {
+            try await t.completion()
+            Issue.record("a task to a container that does not exist succeeded")
+        } catch {
+            #expect(error == expected)
+            #expect(!error.message.isEmpty)
+        }
+    }
+
+    @Test func closingTheClientResumesAParkedAwaitWithStopped() async throws {
+        let d = try TestDaemon()
+        let client = try Client(segment: d.segment)
+        let sm = try SmallMessageClient.create(client, name: "swift_close")
+        let t = try client.newTask(chi_sm_md_task_t.self, pool: sm.pool, method: UInt32(CHI_SM_MD), .directId(0))
+        t.setPeriod(ns: 5_000_000)
+        try t.submit()
+        let waiter = Task { () -> Int32 in
+            do throws(ChimaeraError) {
+                try await t.completion()
+                return 0
+            } catch {
+                return error.code
+            }
+        }
+        usleep(100_000)
+        client.close()
+        #expect(await waiter.value == ChimaeraError.stopped)
     }
 }
