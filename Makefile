@@ -179,6 +179,7 @@ bench: deps all
 	$(STAGE)/bin/chimaera bench python
 	$(STAGE)/bin/chimaera bench remote
 	$(STAGE)/bin/chimaera bench bdev
+	$(STAGE)/bin/chimaera bench swift
 
 # ---- sanitizers and fuzzing (docs/testing.md) ---------------------------------------------------
 # The sanitized prefix has what the C ABI tests need (no bench helpers, no CMake files); its

@@ -3,10 +3,12 @@
 //
 //   chi_bench_swift --segment NAME [--iters N]
 //
-// Alternates short runs of each, plus a few awaited calls with no poll before parking (the
-// parker thread's path), (so both see the same CPU placements) and prints one JSON
-// object line (samples in 10 ns steps), then "sync_samples V:COUNT ..." and "async_samples ..." lines for
-// `chimaera bench swift`, which merges them with the C client's samples of the same run.
+// Alternates short runs of each (awaited from the main actor), so both see the same CPU
+// placements; in each round also a few awaits from a task of the global pool and a few with no
+// poll before parking (the parker thread's path). Prints one JSON object line, then
+// "sync_samples V:COUNT ...", "async_samples", "pool_samples" and "parked_samples" lines
+// (10 ns steps) for `chimaera bench swift`, which merges them with the C client's samples of
+// the same run.
 import ChimaeraSwift
 import Glibc
 
@@ -60,7 +62,7 @@ do {
         guard try sm.md(depth: 0, .directHash(UInt64(i))) == 1 else { fail("Md did not return 1") }
         guard try await sm.mdAsync(depth: 0, .directHash(UInt64(i))) == 1 else { fail("Md did not return 1") }
     }
-    var sync: [UInt64] = [], async: [UInt64] = [], parked: [UInt64] = []
+    var sync: [UInt64] = [], async: [UInt64] = [], pool: [UInt64] = [], parked: [UInt64] = []
     sync.reserveCapacity(iters)
     async.reserveCapacity(iters)
     let rounds = 8
@@ -78,6 +80,18 @@ do {
             async.append((nowNs() &- t0) / 10 * 10)
             if r != 1 { fail("awaited Md returned \(r)") }
         }
+        // Awaited from a task of the global pool rather than the main actor.
+        let pooled = try await Task.detached { () throws(ChimaeraError) -> [UInt64] in
+            var out: [UInt64] = []
+            for i in 0..<max(1, per / 8) {
+                let t0 = nowNs()
+                let r = try await sm.mdAsync(depth: 0, .directHash(UInt64(i)))
+                out.append((nowNs() &- t0) / 10 * 10)
+                if r != 1 { fail("awaited Md returned \(r)") }
+            }
+            return out
+        }.value
+        pool += pooled
         // The parked path alone (no poll on the awaiting side): the parker thread's cost.
         client.awaitSpinNs = 0
         for i in 0..<max(1, per / 8) {
@@ -90,15 +104,18 @@ do {
     }
     sync.sort()
     async.sort()
+    pool.sort()
     parked.sort()
     let s50 = percentile(sync, 0.5), a50 = percentile(async, 0.5)
     let ratio = s50 > 0 ? (Double(a50) / Double(s50) * 100).rounded() / 100 : 0
     print("{\"swift_sync_md_ns_p50\":\(s50),\"swift_sync_md_ns_p99\":\(percentile(sync, 0.99)),"
         + "\"swift_async_md_ns_p50\":\(a50),\"swift_async_md_ns_p99\":\(percentile(async, 0.99)),"
+        + "\"swift_async_pool_md_ns_p50\":\(percentile(pool, 0.5)),"
         + "\"swift_parked_md_ns_p50\":\(percentile(parked, 0.5)),"
         + "\"swift_async_sync_ratio_p50\":\(ratio),\"iters\":\(sync.count)}")
     print(samplesLine("sync_samples", sync))
     print(samplesLine("async_samples", async))
+    print(samplesLine("pool_samples", pool))
     print(samplesLine("parked_samples", parked))
     client.close()
 } catch {
