@@ -51,9 +51,9 @@ SWIFT_FLAGS := --sanitize address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-r
 endif
 
 .PHONY: all headers examples python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
-.PHONY: sanitize sanitize-test fuzz fuzz-run fuzz-seeds
+.PHONY: sanitize sanitize-test fuzz fuzz-run fuzz-seeds swift-package
 
-all: lib modules tool bench-tools cmake-files headers examples
+all: lib modules tool bench-tools cmake-files headers examples swift-package
 
 # ---- set-up ---------------------------------------------------------------------------
 deps:
@@ -155,6 +155,21 @@ python-bench:
 	@rm -rf $(STAGE)/lib/python/chimaera
 	cp -r bindings/python/chimaera $(STAGE)/lib/python/
 	cp examples/python/bench_md.py Sources/BenchTools/python/chi_bench_python $(STAGE)/libexec/chimaera/
+
+# ---- the Swift API as a package of the prefix: share/chimaera/ChimaeraSwift ---------------------
+# A user's Package.swift depends on it by path; it links the prefix's libchimaera.so (its
+# include/chimaera is a relative symlink to the prefix's headers, kept by `make install`).
+SWIFT_PKG := $(STAGE)/share/chimaera/ChimaeraSwift
+$(SWIFT_PKG)/Package.swift: $(shell find Sources/ChimaeraSwift Sources/CChimaeraABI -type f)
+	rm -rf $(SWIFT_PKG)
+	mkdir -p $(SWIFT_PKG)/Sources/ChimaeraSwift $(SWIFT_PKG)/Sources/CChimaeraABI/include
+	cp Sources/ChimaeraSwift/*.swift $(SWIFT_PKG)/Sources/ChimaeraSwift/
+	cp Sources/CChimaeraABI/abi.c $(SWIFT_PKG)/Sources/CChimaeraABI/
+	cp Sources/CChimaeraABI/include/shim.h Sources/CChimaeraABI/include/module.modulemap $(SWIFT_PKG)/Sources/CChimaeraABI/include/
+	ln -s ../../../../../../include/chimaera $(SWIFT_PKG)/Sources/CChimaeraABI/include/chimaera
+	cp Sources/ChimaeraSwift/Staged/Package.swift $@
+
+swift-package: $(SWIFT_PKG)/Package.swift
 
 # ---- CMake package and pkg-config, written for the staging prefix --------------------------
 cmake-files:

@@ -84,6 +84,8 @@ let package = Package(
         .target(
             name: "ChimaeraSwift",
             dependencies: ["CChimaeraABI"],
+            // Staged/: the package `make` stages in share/chimaera/ChimaeraSwift.
+            exclude: ["Staged"],
             linkerSettings: [.unsafeFlags(["-L\(chimaeraLib)", "-Xlinker", "-rpath", "-Xlinker", chimaeraRpath])]
         ),
         .executableTarget(name: "ChimaeraBenchSwift", dependencies: ["ChimaeraSwift"]),

@@ -73,6 +73,28 @@ def test_swift_example_binary_holds_no_runtime(example):
     assert "[libchimaera.so.1]" in needed, needed
 
 
+def test_swift_example_builds_against_a_copied_prefix_and_uses_its_library(tmp_path):
+    """A prefix moved elsewhere (as `make install` copies the stage) serves the example: the
+    Swift API package in share/chimaera/ChimaeraSwift links that prefix's library."""
+    if shutil.which("swift") is None:
+        pytest.skip("no Swift toolchain")
+    require_staged()
+    prefix = tmp_path / "prefix"
+    shutil.copytree(STAGE, prefix, symlinks=True)
+    scratch = tmp_path / "scratch"
+    env = dict(os.environ, CHIMAERA_PREFIX=str(prefix))
+    rc, out = run(["swift", "build", "--package-path", REPO / "examples" / "swift",
+                   "--scratch-path", scratch, "--product", "SwiftClientExample"],
+                  env=env, timeout=900)
+    assert rc == 0, out
+    clean = {"PATH": "/usr/bin:/bin", "HOME": os.environ.get("HOME", "/tmp")}
+    rc, out = run([scratch / "debug" / "SwiftClientExample", "--embedded"], env=clean, timeout=120)
+    assert rc == 0, out
+    m = re.search(r"^Runtime: embedded, libchimaera.so mapped from 1 file\(s\): (.*)$", out, re.M)
+    assert m, out
+    assert os.path.realpath(m.group(1)) == os.path.realpath(prefix / "lib" / "libchimaera.so.1"), out
+
+
 def test_bench_swift_reports_sync_async_and_the_c_client(tmp_path):
     require_staged()
     env = dict(os.environ, CHI_MODULE_PATH=str(STAGE / "lib" / "chimaera"))
@@ -81,7 +103,8 @@ def test_bench_swift_reports_sync_async_and_the_c_client(tmp_path):
     assert rc == 0, out
     figures = json.loads(out.strip().splitlines()[-1])
     assert figures["case"] == "swift"
-    for key in ("swift_sync_md_ns_p50", "swift_async_md_ns_p50", "swift_parked_md_ns_p50",
+    for key in ("swift_sync_md_ns_p50", "swift_async_md_ns_p50", "swift_async_pool_md_ns_p50",
+                "swift_parked_md_ns_p50",
                 "c_sync_md_ns_p50", "async_sync_ratio_p50", "swift_c_sync_ratio_p50"):
         assert figures[key] > 0, (key, figures)
     assert figures["target_async_sync_ratio"] == 5
