@@ -46,17 +46,23 @@ final class CompletionParker: @unchecked Sendable {
             c.resume(returning: Outcome(rc: -Int32(CHI_ESTOPPED), message: "the client was closed while the task was awaited"))
             return
         }
-        incoming.append((t, c))
         if thread == nil {
             var th = pthread_t()
-            let me = Unmanaged.passRetained(self).toOpaque()
-            pthread_create(&th, nil, { arg in
+            let me = Unmanaged.passRetained(self)
+            let rc = pthread_create(&th, nil, { arg in
                 let p = Unmanaged<CompletionParker>.fromOpaque(arg!).takeRetainedValue()
                 p.loop()
                 return nil
-            }, me)
+            }, me.toOpaque())
+            guard rc == 0 else {
+                me.release()
+                pthread_mutex_unlock(&lock)
+                c.resume(returning: Outcome(rc: -rc, message: "cannot start the thread that resumes awaited tasks: \(String(cString: strerror(rc)))"))
+                return
+            }
             thread = th
         }
+        incoming.append((t, c))
         pthread_cond_signal(&cond)
         pthread_mutex_unlock(&lock)
     }
