@@ -144,7 +144,7 @@ bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t)) $(STAGE)
 SWIFTAPI_SOURCES := $(shell find Sources/ChimaeraSwift Sources/ChimaeraBenchSwift Sources/CChimaeraABI -type f) Package.swift
 SWIFTAPI_SWIFT_BUILD ?= $(SWIFT_BUILD)-swiftapi
 $(STAGE)/libexec/chimaera/chi_bench_swift: $(SWIFTAPI_SOURCES) $(STAGE)/lib/$(SONAME) $(STAGE)/include/chimaera/chimaera.h
-	CHIMAERA_PREFIX=$(STAGE) CHIMAERA_RPATH='$$ORIGIN/../../lib' swift build -c release --product chi_bench_swift \
+	CHIMAERA_SWIFT_BENCH=1 CHIMAERA_PREFIX=$(STAGE) CHIMAERA_RPATH='$$ORIGIN/../../lib' swift build -c release --product chi_bench_swift \
 	  --scratch-path $(SWIFTAPI_SWIFT_BUILD) --static-swift-stdlib
 	@mkdir -p $(dir $@)
 	cp $(SWIFTAPI_SWIFT_BUILD)/release/chi_bench_swift $@.tmp && mv -f $@.tmp $@

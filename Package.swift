@@ -20,6 +20,9 @@ let chimaeraRpath = Context.environment["CHIMAERA_RPATH"] ?? chimaeraLib
 // CHIMAERA_SWIFT_TESTS=0 leaves them out. (Not a check that the file exists: SwiftPM caches the
 // evaluated manifest by its text and environment, so the answer would stick.)
 let swiftAPITests = Context.environment["CHIMAERA_SWIFT_TESTS"] != "0"
+// `chimaera bench swift`'s program links the library as well: `make` adds it
+// (CHIMAERA_SWIFT_BENCH=1), so a plain `swift build` links nothing that needs the library.
+let buildSwiftBench = Context.environment["CHIMAERA_SWIFT_BENCH"] == "1"
 
 let package = Package(
     name: "Chimaera",
@@ -28,9 +31,10 @@ let package = Package(
         // The native Swift API (`import ChimaeraSwift`): Client, Pool, DomainQuery, module
         // clients, over libchimaera.so.
         .library(name: "ChimaeraSwift", targets: ["ChimaeraSwift"]),
+    ] + (buildSwiftBench ? [
         // `chimaera bench swift`'s program, staged in libexec/chimaera by `make`.
         .executable(name: "chi_bench_swift", targets: ["ChimaeraBenchSwift"]),
-    ] + (buildTool ? [.executable(name: "chimaera-tool", targets: ["ChimaeraTool"])] : []),
+    ] : []) + (buildTool ? [.executable(name: "chimaera-tool", targets: ["ChimaeraTool"])] : []),
     dependencies: [
         // The transport between nodes (Sources/Chimaera/Remote).
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -88,13 +92,14 @@ let package = Package(
             exclude: ["Staged"],
             linkerSettings: [.unsafeFlags(["-L\(chimaeraLib)", "-Xlinker", "-rpath", "-Xlinker", chimaeraRpath])]
         ),
-        .executableTarget(name: "ChimaeraBenchSwift", dependencies: ["ChimaeraSwift"]),
         .testTarget(
             name: "ChimaeraTests",
             dependencies: ["Chimaera", "CChimaera", "ChimaeraYAML", "ChimaeraDevKit",
                            .product(name: "NIOCore", package: "swift-nio")]
         ),
-    ] + (swiftAPITests ? [
+    ] + (buildSwiftBench ? [
+        .executableTarget(name: "ChimaeraBenchSwift", dependencies: ["ChimaeraSwift"]),
+    ] : []) + (swiftAPITests ? [
         // The Swift API against a real daemon (needs `make all`: the library and the tool).
         .testTarget(name: "ChimaeraSwiftTests", dependencies: ["ChimaeraSwift"]),
     ] : []) + (buildTool ? [
