@@ -32,7 +32,7 @@ public final class Client: @unchecked Sendable {
     /// How long `await` on a task polls its completion word on the awaiting thread before it
     /// parks the Swift task (default 20 us: about the cost of one thread wake-up here, so a
     /// short task never pays for a park and a long one pays at most twice). 0 or less: park
-    /// at once.
+    /// at once. Set it before the client is shared between threads: it is read unsynchronised.
     public var awaitSpinNs: Int64 = 20_000
 
     /// Attaches to (or embeds) a runtime. With no runtime serving the segment this throws

@@ -57,8 +57,13 @@ public final class TaskHandle<Layout>: @unchecked Sendable {
     public func completion() async throws(ChimaeraError) {
         let h = try client.live()
         let spin = client.awaitSpinNs
-        // A zero-timeout wait still polls a few dozen times: with no poll wanted, look once.
-        let rc = spin > 0 ? chi_task_wait(h, task, spin) : (chi_task_is_done(task) ? chi_task_wait(h, task, 0) : -ETIMEDOUT)
+        let rc: Int32
+        if spin > 0 {
+            rc = chi_task_wait(h, task, spin)
+        } else {
+            // A zero-timeout wait still polls a few dozen times: with no poll wanted, look once.
+            rc = chi_task_is_done(task) ? chi_task_wait(h, task, 0) : -ETIMEDOUT
+        }
         if rc != -ETIMEDOUT {
             try check(rc)
             try checkStatus(message: nil)
@@ -67,7 +72,9 @@ public final class TaskHandle<Layout>: @unchecked Sendable {
         let parked = await withUnsafeContinuation { (c: UnsafeContinuation<CompletionParker.Outcome, Never>) in
             client.parker.park(task, c)
         }
-        if parked.rc < 0 { throw ChimaeraError(code: parked.rc, message: parked.message ?? ChimaeraError.describe(parked.rc)) }
+        if parked.rc < 0 {
+            throw ChimaeraError(code: parked.rc, message: parked.message ?? ChimaeraError.describe(parked.rc))
+        }
         if task.pointee.rc < 0 && parked.message == nil {
             // The runtime's message is still in the task: a zero-timeout wait on this thread
             // moves it to chi_last_error.
