@@ -1,5 +1,6 @@
 import ChimaeraSwift
 import Glibc
+import Synchronization
 import Testing
 
 // The Swift API over libchimaera.so, against real daemons started with the staged tool. This
@@ -42,6 +43,11 @@ func runTool(_ args: [String], timeoutMs: Int) -> Int32 {
         usleep(10_000)
     }
     return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}
+
+/// A flag one task sets and another polls.
+final class Flag: Sendable {
+    let value = Atomic<Int>(0)
 }
 
 /// A daemon on a unique segment, stopped (and killed if need be) when the test ends.
@@ -241,7 +247,9 @@ struct SwiftAPITests {
         let t = try client.newTask(chi_sm_md_task_t.self, pool: sm.pool, method: UInt32(CHI_SM_MD), .directId(0))
         t.setPeriod(ns: 5_000_000)
         try t.submit()
+        let started = Flag()
         let waiter = Task { () -> Int32 in
+            started.value.store(1, ordering: .releasing)
             do throws(ChimaeraError) {
                 try await t.completion()
                 return 0
@@ -249,7 +257,13 @@ struct SwiftAPITests {
                 return error.code
             }
         }
-        usleep(100_000)
+        // Other suites run beside this one: wait for the waiter to run (without holding a
+        // thread of the pool), then well past its 20 us poll, so it is parked when we close.
+        let deadline = nowNs() + 10_000_000_000
+        while started.value.load(ordering: .acquiring) == 0 && nowNs() < deadline {
+            try await Task.sleep(nanoseconds: 1_000_000)
+        }
+        try await Task.sleep(nanoseconds: 200_000_000)
         client.close()
         #expect(await waiter.value == ChimaeraError.stopped)
     }
