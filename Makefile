@@ -51,9 +51,9 @@ SWIFT_FLAGS := --sanitize address -Xcc -fsanitize=undefined -Xcc -fno-sanitize-r
 endif
 
 .PHONY: all headers examples python-bench deps lib modules tool bench-tools cmake-files install demo test test-swift test-c test-e2e bench clean
-.PHONY: sanitize sanitize-test fuzz fuzz-run fuzz-seeds
+.PHONY: sanitize sanitize-test fuzz fuzz-run fuzz-seeds swift-package
 
-all: lib modules tool bench-tools cmake-files headers examples
+all: lib modules tool bench-tools cmake-files headers examples swift-package
 
 # ---- set-up ---------------------------------------------------------------------------
 deps:
@@ -136,7 +136,18 @@ $(STAGE)/libexec/chimaera/libsmall_message_v2.so: Sources/Mods/small_message/sma
 	$(CC) $(CFLAGS) -std=c11 -shared -fPIC -fvisibility=hidden $(CHI_CFLAGS) -DSM_VERSION=2 -DSM_MD_RET=2 \
 	  -o $@ $< -L$(STAGE)/lib -lchimaera
 
-bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t)) $(STAGE)/libexec/chimaera/libsmall_message_v2.so python-bench
+bench-tools: $(foreach t,$(BENCH_TOOLS),$(STAGE)/libexec/chimaera/$(t)) $(STAGE)/libexec/chimaera/libsmall_message_v2.so python-bench \
+  $(STAGE)/libexec/chimaera/chi_bench_swift
+
+# `chimaera bench swift`'s program: a Swift executable on the ChimaeraSwift product, linked
+# against the staged library (CHIMAERA_PREFIX) and run through $ORIGIN, with its own scratch path.
+SWIFTAPI_SOURCES := $(shell find Sources/ChimaeraSwift Sources/ChimaeraBenchSwift Sources/CChimaeraABI -type f) Package.swift
+SWIFTAPI_SWIFT_BUILD ?= $(SWIFT_BUILD)-swiftapi
+$(STAGE)/libexec/chimaera/chi_bench_swift: $(SWIFTAPI_SOURCES) $(STAGE)/lib/$(SONAME) $(STAGE)/include/chimaera/chimaera.h
+	CHIMAERA_SWIFT_BENCH=1 CHIMAERA_PREFIX=$(STAGE) CHIMAERA_RPATH='$$ORIGIN/../../lib' swift build -c release --product chi_bench_swift \
+	  --scratch-path $(SWIFTAPI_SWIFT_BUILD) --static-swift-stdlib
+	@mkdir -p $(dir $@)
+	cp $(SWIFTAPI_SWIFT_BUILD)/release/chi_bench_swift $@.tmp && mv -f $@.tmp $@
 
 # The Python binding, staged for `chimaera bench python` (pip installs it for users).
 python-bench:
@@ -144,6 +155,21 @@ python-bench:
 	@rm -rf $(STAGE)/lib/python/chimaera
 	cp -r bindings/python/chimaera $(STAGE)/lib/python/
 	cp examples/python/bench_md.py Sources/BenchTools/python/chi_bench_python $(STAGE)/libexec/chimaera/
+
+# ---- the Swift API as a package of the prefix: share/chimaera/ChimaeraSwift ---------------------
+# A user's Package.swift depends on it by path; it links the prefix's libchimaera.so (its
+# include/chimaera is a relative symlink to the prefix's headers, kept by `make install`).
+SWIFT_PKG := $(STAGE)/share/chimaera/ChimaeraSwift
+$(SWIFT_PKG)/Package.swift: $(shell find Sources/ChimaeraSwift Sources/CChimaeraABI -type f)
+	rm -rf $(SWIFT_PKG)
+	mkdir -p $(SWIFT_PKG)/Sources/ChimaeraSwift $(SWIFT_PKG)/Sources/CChimaeraABI/include
+	cp Sources/ChimaeraSwift/*.swift $(SWIFT_PKG)/Sources/ChimaeraSwift/
+	cp Sources/CChimaeraABI/abi.c $(SWIFT_PKG)/Sources/CChimaeraABI/
+	cp Sources/CChimaeraABI/include/shim.h Sources/CChimaeraABI/include/module.modulemap $(SWIFT_PKG)/Sources/CChimaeraABI/include/
+	ln -s ../../../../../../include/chimaera $(SWIFT_PKG)/Sources/CChimaeraABI/include/chimaera
+	cp Sources/ChimaeraSwift/Staged/Package.swift $@
+
+swift-package: $(SWIFT_PKG)/Package.swift
 
 # ---- CMake package and pkg-config, written for the staging prefix --------------------------
 cmake-files:
@@ -168,6 +194,7 @@ bench: deps all
 	$(STAGE)/bin/chimaera bench python
 	$(STAGE)/bin/chimaera bench remote
 	$(STAGE)/bin/chimaera bench bdev
+	$(STAGE)/bin/chimaera bench swift
 
 # ---- sanitizers and fuzzing (docs/testing.md) ---------------------------------------------------
 # The sanitized prefix has what the C ABI tests need (no bench helpers, no CMake files); its

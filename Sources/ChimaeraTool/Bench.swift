@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
             discussion: "Cases: small-message, idle\(availableExternal).")
     }
 
-    @Argument(help: "The case: small-message, idle, or one with a program in libexec/chimaera (remote, bdev, python, orchestration, scale, upgrade, migrate).")
+    @Argument(help: "The case: small-message, idle, or one with a program in libexec/chimaera (remote, bdev, python, orchestration, scale, upgrade, migrate, swift).")
     var which: String
 
     @Flag(help: "Print the figures as one JSON object.") var json = false
@@ -21,7 +21,7 @@ struct Bench: ParsableCommand {
     @Option(help: "small-message: asynchronous tasks.") var async: String?
     @Option(help: "small-message: client threads of the async phase.") var threads: String?
     @Option(help: "idle: seconds to measure; remote: seconds of throughput.") var seconds: Double?
-    @Option(help: "remote: round trips.") var iters: Int?
+    @Option(help: "remote: round trips; swift: Md calls of each kind.") var iters: Int?
     @Flag(help: "bdev: run each case beside two CPU hogs.") var contended = false
 
     func run() throws { try Tool.finish(main()) }
@@ -71,6 +71,9 @@ struct Bench: ParsableCommand {
             figures = f
         case "idle":
             guard let f = Self.idle(daemon: daemon, seconds: seconds) else { return 1 }
+            figures = f
+        case "swift":
+            guard let f = Self.swift(segment: daemon.segment, iters: iters ?? 40_000) else { return 1 }
             figures = f
         default:
             // A case with its own C program in libexec (chi_bench_<case>): it measures, and

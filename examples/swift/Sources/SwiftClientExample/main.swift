@@ -1,7 +1,8 @@
 // The seed's "Client API Example" in Swift: register small_message, create the pool
 // "ipc_test", run 256 Md calls (then 256 more that suspend instead of blocking), check each
-// returns 1 and print the latency. Run line: see Package.swift.
-import Chimaera
+// returns 1 and print the latency. `--embedded` runs the runtime inside this process (on a
+// segment of its own) instead of attaching to a daemon. Build and run lines: see Package.swift.
+import ChimaeraSwift
 import Glibc
 
 func now() -> UInt64 {
@@ -10,8 +11,26 @@ func now() -> UInt64 {
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
+/// The files of libchimaera.so this process has mapped (one: the library holds the runtime).
+func mappedChimaeraLibraries() -> [String] {
+    guard let f = fopen("/proc/self/maps", "r") else { return [] }
+    defer { fclose(f) }
+    var paths: [String] = []
+    var line = [CChar](repeating: 0, count: 4096)
+    while fgets(&line, Int32(line.count), f) != nil {
+        let text = String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        guard let slash = text.firstIndex(of: "/") else { continue }
+        let path = String(text[slash...])
+        if path.contains("libchimaera.so"), !paths.contains(path) { paths.append(path) }
+    }
+    return paths
+}
+
+let embedded = CommandLine.arguments.dropFirst().contains("--embedded")
 do {
-    let client = try Client()
+    let client = embedded
+        ? try Client(segment: "swift_example_\(getpid())", mode: .embedded)
+        : try Client()
     try client.registerModule("small_message")
     let sm = try SmallMessageClient.create(client, name: "ipc_test")
     let ops = 256
@@ -30,6 +49,8 @@ do {
     }
     us = Double(now() - t0) / 1000
     print("Async latency: \(ops) ops, \(us) us total, \(us / Double(ops)) us/op")
+    let libs = mappedChimaeraLibraries()
+    print("Runtime: \(embedded ? "embedded" : "attached"), libchimaera.so mapped from \(libs.count) file(s): \(libs.joined(separator: " "))")
     client.close()
 } catch {
     print("error: \(error)")

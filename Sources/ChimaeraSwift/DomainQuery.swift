@@ -1,4 +1,4 @@
-import CChimaera
+import CChimaeraABI
 
 /// The address space a domain query selects from.
 public enum SubDomain: UInt32, Sendable {

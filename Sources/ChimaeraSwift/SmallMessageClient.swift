@@ -1,4 +1,4 @@
-import CChimaera
+import CChimaeraABI
 
 /// The small_message module, typed: `Md(depth)` returns 1 (or the number of containers after
 /// a broadcast); `Io` moves a shared buffer in either direction.
@@ -31,7 +31,9 @@ public struct SmallMessageClient: Sendable {
         return t.params.pointee.ret
     }
 
-    /// Runs Md, suspending the calling Swift task (not a thread) until it returns.
+    /// Runs Md, suspending the calling Swift task (not a thread) until it returns. Runs on the
+    /// caller's executor (no hop to the global pool and back), as `TaskHandle.completion` does.
+    nonisolated(nonsending)
     public func mdAsync(depth: UInt32 = 0, _ q: DomainQuery = .directId(0)) async throws(ChimaeraError) -> Int32 {
         let t = try mdTask(depth, q)
         try t.submit()

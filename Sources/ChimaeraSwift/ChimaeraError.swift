@@ -1,4 +1,5 @@
-import CChimaera
+import CChimaeraABI
+import Glibc
 
 /// An error from the runtime: a negative errno-style code (as the C API returns) and a message
 /// that names what went wrong.
@@ -13,14 +14,17 @@ public struct ChimaeraError: Error, CustomStringConvertible, Sendable, Equatable
         self.message = message
     }
 
-    init(_ e: ChiError) { self.init(code: e.negated, message: e.message) }
-
-    /// A task's failed status, with the runtime's message when it left one.
-    init(status rc: Int32, message: String?) {
-        self.init(code: rc, message: message ?? ChiError.describe(rc))
+    /// The error of a failed `chi_*` call: its code and the calling thread's message
+    /// (`chi_last_error`), which must be read before the thread's next `chi_*` call.
+    init(rc: Int32) {
+        let last = String(cString: chi_last_error())
+        self.init(code: rc, message: last.isEmpty ? Self.describe(rc) : last)
     }
 
-    public var description: String { "\(message) (\(ChiError.describe(code)), \(code))" }
+    /// `chi_strerror`'s name for a code.
+    public static func describe(_ code: Int32) -> String { String(cString: chi_strerror(code)) }
+
+    public var description: String { "\(message) (\(Self.describe(code)), \(code))" }
 
     public static let timedOut = -ETIMEDOUT
     public static let noPool = -Int32(CHI_ENOPOOL)
@@ -30,12 +34,10 @@ public struct ChimaeraError: Error, CustomStringConvertible, Sendable, Equatable
     public static let stopped = -Int32(CHI_ESTOPPED)
 }
 
-/// Runs `body`, turning the core's error into the public one.
+/// Returns a `chi_*` call's non-negative result, or throws its error.
 @inline(__always)
-func api<T>(_ body: () throws(ChiError) -> T) throws(ChimaeraError) -> T {
-    do {
-        return try body()
-    } catch {
-        throw ChimaeraError(error)
-    }
+@discardableResult
+func check(_ rc: Int32) throws(ChimaeraError) -> Int32 {
+    if rc < 0 { throw ChimaeraError(rc: rc) }
+    return rc
 }
