@@ -43,6 +43,15 @@ def test_swift_example_builds_and_runs_against_a_daemon(example, daemon):
     assert "OPS: 256" in out and LATENCY_RE.search(out), out
     assert "Async latency: 256 ops" in out, out
     assert "Runtime: attached, libchimaera.so mapped from 1 file(s)" in out, out
+    check_create_params(out)
+
+
+def check_create_params(out):
+    """The example creates a bdev pool from create parameters given by name (the Swift API
+    lays them out from bdev's create descriptor) and shows an unknown one refused."""
+    assert re.search(r"^Pool swift_dev \(bdev, id \d+\) created from: path: str\[256\], size: u64, flags: u32$",
+                     out, re.M), out
+    assert re.search(r'^Refused: .*"sise" \(known: path: str\[256\], size: u64, flags: u32\)', out, re.M), out
 
 
 def test_swift_example_runs_embedded_with_no_environment_and_one_runtime(example):
@@ -57,6 +66,7 @@ def test_swift_example_runs_embedded_with_no_environment_and_one_runtime(example
     assert m, out
     assert m.group(1) == "1", out
     assert os.path.realpath(m.group(2)) == os.path.realpath(STAGE / "lib" / "libchimaera.so.1"), out
+    check_create_params(out)
 
 
 def test_swift_example_binary_holds_no_runtime(example):

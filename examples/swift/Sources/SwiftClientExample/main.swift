@@ -1,6 +1,7 @@
 // The seed's "Client API Example" in Swift: register small_message, create the pool
 // "ipc_test", run 256 Md calls (then 256 more that suspend instead of blocking), check each
-// returns 1 and print the latency. `--embedded` runs the runtime inside this process (on a
+// returns 1 and print the latency; then create a bdev pool from create parameters given by
+// name. `--embedded` runs the runtime inside this process (on a
 // segment of its own) instead of attaching to a daemon. Build and run lines: see Package.swift.
 import ChimaeraSwift
 import Glibc
@@ -49,6 +50,18 @@ do {
     }
     us = Double(now() - t0) / 1000
     print("Async latency: \(ops) ops, \(us) us total, \(us / Double(ops)) us/op")
+    // Create parameters by name, laid out from the module's own create descriptor.
+    let dev = try client.createPool(module: "bdev", name: "swift_dev", ["path": "ram://", "size": 4_194_304])
+    let declared = try CreateParams.describe(module: "bdev")?.fields.map(\.description) ?? []
+    print("Pool \(dev.name) (bdev, id \(dev.id)) created from: \(declared.joined(separator: ", "))")
+    do {
+        _ = try client.createPool(module: "bdev", name: "swift_dev2", ["sise": 1])
+        print("error: an unknown create parameter was accepted")
+        exit(1)
+    } catch {
+        print("Refused: \(error.message)")
+    }
+    try dev.destroy()
     let libs = mappedChimaeraLibraries()
     print("Runtime: \(embedded ? "embedded" : "attached"), libchimaera.so mapped from \(libs.count) file(s): \(libs.joined(separator: " "))")
     client.close()
