@@ -282,7 +282,7 @@ enum CRuntime {
                 out.append("};")
             }
             let handler = m.style == .plain ? "__extension__(const void *)\(m.name)" : "NULL"
-            rows.append("    {\(ctx.idMacro(m)), (uint32_t)sizeof(\(ctx.taskType(m))), \(m.periodic ? "CHI_MF_PERIODIC_OK" : "0"), \(m.fields.count), \"\(m.name)\", \(fields), \(handler)},")
+            rows.append("    {\(ctx.idMacro(m)), (uint32_t)sizeof(\(ctx.taskType(m))), \(m.cFlags), \(m.fields.count), \"\(m.name)\", \(fields), \(handler)},")
         }
         if !rows.isEmpty {
             out += ["", "/* Plain methods carry their handler: the runtime calls it through libffi, not run.",

@@ -11,6 +11,7 @@ import ChimaeraYAML
 ///       id: 10
 ///       style: plain          # or classic (the default)
 ///       periodic: false       # may be submitted as a periodic task
+///       write: false          # changes the container's state (replicated pools: every copy)
 ///       doc: Compresses data into out.
 ///       params:               # in order: the task struct's and the handler's order
 ///         data: in bulk(size)           # a shared-memory buffer of `size` bytes
@@ -230,6 +231,12 @@ private struct Reader {
                         continue
                     }
                     m.periodic = b
+                case "write":
+                    guard case .scalar(let text, _, _) = f.value, let b = boolean(text) else {
+                        fail(f.value.line, "\(e.key).write must be true or false")
+                        continue
+                    }
+                    m.write = b
                 case "doc":
                     guard case .scalar(let text, _, _) = f.value else {
                         fail(f.value.line, "\(e.key).doc must be text")
@@ -243,7 +250,7 @@ private struct Reader {
                 case "params":
                     m.fields = params(f.value, owner: e.key)
                 default:
-                    fail(f.keyLine, "unknown key \(e.key).\(f.key): expected id, style, periodic, doc or params")
+                    fail(f.keyLine, "unknown key \(e.key).\(f.key): expected id, style, periodic, write, doc or params")
                 }
             }
             if !sawId {

@@ -221,7 +221,7 @@ enum SwiftRuntime {
                 thunks.append("    }")
                 handler = "unsafeBitCast(\(m.lowerCamel)Handler, to: UnsafeRawPointer.self)"
             }
-            methods.append("    descs.append(chi_method_desc_t(id: \(m.id), task_size: UInt32(MemoryLayout<\(t)>.stride), flags: \(m.periodic ? "UInt32(CHI_MF_PERIODIC_OK)" : "0"), nfields: \(m.fields.count), name: name(\"\(m.name)\"), fields: \(fields), handler: \(handler)))")
+            methods.append("    descs.append(chi_method_desc_t(id: \(m.id), task_size: UInt32(MemoryLayout<\(t)>.stride), flags: \(m.swiftFlags), nfields: \(m.fields.count), name: name(\"\(m.name)\"), fields: \(fields), handler: \(handler)))")
         }
         let classic = spec.methods.filter { $0.style == .classic }
         var cases: [String] = []

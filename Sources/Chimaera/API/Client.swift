@@ -66,13 +66,13 @@ public final class Client: @unchecked Sendable {
     }
 
     public func createPool(module: String, name: String, containersPerNode: UInt32 = 1,
-                           params: [UInt8] = []) throws(ChimaeraError) -> Pool
+                           params: [UInt8] = [], replicas: UInt32 = 1) throws(ChimaeraError) -> Pool
     {
         let id = try api { () throws(ChiError) -> UInt64 in
             let r: Result<UInt64, ChiError> = params.withUnsafeBytes { b in
                 Result { () throws(ChiError) -> UInt64 in
                     try core.createPool(module: module, name: name, containersPerNode: containersPerNode,
-                                        params: params.isEmpty ? nil : b)
+                                        params: params.isEmpty ? nil : b, replicas: replicas)
                 }
             }
             return try r.get()

@@ -283,6 +283,49 @@ package final class RemoteQueue: @unchecked Sendable {
         count(.sent)
     }
 
+    /// Sends a changing task that ran on the primary here to the backup of container
+    /// `container` on `node` (Worker+Dispatch.swift's replicate); its reply completes `r`
+    /// again on worker `w`. The copy carries the task's outputs and CHI_TASK_REPLICA.
+    func forwardBackup(_ r: TaskRecord, container: UInt32, node: UInt32, from w: Worker) {
+        let t = r.task
+        if stopped {
+            w.complete(r, rc: -CInt(CHI_ESTOPPED))
+            return
+        }
+        guard let m = r.method else {
+            w.complete(r, rc: -CInt(CHI_ENOMETHOD))
+            return
+        }
+        if let why = deadMessage(node) {
+            count(.failed)
+            r.errorMessage = why
+            w.complete(r, rc: -CInt(CHI_ENODE))
+            return
+        }
+        let p = peer(node)
+        let reqId = chi_add64(p.nextReqId, 1) &+ 1
+        let frame: ByteBuffer
+        do {
+            let owner = r.bulkOwner
+            frame = try TaskCodec.encodeRequest(t, m, container: container, reqId: reqId, maxBulk: maxBulk,
+                                                replica: true) { runtime.resolveBulk($0, $1, owner: owner) }
+        } catch {
+            r.errorMessage = error.message
+            w.complete(r, rc: -error.code)
+            return
+        }
+        let now = chi_now_ns()
+        if let why = p.register(reqId, .init(record: r, worker: w.id, deadline: now &+ timeoutNs),
+                                now: now, retryNs: Self.retryNs) {
+            count(.failed)
+            r.errorMessage = "\(map.describe(node)) is unreachable: \(why)"
+            w.complete(r, rc: -CInt(CHI_ENODE))
+            return
+        }
+        enqueue(frame, to: p, from: w)
+        count(.sent)
+    }
+
     /// Sends the outcome of a request that came from another node, then frees what was made
     /// for it. Called on a worker once the task completed.
     func reply(_ r: TaskRecord, _ inc: RemoteIncoming) {

@@ -31,6 +31,17 @@ final class RuntimePool: @unchecked Sendable {
     /// joins later creates its share from these).
     var containersPerNode = 1
     var createParams: [UInt8] = []
+    /// Copies of each container (1: unreplicated): the primary on `Container.node`, backups
+    /// on the next `replicas - 1` nodes of the cluster (wrapping).
+    var replicas = 1
+    /// Nodes in the cluster when the pool was made (backup places wrap around it).
+    var clusterNodes = 1
+
+    /// The backups' nodes of a container whose primary is on `primary`, in forwarding order.
+    func backupNodes(of primary: UInt32) -> [UInt32] {
+        guard replicas > 1, clusterNodes > 1 else { return [] }
+        return (1..<replicas).map { k in UInt32((Int(primary) - 1 + k) % clusterNodes) + 1 }
+    }
     /// Every container, by id (on every node: those elsewhere have no state and no lanes).
     var containers: [Container] = []
     /// The containers on this node, in id order.
@@ -110,6 +121,14 @@ final class Container: @unchecked Sendable {
     /// How many times it moved: a placement is applied only over an older one.
     var placementVersion: UInt32 = 0
     var state: UnsafeMutableRawPointer?
+    /// The nodes of its backups in a replicated pool, in forwarding order: fixed when the
+    /// pool is made (a migration moves the primary only).
+    var backups: [UInt32] = []
+    /// This node's backup copy of the container, when it is one of its backups: its own
+    /// state and lanes, fed only with CHI_TASK_REPLICA copies from the primary.
+    var shadow: Container?
+    /// Changing tasks applied by the primary (its sequence; backups see them in this order).
+    var replicaSeq: UInt64 = 0
     /// Pollers the module registered in create; handed to the lanes' workers once the pool
     /// is published.
     var pollers: [Poller] = []

@@ -118,6 +118,10 @@ extension Worker {
         r.poolRef = Ref(pool)
         r.method = m
         pool.inflightAdd(id, 1)
+        if t.pointee.flags & UInt32(CHI_TASK_REPLICA) != 0 {
+            routeToBackup(r, pool)
+            return
+        }
         var q = t.pointee.dom_query
         if q.flags & UInt32(CHI_DQ_DYNAMIC) != 0 {
             schedule(r, pool)
@@ -131,6 +135,66 @@ extension Worker {
         case .failure(let code):
             complete(r, rc: -code)
         }
+    }
+
+    /// A primary's copy of a changing task (only peers set CHI_TASK_REPLICA: accept clears
+    /// the library's bits): it runs on this node's backup of the container its query names.
+    private func routeToBackup(_ r: TaskRecord, _ pool: RuntimePool) {
+        let q = r.task.pointee.dom_query
+        guard q.sel < UInt64(pool.containers.count), let b = pool.containers[Int(q.sel)].shadow else {
+            r.errorMessage = "\(rt.with { $0.cluster.describe($0.nodeId) }) holds no backup of container \(q.sel) of pool \(pool.name)"
+            complete(r, rc: -CInt(CHI_ENOCONTAINER))
+            return
+        }
+        dispatch(r, to: b)
+    }
+
+    /// Replication of a changing task, before it completes: true when the task went on to a
+    /// backup (its reply comes back here, through complete). The primary's outputs and
+    /// status are what the task ends with; a backup's failure fails it, except a backup on a
+    /// node declared dead (the pool runs with fewer copies until recovery rebuilds them).
+    private func replicate(_ r: TaskRecord) -> Bool {
+        let t = r.task
+        if r.backupInFlight {
+            r.backupInFlight = false
+            let brc = t.pointee.rc
+            t.pointee.rc = r.primaryRc
+            if brc < 0 {
+                if brc == -CInt(CHI_ENODE) {
+                    Log.warn("pool \(r.pool?.name ?? "?"): a backup is unreachable, the change is on fewer copies: \(r.errorMessage ?? "")")
+                    r.errorMessage = nil
+                } else {
+                    t.pointee.rc = brc
+                    return false
+                }
+            }
+        } else {
+            guard r.backupNext == 0, t.pointee.rc >= 0, let m = r.method,
+                  m.pointee.flags & UInt32(CHI_MF_WRITE) != 0, let cr = r.containerRef
+            else { return false }
+            let go = cr.with { c -> Bool in
+                if t.pointee.flags & UInt32(CHI_TASK_REPLICA) != 0 {
+                    // This is the backup: count what it applied.
+                    c.replicaSeq &+= 1
+                    return false
+                }
+                guard c.poolRef.with({ $0.replicas > 1 }), c.node == rt.with({ $0.nodeId }), !r.isPeriodic else {
+                    return false
+                }
+                c.replicaSeq &+= 1
+                return true
+            }
+            guard go else { return false }
+            r.primaryRc = t.pointee.rc
+        }
+        guard let cr = r.containerRef else { return false }
+        let (backups, cid) = cr.with { c in (c.backups, c.id) }
+        guard r.backupNext < backups.count else { return false }
+        let node = backups[r.backupNext]
+        r.backupNext += 1
+        r.backupInFlight = true
+        rt.with { $0.remote!.forwardBackup(r, container: cid, node: node, from: self) }
+        return true
     }
 
     /// Dynamic scheduling: the module's kSchedule hook rewrites the query. Without a hook,
@@ -306,6 +370,7 @@ extension Worker {
     }
 
     func complete(_ r: TaskRecord) {
+        if r.method != nil && replicate(r) { return }
         r.poolRef?.with { $0.inflightAdd(id, -1) }
         if let p = r.parentRef {
             // The first failing replica's reason becomes the original task's.
