@@ -28,7 +28,7 @@ extension RemoteQueue {
         // A container that moved away is forwarded to where this node's map says it is, unless
         // that is the sender (two maps that disagree must not bounce a task between them). A
         // primary's copy for a backup goes to this node's backup of the container.
-        let replica = h.flags & UInt32(CHI_TASK_REPLICA) != 0
+        let replica = h.isReplica
         guard Int(h.container) < pool.containers.count,
               replica ? pool.containers[Int(h.container)].shadow != nil
                   : pool.containers[Int(h.container)].node == map.selfId || pool.containers[Int(h.container)].node != c.peerNode
@@ -65,6 +65,7 @@ extension RemoteQueue {
         t.pointee.flags = h.flags & ~UInt32(CHI_TASK_PERIODIC | CHI_TASK_FIRE_AND_FORGET)
         t.pointee.lane_hash = h.laneHash
         let inc = RemoteIncoming(conn: c, reqId: h.reqId, block: block, bulks: bulks)
+        inc.seq = h.seq
         if !bulks.isEmpty { _ = chi_add64(c.bulkBytes, inc.bulkTotal) }
         let n = chi_add64(c.inflight, 1) &+ 1
         if n >= Self.maxInflight { c.setReading(false) }

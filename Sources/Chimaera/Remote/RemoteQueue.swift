@@ -16,6 +16,8 @@ final class RemoteIncoming: @unchecked Sendable {
     let bulks: [(field: Int, off: UInt64, size: UInt64)]
     /// The bytes of `bulks`, charged to the connection's budget while the request runs.
     var bulkTotal: UInt64 { bulks.reduce(0) { $0 + $1.size } }
+    /// A primary's copy of a change: its number in the container's sequence (0: none).
+    var seq: UInt64 = 0
     /// For local jobs: called with the status on the worker.
     let onDone: (@Sendable (CInt, String?) -> Void)?
 
@@ -308,7 +310,9 @@ package final class RemoteQueue: @unchecked Sendable {
         do {
             let owner = r.bulkOwner
             frame = try TaskCodec.encodeRequest(t, m, container: container, reqId: reqId, maxBulk: maxBulk,
-                                                replica: true) { runtime.resolveBulk($0, $1, owner: owner) }
+                                                replica: true, seq: r.replicaSeq) {
+                runtime.resolveBulk($0, $1, owner: owner)
+            }
         } catch {
             r.errorMessage = error.message
             w.complete(r, rc: -error.code)

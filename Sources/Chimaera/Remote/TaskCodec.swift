@@ -90,11 +90,12 @@ enum TaskCodec {
     /// field, the OUT ones too (the primary's outputs, which the backup may apply).
     static func encodeRequest(_ t: UnsafeMutablePointer<chi_task_t>, _ m: UnsafePointer<chi_method_desc_t>,
                               container: UInt32, reqId: UInt64, maxBulk limit: UInt64 = maxBulk,
-                              replica: Bool = false,
+                              replica: Bool = false, seq: UInt64 = 0,
                               resolve: (chi_shm_ptr_t, UInt64) -> UnsafeMutableRawPointer?) throws(ChiError) -> ByteBuffer
     {
         let raw = UnsafeRawPointer(t)
         let fs = fields(m)
+        let replica = replica || t.pointee.flags & UInt32(CHI_TASK_REPLICA) != 0
         var b = ByteBuffer.frame(.request, capacity: 64 + Int(m.pointee.task_size))
         b.writeInteger(reqId)
         b.writeInteger(t.pointee.pool_id)
@@ -102,8 +103,11 @@ enum TaskCodec {
         b.writeInteger(container)
         b.writeInteger(m.pointee.task_size)
         b.writeInteger(t.pointee.prio)
-        b.writeInteger(t.pointee.flags | (replica ? UInt32(CHI_TASK_REPLICA) : 0))
+        let flags = t.pointee.flags | (replica ? UInt32(CHI_TASK_REPLICA) : 0)
+        b.writeInteger(flags)
         b.writeInteger(t.pointee.lane_hash)
+        // A replica's request carries its place in the container's sequence of changes.
+        if flags & UInt32(CHI_TASK_REPLICA) != 0 { b.writeInteger(seq) }
         if fs.isEmpty {
             b.writeBytes(UnsafeRawBufferPointer(start: raw + headerSize, count: Int(m.pointee.task_size) - headerSize))
         }
@@ -136,13 +140,18 @@ enum TaskCodec {
         var prio: UInt32
         var flags: UInt32
         var laneHash: UInt32
+        /// A replica's place in its container's sequence of changes (CHI_TASK_REPLICA only).
+        var seq: UInt64 = 0
+        var isReplica: Bool { flags & UInt32(CHI_TASK_REPLICA) != 0 }
     }
 
     static func readRequestHeader(_ b: inout ByteBuffer) throws -> RequestHeader {
-        RequestHeader(reqId: try b.readInt("request id"), poolId: try b.readInt("pool id"),
-                      method: try b.readInt("method"), container: try b.readInt("container"),
-                      taskSize: try b.readInt("task size"), prio: try b.readInt("priority"),
-                      flags: try b.readInt("flags"), laneHash: try b.readInt("lane hash"))
+        var h = RequestHeader(reqId: try b.readInt("request id"), poolId: try b.readInt("pool id"),
+                              method: try b.readInt("method"), container: try b.readInt("container"),
+                              taskSize: try b.readInt("task size"), prio: try b.readInt("priority"),
+                              flags: try b.readInt("flags"), laneHash: try b.readInt("lane hash"))
+        if h.isReplica { h.seq = try b.readInt("replica sequence") }
+        return h
     }
 
     /// Fills a freshly allocated, zeroed task from the request's fields, allocating one of

@@ -127,8 +127,15 @@ final class Container: @unchecked Sendable {
     /// This node's backup copy of the container, when it is one of its backups: its own
     /// state and lanes, fed only with CHI_TASK_REPLICA copies from the primary.
     var shadow: Container?
-    /// Changing tasks applied by the primary (its sequence; backups see them in this order).
-    var replicaSeq: UInt64 = 0
+    /// Changing tasks applied: on a primary, its sequence (the last number handed out; the
+    /// backups apply in this order); on a backup, how many it applied without error. Atomic:
+    /// the lanes of one container may run on several workers.
+    private let seqWord = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    var replicaSeq: UInt64 { chi_load64(seqWord) }
+    /// The next sequence number (the first is 1).
+    func nextSeq() -> UInt64 { chi_add64(seqWord, 1) &+ 1 }
+    /// The order a backup applies its primary's changes in (set on backups only).
+    var order: BackupOrder?
     /// Pollers the module registered in create; handed to the lanes' workers once the pool
     /// is published.
     var pollers: [Poller] = []
@@ -150,6 +157,7 @@ final class Container: @unchecked Sendable {
         poolRef = Ref(pool)
         self.id = id
         nodeWord.initialize(to: node)
+        seqWord.initialize(to: 0)
         runtimeRef = Ref(runtime)
     }
 
@@ -381,4 +389,19 @@ package final class Poller: @unchecked Sendable {
         self.pool = pool
         self.wait = wait
     }
+}
+
+/// A backup's queue of its primary's changes: they run one at a time, strictly in the
+/// primary's sequence; one that arrives early waits for those before it. A number that never
+/// comes (its request was lost with a connection) is skipped once a later one has waited
+/// `gapNs`, so a backup is never stuck for good (the primary's task failed or timed out then).
+final class BackupOrder: @unchecked Sendable {
+    let lock = Mutex()
+    /// The last sequence number done (applied or failed).
+    var done: UInt64 = 0
+    var running = false
+    var parked: [UInt64: TaskRecord] = [:]
+    /// When the oldest parked change arrived.
+    var parkedSince: UInt64 = 0
+    static let gapNs: UInt64 = 3_000_000_000
 }

@@ -457,6 +457,7 @@ package final class Runtime: @unchecked Sendable {
         guard pool.replicas > 1 else { return }
         for c in pool.containers where c.backups.contains(nodeId) {
             let b = Container(pool: pool, id: c.id, node: nodeId, runtime: self)
+            b.order = BackupOrder()
             c.shadow = b
             if let create = pool.module.vtable.create {
                 var state: UnsafeMutableRawPointer?

@@ -58,6 +58,8 @@ final class TaskRecord {
     var backupNext = 0
     var backupInFlight = false
     var primaryRc: CInt = 0
+    /// Its number in its container's sequence of changes (0: none).
+    var replicaSeq: UInt64 = 0
     var targetIndex = 0
     /// Next due time of a periodic task.
     var deadline: UInt64 = 0
@@ -128,6 +130,7 @@ final class TaskRecord {
         backupNext = 0
         backupInFlight = false
         primaryRc = 0
+        replicaSeq = 0
         if !replicaBlocks.isEmpty {
             for b in replicaBlocks { PrivateTaskPool.give(b.o) }
             replicaBlocks.removeAll(keepingCapacity: true)

@@ -138,7 +138,8 @@ extension Worker {
     }
 
     /// A primary's copy of a changing task (only peers set CHI_TASK_REPLICA: accept clears
-    /// the library's bits): it runs on this node's backup of the container its query names.
+    /// the library's bits): it runs on this node's backup of the container its query names,
+    /// when every change numbered before it is done (BackupOrder).
     private func routeToBackup(_ r: TaskRecord, _ pool: RuntimePool) {
         let q = r.task.pointee.dom_query
         guard q.sel < UInt64(pool.containers.count), let b = pool.containers[Int(q.sel)].shadow else {
@@ -146,7 +147,53 @@ extension Worker {
             complete(r, rc: -CInt(CHI_ENOCONTAINER))
             return
         }
-        dispatch(r, to: b)
+        let seq = r.remote?.seq ?? 0
+        r.replicaSeq = seq
+        guard seq != 0, let order = b.order else {
+            dispatch(r, to: b)
+            return
+        }
+        let now = chi_now_ns()
+        var skipped: (from: UInt64, to: UInt64)?
+        let (next, duplicate) = order.lock.withLock { () -> (TaskRecord?, Bool) in
+            // Done already (a duplicate): nothing runs twice.
+            if seq <= order.done || order.parked[seq] != nil { return (nil, true) }
+            if order.parked.isEmpty { order.parkedSince = now }
+            order.parked[seq] = r
+            if !order.running, order.parked[order.done + 1] == nil, now &- order.parkedSince >= BackupOrder.gapNs,
+               let first = order.parked.keys.min()
+            {
+                skipped = (order.done + 1, first - 1)
+                order.done = first - 1
+            }
+            guard !order.running, let n = order.parked.removeValue(forKey: order.done + 1) else { return (nil, false) }
+            order.running = true
+            order.parkedSince = now
+            return (n, false)
+        }
+        if let s = skipped {
+            Log.warn("pool \(pool.name): the backup of container \(b.id) skipped changes \(s.from)...\(s.to), which never arrived from its primary")
+        }
+        if duplicate {
+            r.errorMessage = "change \(seq) of container \(b.id) of pool \(pool.name) reached its backup twice"
+            r.replicaSeq = 0
+            complete(r, rc: -EALREADY)
+            return
+        }
+        if let n = next { dispatch(n, to: b) }
+    }
+
+    /// A backup's change is done: the next in sequence may run.
+    private func backupDone(_ r: TaskRecord, _ b: Container) {
+        guard r.replicaSeq != 0, let order = b.order else { return }
+        let next = order.lock.withLock { () -> TaskRecord? in
+            if r.replicaSeq > order.done { order.done = r.replicaSeq }
+            order.running = false
+            guard let n = order.parked.removeValue(forKey: order.done + 1) else { return nil }
+            order.running = true
+            return n
+        }
+        if let n = next { dispatch(n, to: b) }
     }
 
     /// Replication of a changing task, before it completes: true when the task went on to a
@@ -169,19 +216,22 @@ extension Worker {
                 }
             }
         } else {
+            if t.pointee.flags & UInt32(CHI_TASK_REPLICA) != 0, let cr = r.containerRef {
+                // This is the backup: count what it applied, and let the next change run.
+                cr.with { b in
+                    if t.pointee.rc >= 0 { _ = b.nextSeq() }
+                    backupDone(r, b)
+                }
+                return false
+            }
             guard r.backupNext == 0, t.pointee.rc >= 0, let m = r.method,
                   m.pointee.flags & UInt32(CHI_MF_WRITE) != 0, let cr = r.containerRef
             else { return false }
             let go = cr.with { c -> Bool in
-                if t.pointee.flags & UInt32(CHI_TASK_REPLICA) != 0 {
-                    // This is the backup: count what it applied.
-                    c.replicaSeq &+= 1
-                    return false
-                }
                 guard c.poolRef.with({ $0.replicas > 1 }), c.node == rt.with({ $0.nodeId }), !r.isPeriodic else {
                     return false
                 }
-                c.replicaSeq &+= 1
+                r.replicaSeq = c.nextSeq()
                 return true
             }
             guard go else { return false }
