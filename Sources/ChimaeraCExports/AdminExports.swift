@@ -28,7 +28,7 @@ public func chiPoolCreate(_ h: OpaquePointer?, _ opts: UnsafePointer<chi_pool_cr
         if o.params_size > 0 && o.params == nil { throw ChiError(EINVAL, "opts.params is NULL but params_size is \(o.params_size)") }
         let params = o.params_size > 0 ? UnsafeRawBufferPointer(start: o.params, count: Int(o.params_size)) : nil
         out.pointee = try c.createPool(module: module, name: name, containersPerNode: o.containers_per_node,
-                                       params: params)
+                                       params: params, replicas: o.replicas)
         return 0
     }
 }

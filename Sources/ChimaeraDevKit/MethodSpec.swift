@@ -180,6 +180,9 @@ package struct MethodSpec: Sendable, Equatable {
     /// `local: true`: CHI_MF_LOCAL, its tasks are refused rather than sent to another node.
     package var local = false
     package var fields: [FieldSpec]
+    /// Whether the method changes the container's state (CHI_MF_WRITE: replicated pools
+    /// run it on every copy).
+    package var write = false
     /// Free text for the generated comments.
     package var doc: String
     package var line: Int
@@ -188,6 +191,18 @@ package struct MethodSpec: Sendable, Equatable {
     package var snake: String { Naming.snake(name) }
     /// `compress`, `getPoolId`, `ioStats`: the Swift function name.
     package var lowerCamel: String { Naming.lowerCamel(name) }
+
+    /// The descriptor's flags as C source: `CHI_MF_PERIODIC_OK | CHI_MF_WRITE`, or `0`.
+    var cFlags: String {
+        let fs = (periodic ? ["CHI_MF_PERIODIC_OK"] : []) + (write ? ["CHI_MF_WRITE"] : [])
+        return fs.isEmpty ? "0" : fs.joined(separator: " | ")
+    }
+
+    /// The same as Swift source.
+    var swiftFlags: String {
+        let fs = (periodic ? ["UInt32(CHI_MF_PERIODIC_OK)"] : []) + (write ? ["UInt32(CHI_MF_WRITE)"] : [])
+        return fs.isEmpty ? "0" : fs.joined(separator: " | ")
+    }
 
     /// Index of the field called `name`.
     func fieldIndex(_ name: String) -> Int? { fields.firstIndex { $0.name == name } }

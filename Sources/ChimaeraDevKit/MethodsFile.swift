@@ -12,6 +12,7 @@ import ChimaeraYAML
 ///       style: plain          # or classic (the default)
 ///       periodic: false       # may be submitted as a periodic task
 ///       local: false          # its tasks never leave their node (CHI_MF_LOCAL)
+///       write: false          # changes the container's state (replicated pools: every copy)
 ///       doc: Compresses data into out.
 ///       params:               # in order: the task struct's and the handler's order
 ///         data: in bulk(size)           # a shared-memory buffer of `size` bytes
@@ -240,6 +241,12 @@ private struct Reader {
                         fail(f.value.line, "\(e.key) is inherited: only a custom method can be local")
                     }
                     m.local = b
+                case "write":
+                    guard case .scalar(let text, _, _) = f.value, let b = boolean(text) else {
+                        fail(f.value.line, "\(e.key).write must be true or false")
+                        continue
+                    }
+                    m.write = b
                 case "doc":
                     guard case .scalar(let text, _, _) = f.value else {
                         fail(f.value.line, "\(e.key).doc must be text")
@@ -253,7 +260,7 @@ private struct Reader {
                 case "params":
                     m.fields = params(f.value, owner: e.key)
                 default:
-                    fail(f.keyLine, "unknown key \(e.key).\(f.key): expected id, style, periodic, local, doc or params")
+                    fail(f.keyLine, "unknown key \(e.key).\(f.key): expected id, style, periodic, local, write, doc or params")
                 }
             }
             if !sawId {

@@ -103,14 +103,15 @@ public final class Client: @unchecked Sendable {
     }
 
     /// Creates (or finds, by name) a pool of `module`; `params` are the module's create
-    /// parameters (copied).
+    /// parameters (copied); `replicas` copies of each container on distinct nodes (ABI 1.8).
     public func createPool(module: String, name: String, containersPerNode: UInt32 = 1,
-                           params: [UInt8] = []) throws(ChimaeraError) -> Pool
+                           params: [UInt8] = [], replicas: UInt32 = 1) throws(ChimaeraError) -> Pool
     {
         let h = try live()
         var o = chi_pool_create_opts_t()
         o.size = UInt32(MemoryLayout<chi_pool_create_opts_t>.size)
         o.containers_per_node = containersPerNode
+        o.replicas = replicas
         let m = strdup(module), n = strdup(name)
         defer { free(m); free(n) }
         o.module = UnsafePointer(m)

@@ -156,9 +156,10 @@ extension Client {
     /// Creates (or finds, by name) a pool of `module` with create parameters given by name,
     /// laid out from the module's create descriptor (`CreateParams.encode`).
     public func createPool(module: String, name: String, containersPerNode: UInt32 = 1,
-                           _ params: [String: CreateValue]) throws(ChimaeraError) -> Pool
+                           replicas: UInt32 = 1, _ params: [String: CreateValue]) throws(ChimaeraError) -> Pool
     {
         let bytes = try CreateParams.encode(module: module, params)
-        return try createPool(module: module, name: name, containersPerNode: containersPerNode, params: bytes)
+        return try createPool(module: module, name: name, containersPerNode: containersPerNode,
+                              params: bytes, replicas: replicas)
     }
 }

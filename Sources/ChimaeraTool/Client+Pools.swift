@@ -23,10 +23,12 @@ extension Client {
     }
 
     /// Creates (or finds, by name) a pool with `params` as its create parameters; returns its id.
-    func createPool(module: String, name: String, containersPerNode: UInt32, params: [UInt8]) throws(ToolError) -> UInt64 {
+    func createPool(module: String, name: String, containersPerNode: UInt32, params: [UInt8],
+                    replicas: UInt32 = 1) throws(ToolError) -> UInt64 {
         var o = chi_pool_create_opts_t()
         o.size = UInt32(MemoryLayout<chi_pool_create_opts_t>.size)
         o.containers_per_node = containersPerNode
+        o.replicas = replicas
         var id: UInt64 = 0
         let m = strdup(module), n = strdup(name)
         defer { free(m); free(n) }

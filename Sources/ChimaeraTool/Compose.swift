@@ -9,6 +9,8 @@ struct ComposeFile {
         var name: String
         var module: String
         var containersPerNode: UInt32
+        /// Copies of each container on distinct nodes (the runtime refuses more than it has).
+        var replicas: UInt32 = 1
         /// Create parameters, already encoded for the module.
         var params: [UInt8]
         /// The line of the pool's entry, for errors the runtime reports later.
@@ -18,9 +20,6 @@ struct ComposeFile {
     var file: DeployFile
     var modules: [(name: String, line: Int)] = []
     var pools: [Pool] = []
-
-    /// The greatest `replicas` accepted: the pool create options have no replica count yet.
-    static let maxReplicas = 1
 
     /// Reads and validates the whole file before anything is sent to the runtime.
     ///
@@ -65,6 +64,7 @@ struct ComposeFile {
         let owner = "pool \"\(name)\""
         var module: String?
         var containers: UInt32 = 1
+        var replicas: UInt32 = 1
         var paramEntries: [YAMLNode.Entry] = []
         var methods: (String, Int)?
         for e in entries {
@@ -74,10 +74,7 @@ struct ComposeFile {
             case "containers_per_node", "containers":
                 containers = UInt32(try f.integer(e.value, "\(owner): \(e.key)", in: 1...1024))
             case "replicas":
-                let r = try f.integer(e.value, "\(owner): replicas", in: 1...1024)
-                if r > maxReplicas {
-                    throw f.error(e.keyLine, "\(owner): replicas: \(r) is not supported yet (pools are created without replication; use 1 or leave the key out)")
-                }
+                replicas = UInt32(try f.integer(e.value, "\(owner): replicas", in: 1...1024))
             case "methods": methods = (f.relative(try f.string(e.value, "\(owner): methods")), e.keyLine)
             case "params":
                 if !e.value.isNull { paramEntries = try f.entries(e.value, "\(owner): params") }
@@ -91,7 +88,8 @@ struct ComposeFile {
         } else {
             try CreateParams.encode(module: module, params: paramEntries, line: node.line, owner: owner, in: f)
         }
-        return Pool(name: name, module: module, containersPerNode: containers, params: params, line: node.line)
+        return Pool(name: name, module: module, containersPerNode: containers, replicas: replicas, params: params,
+                    line: node.line)
     }
 }
 
@@ -106,7 +104,7 @@ struct Compose: ParsableCommand {
                 - name: blocks             # creation is idempotent by name
                   module: bdev
                   containers_per_node: 2   # default 1
-                  replicas: 1              # only 1 for now
+                  replicas: 2              # copies on distinct nodes; default 1
                   params: {path: /tmp/blocks.bin, size: 64M}
             `params` are the module's create parameters by name (bdev: url or path,
             size, buffered, temporary, data_high_latency; another module's from its
@@ -177,7 +175,8 @@ struct Compose: ParsableCommand {
                                               containersPerNode: p.containersPerNode, containers: have.containers, created: false))
                     continue
                 }
-                let id = try client.createPool(module: p.module, name: p.name, containersPerNode: p.containersPerNode, params: p.params)
+                let id = try client.createPool(module: p.module, name: p.name, containersPerNode: p.containersPerNode,
+                                               params: p.params, replicas: p.replicas)
                 let info = try client.poolInfo(named: p.name)
                 report.pools.append(.init(name: p.name, module: p.module, id: id, containersPerNode: p.containersPerNode,
                                           containers: info?.containers ?? 0, created: true))

@@ -30,6 +30,20 @@ private let inherited = """
         #expect(spec.methods.isEmpty && spec.createParams.isEmpty)
     }
 
+    @Test func writeMarksAMethodThatChangesState() throws {
+        let spec = try MethodsFile.parse(inherited + """
+            kPut:
+              id: 10
+              periodic: true
+              write: true
+            kGet: 11
+            """, file: "m.yaml")
+        let put = spec.methods.first { $0.name == "Put" }!, get = spec.methods.first { $0.name == "Get" }!
+        #expect(put.write && !get.write)
+        #expect(put.cFlags == "CHI_MF_PERIODIC_OK | CHI_MF_WRITE" && get.cFlags == "0")
+        #expect(put.swiftFlags == "UInt32(CHI_MF_PERIODIC_OK) | UInt32(CHI_MF_WRITE)")
+    }
+
     @Test func customMethodsKeepTheirParamsInOrderWithBulkDefaults() throws {
         let spec = try MethodsFile.parse(inherited + """
             kDecompress: 11

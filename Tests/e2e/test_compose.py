@@ -206,8 +206,8 @@ pools:
 BAD_FILES = {
     "unknown_param": ("pools:\n  - name: b1\n    module: bdev\n    params:\n      url: \"ram://\"\n"
                       "      sise: 1M\n", 6, "pool \"b1\": params.sise"),
-    "replicas": ("pools:\n  - name: b2\n    module: small_message\n    replicas: 3\n", 4,
-                 "pool \"b2\": replicas: 3 is not supported"),
+    "replicas": ("pools:\n  - name: b2\n    module: small_message\n    replicas: 0\n", 4,
+                 "pool \"b2\": replicas: expected an integer from 1"),
     "no_module": ("pools:\n  - name: b3\n    containers_per_node: 2\n", 2,
                   "pool \"b3\": key `module` is required"),
     "bad_size": ("pools:\n  - name: b4\n    module: bdev\n    params: {url: \"ram://\", size: lots}\n", 4,

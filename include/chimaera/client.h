@@ -146,6 +146,12 @@ typedef struct chi_pool_create_opts {
     const void *params;           /* module-specific create parameters, copied */
     uint32_t params_size;
     uint32_t reserved;
+    /* Appended in ABI 1.8; a caller with an older, smaller struct gets 1. Copies of each
+     * container on distinct nodes: the primary where an unreplicated pool has it, backups on
+     * the next replicas - 1 nodes (wrapping). Methods marked CHI_MF_WRITE run on the primary,
+     * then on each backup, before the task completes. More than the cluster's nodes: -EINVAL. */
+    uint32_t replicas;            /* 0 = 1 */
+    uint32_t reserved2;
 } chi_pool_create_opts_t;
 
 /** Creates (or finds, by name) a pool and stores its id in *pool_id. Blocks until done. */

@@ -70,6 +70,10 @@ typedef struct chi_field_desc {
  * -CHI_ENOMETHOD, and method 0 is not otherwise declarable beside it. A runtime older than
  * 1.7 takes such a descriptor for a method, so a module that lists one needs a 1.7 runtime. */
 #define CHI_MF_CREATE_PARAMS 0x2u
+/* ABI 1.8: the method changes the container's state: in a replicated pool it runs on the primary and
+ * then, in the primary's order, on every backup (a copy carrying the primary's IN and OUT
+ * fields and CHI_TASK_REPLICA) before it completes. Unmarked methods run on the primary only. */
+#define CHI_MF_WRITE 0x4u
 /* ABI 1.7: tasks of the method never leave their node. The runtime refuses one routed to a
  * container on another node with -CHI_ENOCONTAINER, as it does a task carrying CHI_TF_LOCAL,
  * so callers that build tasks from descriptors (bindings) need not set the task flag. */

@@ -106,6 +106,10 @@ static inline chi_domain_query_t chi_dq_dynamic(void) {
 #define CHI_TF_SRL_SYM           0x0004u /* parameters serialise the same way in and out */
 #define CHI_TF_LOCAL             0x0008u /* never forwarded to another node */
 #define CHI_TASK_USER_FLAGS      0x00FFFFFFu /* bits above are the library's own */
+/* Set by the runtime on a backup's copy of a CHI_MF_WRITE task: its OUT fields hold the
+ * primary's outputs, which a module whose outputs are decisions (bdev's block choices) applies
+ * instead of deciding again. */
+#define CHI_TASK_REPLICA         0x01000000u
 
 /* Completion word values (chi_task_t.done). */
 #define CHI_TASK_PENDING 0u

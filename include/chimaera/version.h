@@ -3,7 +3,7 @@
 #define CHIMAERA_VERSION_H
 
 #define CHI_ABI_MAJOR 1
-#define CHI_ABI_MINOR 7
+#define CHI_ABI_MINOR 8
 /** Packs a major/minor pair the way chi_abi_version() returns it. */
 #define CHI_ABI_PACK(major, minor) (((major) << 16) | (minor))
 

@@ -104,16 +104,21 @@ extension RuntimeClient {
         return report
     }
 
+    /// `replicas` travels in the high 16 bits of the task's containers_per_node (the runtime
+    /// splits them; 0 or 1: unreplicated).
     package func createPool(module: String, name: String, containersPerNode: UInt32,
-                            params: UnsafeRawBufferPointer?) throws(ChiError) -> UInt64
+                            params: UnsafeRawBufferPointer?, replicas: UInt32 = 1) throws(ChiError) -> UInt64
     {
+        guard containersPerNode <= 0xFFFF, replicas <= 0xFFFF else {
+            throw ChiError(EINVAL, "containers per node (\(containersPerNode)) and replicas (\(replicas)) must each be below 65536")
+        }
         var paramsBuf: UnsafeMutableRawPointer?
         defer { if let p = paramsBuf { try? freeBuffer(p) } }
         var poolId: UInt64 = 0
         try adminCall(UInt32(CHI_ADMIN_CREATE_POOL), chi_admin_create_pool_task_t.self, { (t) throws(ChiError) in
             try Self.copyName(module, into: &t.pointee.module, what: "module name")
             try Self.copyName(name, into: &t.pointee.name, what: "pool name")
-            t.pointee.containers_per_node = containersPerNode
+            t.pointee.containers_per_node = containersPerNode | (max(1, replicas) << 16)
             if let params, params.count > 0 {
                 let p = try allocBuffer(params.count)
                 p.copyMemory(from: params.baseAddress!, byteCount: params.count)

@@ -23,7 +23,8 @@ extension Fuzz {
         let allocator = freshAllocator()
         let bulks: [(field: Int, off: UInt64, size: UInt64)]
         do {
-            bulks = try TaskCodec.decodeRequestFields(&b, into: t, m, segment: segment, slab: allocator)
+            bulks = try TaskCodec.decodeRequestFields(&b, into: t, m, segment: segment, slab: allocator,
+                                                      replica: h.isReplica)
         } catch {
             return
         }
@@ -50,7 +51,8 @@ extension Fuzz {
         task.pointee.prio = h.prio
         task.pointee.flags = h.flags
         task.pointee.lane_hash = h.laneHash
-        guard let again = try? TaskCodec.encodeRequest(task, m, container: h.container, reqId: h.reqId, resolve: resolve)
+        guard let again = try? TaskCodec.encodeRequest(task, m, container: h.container, reqId: h.reqId,
+                                                       seq: h.seq, resolve: resolve)
         else { preconditionFailure("an accepted request does not encode again") }
         if allSizesTravel {
             precondition(again.readableBytesView.dropFirst(5).elementsEqual(data),

@@ -27,9 +27,12 @@ extension RemoteQueue {
             return reject(CInt(CHI_EBADTASK), "method \(h.method) of \(pool.module.name) has a \(m.pointee.task_size)-byte task here, \(h.taskSize) there: module versions differ")
         }
         // A container that moved away is forwarded to where this node's map says it is, unless
-        // that is the sender (two maps that disagree must not bounce a task between them).
+        // that is the sender (two maps that disagree must not bounce a task between them). A
+        // primary's copy for a backup goes to this node's backup of the container.
+        let replica = h.isReplica
         guard Int(h.container) < pool.containers.count,
-              pool.containers[Int(h.container)].node == map.selfId || pool.containers[Int(h.container)].node != c.peerNode
+              replica ? pool.containers[Int(h.container)].shadow != nil
+                  : pool.containers[Int(h.container)].node == map.selfId || pool.containers[Int(h.container)].node != c.peerNode
         else {
             return reject(CInt(CHI_ENOCONTAINER), "container \(h.container) of pool \(pool.name) is not here")
         }
@@ -43,7 +46,8 @@ extension RemoteQueue {
         do {
             let held = chi_load64(c.bulkBytes)
             bulks = try TaskCodec.decodeRequestFields(&body, into: raw, m, segment: runtime.segment, slab: runtime.slab,
-                                                      maxBulk: maxBulk, budget: connectionBudget &- min(held, connectionBudget))
+                                                      maxBulk: maxBulk, budget: connectionBudget &- min(held, connectionBudget),
+                                                      replica: replica)
         } catch let e as ChiError {
             PrivateTaskPool.give(block)
             if e.code == EMSGSIZE || e.code == ENOBUFS { count(.refusedBulk) }
@@ -62,10 +66,12 @@ extension RemoteQueue {
         t.pointee.flags = h.flags & ~UInt32(CHI_TASK_PERIODIC | CHI_TASK_FIRE_AND_FORGET)
         t.pointee.lane_hash = h.laneHash
         let inc = RemoteIncoming(conn: c, reqId: h.reqId, block: block, bulks: bulks)
+        inc.seq = h.seq
         if !bulks.isEmpty { _ = chi_add64(c.bulkBytes, inc.bulkTotal) }
         let n = chi_add64(c.inflight, 1) &+ 1
         if n >= Self.maxInflight { c.setReading(false) }
-        submit(inc, container: pool.containers[Int(h.container)])
+        let target = pool.containers[Int(h.container)]
+        submit(inc, container: replica ? target.shadow! : target)
     }
 
     /// Hands a request to the worker that owns its container's first lane (any worker
@@ -85,7 +91,8 @@ extension RemoteQueue {
         }
         let r = e.record
         var rc = CInt(h.rc)
-        if let m = r.method, !(rc < 0 && body.readableBytes == 0) {
+        // A backup's reply carries its status only: the task keeps the primary's outputs.
+        if let m = r.method, !r.backupInFlight, !(rc < 0 && body.readableBytes == 0) {
             do {
                 let owner = r.bulkOwner
                 try TaskCodec.decodeReplyFields(&body, into: r.task, m) { runtime.resolveBulk($0, $1, owner: owner) }
@@ -104,7 +111,7 @@ extension RemoteQueue {
     /// periodic tasks go back to their worker, which owns their bookkeeping.
     func finish(_ r: TaskRecord, worker: Int) {
         let w = runtime.workers[worker]
-        guard r.parent == nil, r.remote == nil, !r.isPeriodic, let pool = r.pool else {
+        guard r.parent == nil, r.remote == nil, !r.isPeriodic, !r.backupInFlight, let pool = r.pool else {
             w.post(.remoteDone, r)
             return
         }
@@ -122,7 +129,8 @@ extension RemoteQueue {
         b.writeInteger(UInt32(pools.count))
         for p in pools {
             b.writeInteger(p.id)
-            b.writeInteger(UInt32(p.containersPerNode))
+            // The replica count in the high 16 bits, as the admin task carries it.
+            b.writeInteger(UInt32(p.containersPerNode | (p.replicas << 16)))
             for s in [p.module.name, p.name] {
                 b.writeInteger(UInt16(s.utf8.count))
                 b.writeString(s)

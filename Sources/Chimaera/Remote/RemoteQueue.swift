@@ -16,6 +16,8 @@ final class RemoteIncoming: @unchecked Sendable {
     let bulks: [(field: Int, off: UInt64, size: UInt64)]
     /// The bytes of `bulks`, charged to the connection's budget while the request runs.
     var bulkTotal: UInt64 { bulks.reduce(0) { $0 + $1.size } }
+    /// A primary's copy of a change: its number in the container's sequence (0: none).
+    var seq: UInt64 = 0
     /// For local jobs: called with the status on the worker.
     let onDone: (@Sendable (CInt, String?) -> Void)?
 
@@ -286,6 +288,51 @@ package final class RemoteQueue: @unchecked Sendable {
         enqueue(frame, to: p, from: w)
         count(.sent)
         HopTrace.note("queued", tls: tls != nil, origin: map.selfId, dest: c.node, reqId: reqId)
+    }
+
+    /// Sends a changing task that ran on the primary here to the backup of container
+    /// `container` on `node` (Worker+Dispatch.swift's replicate); its reply completes `r`
+    /// again on worker `w`. The copy carries the task's outputs and CHI_TASK_REPLICA.
+    func forwardBackup(_ r: TaskRecord, container: UInt32, node: UInt32, from w: Worker) {
+        let t = r.task
+        if stopped {
+            w.complete(r, rc: -CInt(CHI_ESTOPPED))
+            return
+        }
+        guard let m = r.method else {
+            w.complete(r, rc: -CInt(CHI_ENOMETHOD))
+            return
+        }
+        if let why = deadMessage(node) {
+            count(.failed)
+            r.errorMessage = why
+            w.complete(r, rc: -CInt(CHI_ENODE))
+            return
+        }
+        let p = peer(node)
+        let reqId = chi_add64(p.nextReqId, 1) &+ 1
+        let frame: ByteBuffer
+        do {
+            let owner = r.bulkOwner
+            frame = try TaskCodec.encodeRequest(t, m, container: container, reqId: reqId, maxBulk: maxBulk,
+                                                replica: true, seq: r.replicaSeq) {
+                runtime.resolveBulk($0, $1, owner: owner)
+            }
+        } catch {
+            r.errorMessage = error.message
+            w.complete(r, rc: -error.code)
+            return
+        }
+        let now = chi_now_ns()
+        if let why = p.register(reqId, .init(record: r, worker: w.id, deadline: now &+ timeoutNs),
+                                now: now, retryNs: Self.retryNs) {
+            count(.failed)
+            r.errorMessage = "\(map.describe(node)) is unreachable: \(why)"
+            w.complete(r, rc: -CInt(CHI_ENODE))
+            return
+        }
+        enqueue(frame, to: p, from: w)
+        count(.sent)
     }
 
     /// Sends the outcome of a request that came from another node, then frees what was made

@@ -86,12 +86,16 @@ enum TaskCodec {
 
     /// Encodes task `t` (method `m`) for container `container` of another node.
     /// `resolve` checks a bulk pointer of the task (inside one buffer its submitter holds).
+    /// `replica`: a primary's copy for a backup, flagged CHI_TASK_REPLICA and carrying every
+    /// field, the OUT ones too (the primary's outputs, which the backup may apply).
     static func encodeRequest(_ t: UnsafeMutablePointer<chi_task_t>, _ m: UnsafePointer<chi_method_desc_t>,
                               container: UInt32, reqId: UInt64, maxBulk limit: UInt64 = maxBulk,
+                              replica: Bool = false, seq: UInt64 = 0,
                               resolve: (chi_shm_ptr_t, UInt64) -> UnsafeMutableRawPointer?) throws(ChiError) -> ByteBuffer
     {
         let raw = UnsafeRawPointer(t)
         let fs = fields(m)
+        let replica = replica || t.pointee.flags & UInt32(CHI_TASK_REPLICA) != 0
         var b = ByteBuffer.frame(.request, capacity: 64 + Int(m.pointee.task_size))
         b.writeInteger(reqId)
         b.writeInteger(t.pointee.pool_id)
@@ -99,12 +103,15 @@ enum TaskCodec {
         b.writeInteger(container)
         b.writeInteger(m.pointee.task_size)
         b.writeInteger(t.pointee.prio)
-        b.writeInteger(t.pointee.flags)
+        let flags = t.pointee.flags | (replica ? UInt32(CHI_TASK_REPLICA) : 0)
+        b.writeInteger(flags)
         b.writeInteger(t.pointee.lane_hash)
+        // A replica's request carries its place in the container's sequence of changes.
+        if flags & UInt32(CHI_TASK_REPLICA) != 0 { b.writeInteger(seq) }
         if fs.isEmpty {
             b.writeBytes(UnsafeRawBufferPointer(start: raw + headerSize, count: Int(m.pointee.task_size) - headerSize))
         }
-        for f in fs where travels(f) {
+        for f in fs where replica || travels(f) {
             if f.type == UInt32(CHI_FT_BULK) {
                 let n = try bulkLength(raw, f, fs, limit: limit)
                 b.writeInteger(n)
@@ -133,13 +140,18 @@ enum TaskCodec {
         var prio: UInt32
         var flags: UInt32
         var laneHash: UInt32
+        /// A replica's place in its container's sequence of changes (CHI_TASK_REPLICA only).
+        var seq: UInt64 = 0
+        var isReplica: Bool { flags & UInt32(CHI_TASK_REPLICA) != 0 }
     }
 
     static func readRequestHeader(_ b: inout ByteBuffer) throws -> RequestHeader {
-        RequestHeader(reqId: try b.readInt("request id"), poolId: try b.readInt("pool id"),
-                      method: try b.readInt("method"), container: try b.readInt("container"),
-                      taskSize: try b.readInt("task size"), prio: try b.readInt("priority"),
-                      flags: try b.readInt("flags"), laneHash: try b.readInt("lane hash"))
+        var h = RequestHeader(reqId: try b.readInt("request id"), poolId: try b.readInt("pool id"),
+                              method: try b.readInt("method"), container: try b.readInt("container"),
+                              taskSize: try b.readInt("task size"), prio: try b.readInt("priority"),
+                              flags: try b.readInt("flags"), laneHash: try b.readInt("lane hash"))
+        if h.isReplica { h.seq = try b.readInt("replica sequence") }
+        return h
     }
 
     /// Fills a freshly allocated, zeroed task from the request's fields, allocating one of
@@ -153,7 +165,7 @@ enum TaskCodec {
     static func decodeRequestFields(_ b: inout ByteBuffer, into t: UnsafeMutableRawPointer,
                                     _ m: UnsafePointer<chi_method_desc_t>, segment: SharedSegment,
                                     slab: SlabAllocator, maxBulk limit: UInt64 = maxBulk,
-                                    budget: UInt64 = .max) throws -> [(field: Int, off: UInt64, size: UInt64)]
+                                    budget: UInt64 = .max, replica: Bool = false) throws -> [(field: Int, off: UInt64, size: UInt64)]
     {
         let fs = fields(m)
         var bulks: [(field: Int, off: UInt64, size: UInt64)] = []
@@ -164,7 +176,7 @@ enum TaskCodec {
                 let s = try b.readExactly(n, "parameters")
                 s.withUnsafeReadableBytes { (t + headerSize).copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
             }
-            for (i, f) in fs.enumerated() where travels(f) {
+            for (i, f) in fs.enumerated() where replica || travels(f) {
                 if f.type == UInt32(CHI_FT_BULK) {
                     let n: UInt64 = try b.readInt("bulk length")
                     guard n <= min(limit, maxBulk) else {

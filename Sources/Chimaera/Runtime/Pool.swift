@@ -31,6 +31,17 @@ final class RuntimePool: @unchecked Sendable {
     /// joins later creates its share from these).
     var containersPerNode = 1
     var createParams: [UInt8] = []
+    /// Copies of each container (1: unreplicated): the primary on `Container.node`, backups
+    /// on the next `replicas - 1` nodes of the cluster (wrapping).
+    var replicas = 1
+    /// Nodes in the cluster when the pool was made (backup places wrap around it).
+    var clusterNodes = 1
+
+    /// The backups' nodes of a container whose primary is on `primary`, in forwarding order.
+    func backupNodes(of primary: UInt32) -> [UInt32] {
+        guard replicas > 1, clusterNodes > 1 else { return [] }
+        return (1..<replicas).map { k in UInt32((Int(primary) - 1 + k) % clusterNodes) + 1 }
+    }
     /// Every container, by id (on every node: those elsewhere have no state and no lanes).
     var containers: [Container] = []
     /// The containers on this node, in id order.
@@ -110,6 +121,21 @@ final class Container: @unchecked Sendable {
     /// How many times it moved: a placement is applied only over an older one.
     var placementVersion: UInt32 = 0
     var state: UnsafeMutableRawPointer?
+    /// The nodes of its backups in a replicated pool, in forwarding order: fixed when the
+    /// pool is made (a migration moves the primary only).
+    var backups: [UInt32] = []
+    /// This node's backup copy of the container, when it is one of its backups: its own
+    /// state and lanes, fed only with CHI_TASK_REPLICA copies from the primary.
+    var shadow: Container?
+    /// Changing tasks applied: on a primary, its sequence (the last number handed out; the
+    /// backups apply in this order); on a backup, how many it applied without error. Atomic:
+    /// the lanes of one container may run on several workers.
+    private let seqWord = UnsafeMutablePointer<UInt64>.allocate(capacity: 1)
+    var replicaSeq: UInt64 { chi_load64(seqWord) }
+    /// The next sequence number (the first is 1).
+    func nextSeq() -> UInt64 { chi_add64(seqWord, 1) &+ 1 }
+    /// The order a backup applies its primary's changes in (set on backups only).
+    var order: BackupOrder?
     /// Pollers the module registered in create; handed to the lanes' workers once the pool
     /// is published.
     var pollers: [Poller] = []
@@ -131,6 +157,7 @@ final class Container: @unchecked Sendable {
         poolRef = Ref(pool)
         self.id = id
         nodeWord.initialize(to: node)
+        seqWord.initialize(to: 0)
         runtimeRef = Ref(runtime)
     }
 
@@ -362,4 +389,19 @@ package final class Poller: @unchecked Sendable {
         self.pool = pool
         self.wait = wait
     }
+}
+
+/// A backup's queue of its primary's changes: they run one at a time, strictly in the
+/// primary's sequence; one that arrives early waits for those before it. A number that never
+/// comes (its request was lost with a connection) is skipped once a later one has waited
+/// `gapNs`, so a backup is never stuck for good (the primary's task failed or timed out then).
+final class BackupOrder: @unchecked Sendable {
+    let lock = Mutex()
+    /// The last sequence number done (applied or failed).
+    var done: UInt64 = 0
+    var running = false
+    var parked: [UInt64: TaskRecord] = [:]
+    /// When the oldest parked change arrived.
+    var parkedSince: UInt64 = 0
+    static let gapNs: UInt64 = 3_000_000_000
 }

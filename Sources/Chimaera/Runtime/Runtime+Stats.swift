@@ -122,6 +122,7 @@ extension Runtime {
             j.key("module"); j.string(p.module.name)
             j.key("module_version"); j.int(Int(p.module.version))
             j.key("containers"); j.int(p.containers.count)
+            j.key("replicas"); j.int(p.replicas)
             j.key("placement"); j.openArray()
             for c in p.containers {
                 j.open()
@@ -130,6 +131,20 @@ extension Runtime {
                 // Known here for the containers this node holds, if the module tells.
                 if c.node == nodeId, let n = stateBytes(p, c) {
                     j.key("state_bytes"); j.int(Int(truncatingIfNeeded: n))
+                }
+                if p.replicas > 1 {
+                    j.key("backups"); j.openArray()
+                    for b in c.backups { j.int(Int(b)) }
+                    j.closeArray()
+                    if c.node == nodeId { j.key("seq"); j.int(Int(truncatingIfNeeded: c.replicaSeq)) }
+                    // This node's copy, if it is a backup: what it applied and its size.
+                    if let b = c.shadow {
+                        j.key("backup"); j.open()
+                        j.key("node"); j.int(Int(nodeId))
+                        j.key("applied"); j.int(Int(truncatingIfNeeded: b.replicaSeq))
+                        if let n = stateBytes(p, b) { j.key("state_bytes"); j.int(Int(truncatingIfNeeded: n)) }
+                        j.close()
+                    }
                 }
                 j.close()
             }

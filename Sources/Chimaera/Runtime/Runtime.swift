@@ -244,8 +244,15 @@ package final class Runtime: @unchecked Sendable {
         guard !name.isEmpty, name.utf8.count < Int(CHI_NAME_MAX) else {
             throw ChiError(EINVAL, "pool name must be 1 to \(CHI_NAME_MAX - 1) bytes")
         }
+        // The replica count rides in the high 16 bits of the admin task's containers_per_node
+        // (RuntimeClient.createPool), so every path that carries the count carries it too.
+        let replicas = max(1, containersPerNode >> 16)
+        let containersPerNode = containersPerNode & 0xFFFF
         guard containersPerNode >= 0, containersPerNode <= 4096 else {
             throw ChiError(EINVAL, "containers per node must be 0...4096, got \(containersPerNode)")
+        }
+        guard replicas <= cluster.count else {
+            throw ChiError(EINVAL, "pool \"\(name)\": \(replicas) replicas need \(replicas) distinct nodes; the cluster has \(cluster.count)")
         }
         pthread_mutex_lock(&lock)
         defer { pthread_mutex_unlock(&lock) }
@@ -274,12 +281,16 @@ package final class Runtime: @unchecked Sendable {
         let pool = RuntimePool(id: id, name: name, module: mod, workers: workers.count)
         let perNode = max(1, containersPerNode)
         pool.containersPerNode = perNode
+        pool.replicas = replicas
+        pool.clusterNodes = cluster.count
         if let params { pool.createParams = Array(params) }
         // Containers are numbered node by node; only this node's get state and lanes. All
         // exist before the first create hook runs (chi_container_count is the pool's size).
         for i in 0..<(perNode * cluster.count) {
             let node = ClusterMap.node(ofContainer: i, perNode: perNode)
-            pool.containers.append(Container(pool: pool, id: UInt32(i), node: node, runtime: self))
+            let c = Container(pool: pool, id: UInt32(i), node: node, runtime: self)
+            c.backups = pool.backupNodes(of: node)
+            pool.containers.append(c)
         }
         // A pool rebuilt from a peer's catalog keeps the places its containers moved to.
         if fixedId != nil {
@@ -309,6 +320,7 @@ package final class Runtime: @unchecked Sendable {
                 try c.addLanes(group: 0, count: 1, prio: UInt32(CHI_PRIO_LOW_LATENCY))
             }
         }
+        try createBackups(pool, params: params)
         if recycled {
             freeIds.removeLast()
         } else if fixedId == nil {
@@ -318,7 +330,7 @@ package final class Runtime: @unchecked Sendable {
         } else {
             freeIds.removeAll { $0 == id }
         }
-        for c in pool.local where !c.pollers.isEmpty {
+        for c in pool.local + pool.containers.compactMap(\.shadow) where !c.pollers.isEmpty {
             var owners: [Worker] = []
             for l in c.lanes where !owners.contains(where: { $0 === l.worker }) { owners.append(l.worker) }
             for w in owners { for p in c.pollers { w.post(.addPoller, p) } }
@@ -439,9 +451,40 @@ package final class Runtime: @unchecked Sendable {
         }
     }
 
+    /// Builds this node's backup copies of the pool's containers (a replicated pool): each
+    /// from the create parameters, as the primary was.
+    private func createBackups(_ pool: RuntimePool, params: UnsafeRawBufferPointer?) throws(ChiError) {
+        guard pool.replicas > 1 else { return }
+        for c in pool.containers where c.backups.contains(nodeId) {
+            let b = Container(pool: pool, id: c.id, node: nodeId, runtime: self)
+            b.order = BackupOrder()
+            c.shadow = b
+            if let create = pool.module.vtable.create {
+                var state: UnsafeMutableRawPointer?
+                let rc = create(b.handle, params?.baseAddress, UInt32(params?.count ?? 0), &state)
+                if rc < 0 {
+                    c.shadow = nil
+                    destroyContainers(pool)
+                    throw ChiError(-rc, "module \(pool.module.name): create of the backup of container \(c.id) of pool \"\(pool.name)\" failed: \(ChiError.describe(rc))")
+                }
+                stateLock.withLock { b.state = state }
+            }
+            if b.lanes.isEmpty {
+                try b.addLanes(group: 0, count: 1, prio: UInt32(CHI_PRIO_LOW_LATENCY))
+            }
+        }
+    }
+
     private func destroyContainers(_ p: RuntimePool) {
         guard let destroy = p.module.vtable.destroy else { return }
         for c in p.containers {
+            if let b = c.shadow {
+                let state = stateLock.withLock { () -> UnsafeMutableRawPointer? in
+                    defer { b.state = nil }
+                    return b.state
+                }
+                if state != nil { destroy(b.handle, state) }
+            }
             let state = stateLock.withLock { () -> UnsafeMutableRawPointer? in
                 defer { c.state = nil }
                 return c.state

@@ -53,6 +53,13 @@ final class TaskRecord {
     let pending = UnsafeMutablePointer<UInt32>.allocate(capacity: 1)
     /// For repeat-until-success / iteration: the containers to try, and the current one.
     var targets: ContainerRange?
+    /// A changing task of a replicated pool (Worker+Dispatch.swift): the next backup to send
+    /// it to, whether a backup has it now, and the primary's status, which its reply keeps.
+    var backupNext = 0
+    var backupInFlight = false
+    var primaryRc: CInt = 0
+    /// Its number in its container's sequence of changes (0: none).
+    var replicaSeq: UInt64 = 0
     var targetIndex = 0
     /// Next due time of a periodic task.
     var deadline: UInt64 = 0
@@ -120,6 +127,10 @@ final class TaskRecord {
         copyBack = true
         bulkOwner = 0
         depth = 0
+        backupNext = 0
+        backupInFlight = false
+        primaryRc = 0
+        replicaSeq = 0
         if !replicaBlocks.isEmpty {
             for b in replicaBlocks { PrivateTaskPool.give(b.o) }
             replicaBlocks.removeAll(keepingCapacity: true)

@@ -118,6 +118,10 @@ extension Worker {
         r.poolRef = Ref(pool)
         r.method = m
         pool.inflightAdd(id, 1)
+        if t.pointee.flags & UInt32(CHI_TASK_REPLICA) != 0 {
+            routeToBackup(r, pool)
+            return
+        }
         var q = t.pointee.dom_query
         if q.flags & UInt32(CHI_DQ_DYNAMIC) != 0 {
             schedule(r, pool)
@@ -131,6 +135,116 @@ extension Worker {
         case .failure(let code):
             complete(r, rc: -code)
         }
+    }
+
+    /// A primary's copy of a changing task (only peers set CHI_TASK_REPLICA: accept clears
+    /// the library's bits): it runs on this node's backup of the container its query names,
+    /// when every change numbered before it is done (BackupOrder).
+    private func routeToBackup(_ r: TaskRecord, _ pool: RuntimePool) {
+        let q = r.task.pointee.dom_query
+        guard q.sel < UInt64(pool.containers.count), let b = pool.containers[Int(q.sel)].shadow else {
+            r.errorMessage = "\(rt.with { $0.cluster.describe($0.nodeId) }) holds no backup of container \(q.sel) of pool \(pool.name)"
+            complete(r, rc: -CInt(CHI_ENOCONTAINER))
+            return
+        }
+        let seq = r.remote?.seq ?? 0
+        r.replicaSeq = seq
+        guard seq != 0, let order = b.order else {
+            dispatch(r, to: b)
+            return
+        }
+        let now = chi_now_ns()
+        var skipped: (from: UInt64, to: UInt64)?
+        let (next, duplicate) = order.lock.withLock { () -> (TaskRecord?, Bool) in
+            // Done already (a duplicate): nothing runs twice.
+            if seq <= order.done || order.parked[seq] != nil { return (nil, true) }
+            if order.parked.isEmpty { order.parkedSince = now }
+            order.parked[seq] = r
+            if !order.running, order.parked[order.done + 1] == nil, now &- order.parkedSince >= BackupOrder.gapNs,
+               let first = order.parked.keys.min()
+            {
+                skipped = (order.done + 1, first - 1)
+                order.done = first - 1
+            }
+            guard !order.running, let n = order.parked.removeValue(forKey: order.done + 1) else { return (nil, false) }
+            order.running = true
+            order.parkedSince = now
+            return (n, false)
+        }
+        if let s = skipped {
+            Log.warn("pool \(pool.name): the backup of container \(b.id) skipped changes \(s.from)...\(s.to), which never arrived from its primary")
+        }
+        if duplicate {
+            r.errorMessage = "change \(seq) of container \(b.id) of pool \(pool.name) reached its backup twice"
+            r.replicaSeq = 0
+            complete(r, rc: -EALREADY)
+            return
+        }
+        if let n = next { dispatch(n, to: b) }
+    }
+
+    /// A backup's change is done: the next in sequence may run.
+    private func backupDone(_ r: TaskRecord, _ b: Container) {
+        guard r.replicaSeq != 0, let order = b.order else { return }
+        let next = order.lock.withLock { () -> TaskRecord? in
+            if r.replicaSeq > order.done { order.done = r.replicaSeq }
+            order.running = false
+            guard let n = order.parked.removeValue(forKey: order.done + 1) else { return nil }
+            order.running = true
+            return n
+        }
+        if let n = next { dispatch(n, to: b) }
+    }
+
+    /// Replication of a changing task, before it completes: true when the task went on to a
+    /// backup (its reply comes back here, through complete). The primary's outputs and
+    /// status are what the task ends with; a backup's failure fails it, except a backup on a
+    /// node declared dead (the pool runs with fewer copies until recovery rebuilds them).
+    private func replicate(_ r: TaskRecord) -> Bool {
+        let t = r.task
+        if r.backupInFlight {
+            r.backupInFlight = false
+            let brc = t.pointee.rc
+            t.pointee.rc = r.primaryRc
+            if brc < 0 {
+                if brc == -CInt(CHI_ENODE) {
+                    Log.warn("pool \(r.pool?.name ?? "?"): a backup is unreachable, the change is on fewer copies: \(r.errorMessage ?? "")")
+                    r.errorMessage = nil
+                } else {
+                    t.pointee.rc = brc
+                    return false
+                }
+            }
+        } else {
+            if t.pointee.flags & UInt32(CHI_TASK_REPLICA) != 0, let cr = r.containerRef {
+                // This is the backup: count what it applied, and let the next change run.
+                cr.with { b in
+                    if t.pointee.rc >= 0 { _ = b.nextSeq() }
+                    backupDone(r, b)
+                }
+                return false
+            }
+            guard r.backupNext == 0, t.pointee.rc >= 0, let m = r.method,
+                  m.pointee.flags & UInt32(CHI_MF_WRITE) != 0, let cr = r.containerRef
+            else { return false }
+            let go = cr.with { c -> Bool in
+                guard c.poolRef.with({ $0.replicas > 1 }), c.node == rt.with({ $0.nodeId }), !r.isPeriodic else {
+                    return false
+                }
+                r.replicaSeq = c.nextSeq()
+                return true
+            }
+            guard go else { return false }
+            r.primaryRc = t.pointee.rc
+        }
+        guard let cr = r.containerRef else { return false }
+        let (backups, cid) = cr.with { c in (c.backups, c.id) }
+        guard r.backupNext < backups.count else { return false }
+        let node = backups[r.backupNext]
+        r.backupNext += 1
+        r.backupInFlight = true
+        rt.with { $0.remote!.forwardBackup(r, container: cid, node: node, from: self) }
+        return true
     }
 
     /// Dynamic scheduling: the module's kSchedule hook rewrites the query. Without a hook,
@@ -306,6 +420,7 @@ extension Worker {
     }
 
     func complete(_ r: TaskRecord) {
+        if r.method != nil && replicate(r) { return }
         r.poolRef?.with { $0.inflightAdd(id, -1) }
         if let p = r.parentRef {
             // The first failing replica's reason becomes the original task's.

@@ -33,9 +33,24 @@ static void publish_free(bdev_t *b) {
 int bdev_run_allocate(bdev_t *b, chi_bdev_allocate_task_t *t) {
     uint64_t size = t->size;
     chi_bdev_block_t blocks[CHI_BDEV_MAX_BLOCKS];
-    t->nblocks = 0;
     sched_release(b, size);
     if (size == 0 || size > b->size) return -EINVAL;
+    if (t->hdr.flags & CHI_TASK_REPLICA) {
+        /* A backup's copy: the primary chose the blocks (in the OUT fields); claim the same
+         * ones, so every replica's allocator ends alike. */
+        uint32_t nb = t->nblocks;
+        if (nb > CHI_BDEV_MAX_BLOCKS) return -EPROTO;
+        for (uint32_t i = 0; i < nb; i++) {
+            int rc = bdev_alloc_claim(&b->alloc, t->blocks[i].offset, t->blocks[i].size);
+            if (rc < 0) {
+                publish_free(b);
+                return rc;
+            }
+        }
+        publish_free(b);
+        return (int)nb;
+    }
+    t->nblocks = 0;
     int n = bdev_alloc_get(&b->alloc, size, blocks, CHI_BDEV_MAX_BLOCKS);
     publish_free(b);
     if (n < 0) return n;

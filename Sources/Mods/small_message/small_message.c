@@ -58,7 +58,7 @@ static const chi_field_desc_t served_fields[] = {
 };
 
 static const chi_method_desc_t sm_methods[] = {
-    {CHI_SM_MD, (uint32_t)sizeof(chi_sm_md_task_t), CHI_MF_PERIODIC_OK,
+    {CHI_SM_MD, (uint32_t)sizeof(chi_sm_md_task_t), CHI_MF_PERIODIC_OK | CHI_MF_WRITE,
      (uint32_t)(sizeof(md_fields) / sizeof(md_fields[0])), "Md", md_fields, NULL},
     {CHI_SM_IO, (uint32_t)sizeof(chi_sm_io_task_t), 0,
      (uint32_t)(sizeof(io_fields) / sizeof(io_fields[0])), "Io", io_fields, NULL},

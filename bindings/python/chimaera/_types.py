@@ -9,7 +9,7 @@ from ctypes import (POINTER, Structure, c_char, c_char_p, c_int32, c_uint16, c_u
 
 # ---- version.h ---------------------------------------------------------------------------
 ABI_MAJOR = 1
-ABI_MINOR = 7
+ABI_MINOR = 8
 
 
 def abi_pack(major, minor):
@@ -113,7 +113,7 @@ class ChiPoolCreateOpts(Structure):
     """chi_pool_create_opts_t."""
     _fields_ = [("size", c_uint32), ("containers_per_node", c_uint32), ("module", c_char_p),
                 ("name", c_char_p), ("params", c_void_p), ("params_size", c_uint32),
-                ("reserved", c_uint32)]
+                ("reserved", c_uint32), ("replicas", c_uint32), ("reserved2", c_uint32)]
 
 
 class ChiPoolInfo(Structure):
@@ -195,7 +195,7 @@ class ChiSmIoTask(Structure):
 
 # Sizes the headers promise; a mismatch here means this file no longer mirrors them.
 _EXPECTED_SIZES = {ChiShmPtr: 16, ChiDomainQuery: 24, ChiTask: 128, ChiClientOpts: 32,
-                   ChiPoolCreateOpts: 40, ChiFieldDesc: 32, ChiMethodDesc: 40,
+                   ChiPoolCreateOpts: 48, ChiFieldDesc: 32, ChiMethodDesc: 40,
                    ChiRecordDesc: 40, ChiModuleVtable: 128, ChiSmMdTask: 136, ChiSmIoTask: 168, ChiPoolInfo: 152}
 for _t, _n in _EXPECTED_SIZES.items():
     if sizeof(_t) != _n:

@@ -167,7 +167,7 @@ class Client:
             pool = pool.id
         self._lib.chi_container_migrate(self._h, pool, container, to_node)
 
-    def create_pool(self, module, name, containers_per_node=1, params=b"", **kwargs):
+    def create_pool(self, module, name, containers_per_node=1, params=b"", replicas=1, **kwargs):
         """Creates (or finds, by name) a pool of `module`; returns its Pool.
 
         The create parameters are either raw bytes (`params=b"..."`, the module's params
@@ -176,7 +176,8 @@ class Client:
         `params={...}` for a parameter named like an argument here. Parameters not given are
         zero. An unknown name or a value of the wrong type raises TypeError (ValueError,
         OverflowError for one out of range) listing the known parameters, before anything
-        reaches the runtime."""
+        reaches the runtime. `replicas`: copies of each container on distinct nodes
+        (ABI 1.8; more than the cluster has nodes: -EINVAL)."""
         self._check()
         if isinstance(params, dict):
             kwargs = {**params, **kwargs}
@@ -193,6 +194,7 @@ class Client:
                                  module=module.encode(), name=name.encode(),
                                  params=addressof(pbuf) if pbuf else None,
                                  params_size=len(params))
+        opts.replicas = replicas
         pid = c_uint64()
         self._lib.chi_pool_create(self._h, byref(opts), byref(pid))
         return Pool(self, pid.value, name, module)
