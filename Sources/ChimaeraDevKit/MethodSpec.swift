@@ -192,31 +192,22 @@ package struct MethodSpec: Sendable, Equatable {
     /// `compress`, `getPoolId`, `ioStats`: the Swift function name.
     package var lowerCamel: String { Naming.lowerCamel(name) }
 
-    /// The descriptor's flags as C source: `CHI_MF_PERIODIC_OK | CHI_MF_WRITE`, or `0`.
-    var cFlags: String {
-        let fs = (periodic ? ["CHI_MF_PERIODIC_OK"] : []) + (write ? ["CHI_MF_WRITE"] : [])
-        return fs.isEmpty ? "0" : fs.joined(separator: " | ")
-    }
-
-    /// The same as Swift source.
-    var swiftFlags: String {
-        let fs = (periodic ? ["UInt32(CHI_MF_PERIODIC_OK)"] : []) + (write ? ["UInt32(CHI_MF_WRITE)"] : [])
-        return fs.isEmpty ? "0" : fs.joined(separator: " | ")
-    }
-
     /// Index of the field called `name`.
     func fieldIndex(_ name: String) -> Int? { fields.firstIndex { $0.name == name } }
 
+    /// The descriptor's `CHI_MF_*` flags, e.g. `CHI_MF_PERIODIC_OK`, `CHI_MF_WRITE`.
+    var flagNames: [String] {
+        (periodic ? ["CHI_MF_PERIODIC_OK"] : []) + (write ? ["CHI_MF_WRITE"] : []) + (local ? ["CHI_MF_LOCAL"] : [])
+    }
+
     /// The descriptor's `CHI_MF_*` flags as a C expression.
     var cFlags: String {
-        let f = (periodic ? ["CHI_MF_PERIODIC_OK"] : []) + (local ? ["CHI_MF_LOCAL"] : [])
-        return f.isEmpty ? "0" : f.joined(separator: " | ")
+        return flagNames.isEmpty ? "0" : flagNames.joined(separator: " | ")
     }
 
     /// The same flags as a Swift expression.
     var swiftFlags: String {
-        let f = (periodic ? ["CHI_MF_PERIODIC_OK"] : []) + (local ? ["CHI_MF_LOCAL"] : [])
-        return f.isEmpty ? "0" : f.map { "UInt32(\($0))" }.joined(separator: " | ")
+        return flagNames.isEmpty ? "0" : flagNames.map { "UInt32(\($0))" }.joined(separator: " | ")
     }
 }
 
