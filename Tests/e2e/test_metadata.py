@@ -13,8 +13,10 @@ import time
 
 import pytest
 
-from conftest import REPO, STAGE, require_staged, shm_path
-from etcd_cluster import EtcdCluster, etcd_binary
+from conftest import REPO, STAGE, require_staged, shm_path, wait_gone
+import base64
+
+from etcd_cluster import EtcdCluster, b64, etcd_binary, gateway
 from test_cluster import Cluster
 from test_membership import converged, states, view, wait_for
 
@@ -94,6 +96,13 @@ def start3(daemons, etcd):
     return c
 
 
+def store_record(etcd, name):
+    """The catalog record of `name` as etcd holds it (None: no key), read past the runtime."""
+    r = gateway(etcd.endpoints[0], "/v3/kv/range", {"key": b64(f"/chimaera/pool/name/{name}")})
+    kvs = r.get("kvs") or []
+    return json.loads(base64.b64decode(kvs[0]["value"])) if kvs else None
+
+
 def dead_on(nodes, who):
     return all(states(view(n) or {"nodes": []}).get(who, ("",))[0] == "dead" for n in nodes)
 
@@ -110,6 +119,9 @@ def test_create_with_node_1_killed_serves_from_nodes_2_and_3(daemons, mode):
     assert "id" in made, f"{made}\nnode 2 log:\n{n2.log()}"
     assert made["id"] != before["id"]
     print(f"created with node 1 killed in {took:.2f} s, id {made['id']}")
+    if mode is not None:  # the id came from the store
+        rec = store_record(mode, "after_kill")
+        assert rec and int(rec["id"]) == made["id"] and rec["destroyed"] is False, rec
     for n in (n2, n3):
         got = act(n, "use", "after_kill")
         assert got == {"id": made["id"], "md": [1, 1]}, f"node {n.nodeid}: {got}\n{n.log()}"
@@ -136,6 +148,8 @@ def test_two_nodes_creating_one_name_at_once_get_one_id(daemons, mode):
             assert "id" in r, r
             ids.append(r["id"])
         assert ids[0] == ids[1], f"{name}: concurrent creators got ids {ids}"
+        if mode is not None:
+            assert int(store_record(mode, name)["id"]) == ids[0]
         for n in c.nodes:
             assert act(n, "info", name) == {"id": ids[0]}, f"node {n.nodeid} disagrees on {name}"
 
@@ -153,6 +167,9 @@ def test_a_pool_destroyed_while_node_3_is_stopped_stays_destroyed(daemons, mode)
         assert gone == {"destroyed": True}, gone
     finally:
         os.kill(n3.pid, signal.SIGCONT)
+    if mode is not None:  # the tombstone is in the store
+        rec = store_record(mode, "doomed")
+        assert rec and int(rec["id"]) == made["id"] and rec["destroyed"] is True, rec
     wait_for("all alive again", lambda: converged(c.nodes), 20)
     # Node 3 held the pool live the whole time: it must learn the tombstone, and its stale
     # catalog must not give the pool back to nodes 1 and 2.
@@ -169,3 +186,25 @@ def test_a_pool_destroyed_while_node_3_is_stopped_stays_destroyed(daemons, mode)
     assert "id" in again and again["id"] != made["id"], again
     for n in c.nodes:
         assert act(n, "info", "doomed") == again
+
+
+def test_a_restarted_node_reads_the_catalog_and_follows_changes(daemons, mode):
+    c = start3(daemons, mode)
+    n1, n2, n3 = c.node(1), c.node(2), c.node(3)
+    old = act(n1, "create", "old")
+    assert "id" in old, old
+    os.kill(n3.pid, signal.SIGKILL)
+    assert wait_gone(n3.pid, 5)
+    fresh = act(n2, "create", "fresh")
+    assert "id" in fresh, fresh
+    assert act(n1, "destroy", "old") == {"destroyed": True}
+    shm_path(n3.segment).unlink(missing_ok=True)
+    n3.start()
+    # At start-up it has what was made while it was away, and not what was destroyed.
+    assert act(n3, "info", "fresh") == fresh, n3.log()
+    assert act(n3, "info", "old").get("errno") == ENOPOOL
+    # Later changes reach it too, and a new id never reuses a destroyed one.
+    later = act(n1, "create", "later")
+    assert "id" in later and later["id"] not in (old["id"], fresh["id"]), later
+    wait_for("node 3 has the later pool", lambda: act(n3, "info", "later") == later, 10)
+    assert act(n3, "use", "later") == {"id": later["id"], "md": [1, 1]}
