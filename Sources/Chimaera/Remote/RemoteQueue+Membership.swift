@@ -35,6 +35,7 @@ extension RemoteQueue {
             send(b, to: peer(to))
         }
         guard !out.changes.isEmpty else { return }
+        let leaderBefore = metadataLeader()
         let now = chi_now_ns()
         for ch in out.changes {
             let i = Int(ch.node) - 1
@@ -59,6 +60,16 @@ extension RemoteQueue {
             if ch.to == .alive && (ch.from == .dead || ch.from == .suspected) && ch.node != map.selfId {
                 let p = peer(ch.node)
                 send(catalogFrame(), to: p)
+                var req = ByteBuffer.frame(.catalogRequest, capacity: 0)
+                req.endFrame()
+                send(req, to: p)
+            }
+        }
+        // A node that has just become the catalog's leader asks every live node for its
+        // catalog: it continues from the highest id (and the tombstones) any of them saw.
+        if metadataLeader() == map.selfId && leaderBefore != map.selfId {
+            Log.info("membership: \(map.describe(map.selfId)) now leads the pool catalog (was \(map.describe(leaderBefore)))")
+            for p in peers where p.id != map.selfId && deadMessage(p.id) == nil {
                 var req = ByteBuffer.frame(.catalogRequest, capacity: 0)
                 req.endFrame()
                 send(req, to: p)

@@ -153,7 +153,7 @@ extension RemoteQueue {
     /// the local admin container (module hooks run on workers, never on this thread). A pool
     /// either side knows as destroyed (a tombstone) is not created, and a tombstone the peer
     /// sends destroys this node's copy: a stale catalog never brings a destroyed pool back.
-    /// With etcd (`runtime.metadata`) pools come from the store alone.
+    /// With etcd (`cluster.metadata`) pools come from the store alone.
     func mergeCatalog(_ body: inout ByteBuffer, from c: Connection) throws {
         let p = peer(c.peerNode)
         let n: UInt32 = try body.readInt("pool count")
@@ -201,7 +201,7 @@ extension RemoteQueue {
                 runtime.learnPlacement(pool, e.moved, from: p.id)
                 continue
             }
-            guard runtime.metadata == nil, !runtime.isTombstone(e.id) else { continue }
+            guard runtime.config.cluster.metadata == .embedded, !runtime.isTombstone(e.id) else { continue }
             runtime.notePlacement(e.id, e.moved)
             createFromCatalog(id: e.id, module: e.names[0], name: e.names[1], perNode: e.cpn, params: e.params, from: p.id)
         }
@@ -222,12 +222,18 @@ extension RemoteQueue {
         t.pointee.hdr.method = UInt32(CHI_ADMIN_DESTROY_POOL)
         t.pointee.hdr.pool_id = Runtime.adminPoolId
         t.pointee.hdr.dom_query = chi_dq_local_id(UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS), 0)
-        let inc = RemoteIncoming(conn: nil, reqId: 0, block: block, bulks: []) { rc, msg in
+        guard let admin = runtime.pool(Runtime.adminPoolId)?.local.first else {
+            PrivateTaskPool.give(block)
+            return
+        }
+        // Start-up waits for it as for the creates: a node serves without the destroyed pool.
+        _ = chi_add32(catalogJobs, 1)
+        let inc = RemoteIncoming(conn: nil, reqId: 0, block: block, bulks: []) { [self] rc, msg in
             if rc < 0 && -rc != CInt(CHI_ENOPOOL) {
                 Log.warn("remote: destroying pool \(id), destroyed elsewhere: \(msg ?? ChiError.describe(rc))")
             }
+            _ = chi_sub32(self.catalogJobs, 1)
         }
-        guard let admin = runtime.pool(Runtime.adminPoolId)?.local.first else { return }
         submit(inc, container: admin)
     }
 
