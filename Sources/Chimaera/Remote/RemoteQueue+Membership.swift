@@ -35,6 +35,7 @@ extension RemoteQueue {
             send(b, to: peer(to))
         }
         guard !out.changes.isEmpty else { return }
+        let leaderBefore = metadataLeader()
         let now = chi_now_ns()
         for ch in out.changes {
             let i = Int(ch.node) - 1
@@ -53,7 +54,35 @@ extension RemoteQueue {
                 }
                 for e in lost { fail(e, deadMessage(ch.node, now: now) ?? "\(map.describe(ch.node)) is \(ch.to)") }
             }
+            // A node back from the dead (a pause, a healed partition) may have missed catalog
+            // changes, and its connection may never have dropped: both sides exchange
+            // catalogs, tombstones included, so what was destroyed meanwhile stays destroyed.
+            if ch.to == .alive && (ch.from == .dead || ch.from == .suspected) && ch.node != map.selfId {
+                let p = peer(ch.node)
+                send(catalogFrame(), to: p)
+                var req = ByteBuffer.frame(.catalogRequest, capacity: 0)
+                req.endFrame()
+                send(req, to: p)
+            }
         }
+        // A node that has just become the catalog's leader asks every live node for its
+        // catalog: it continues from the highest id (and the tombstones) any of them saw.
+        if metadataLeader() == map.selfId && leaderBefore != map.selfId {
+            Log.info("membership: \(map.describe(map.selfId)) now leads the pool catalog (was \(map.describe(leaderBefore)))")
+            for p in peers where p.id != map.selfId && deadMessage(p.id) == nil {
+                var req = ByteBuffer.frame(.catalogRequest, capacity: 0)
+                req.endFrame()
+                send(req, to: p)
+            }
+        }
+    }
+
+    /// The node that orders the catalog in the embedded mode: the lowest-numbered node this
+    /// node's view does not hold dead or left (suspected still leads: it may only be slow).
+    /// Any thread.
+    func metadataLeader() -> UInt32 {
+        for n in 1...UInt32(map.count) where n == map.selfId || deadMessage(n) == nil { return n }
+        return map.selfId
     }
 
     /// Why a task for `node` fails at once: the view says the node is dead or left. Nil when

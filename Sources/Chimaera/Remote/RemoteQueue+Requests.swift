@@ -146,17 +146,30 @@ extension RemoteQueue {
                 b.writeInteger(c.placementVersion)
             }
         }
+        // Then the tombstones (destroyed pools), which a reader of an older catalog ignores.
+        let gone = runtime.tombstoneList()
+        b.writeInteger(UInt32(gone.count))
+        for t in gone {
+            b.writeInteger(t.id)
+            b.writeInteger(UInt16(t.name.utf8.count))
+            b.writeString(t.name)
+        }
         b.endFrame()
         return b
     }
 
 
     /// Creates the pools a peer has and this node lacks, each through a CreatePool task on
-    /// the local admin container (module hooks run on workers, never on this thread).
+    /// the local admin container (module hooks run on workers, never on this thread). A pool
+    /// either side knows as destroyed (a tombstone) is not created, and a tombstone the peer
+    /// sends destroys this node's copy: a stale catalog never brings a destroyed pool back.
+    /// With etcd (`cluster.metadata`) pools come from the store alone.
     func mergeCatalog(_ body: inout ByteBuffer, from c: Connection) throws {
         let p = peer(c.peerNode)
         let n: UInt32 = try body.readInt("pool count")
         guard n <= 65536 else { throw FrameError.malformed("catalog of \(n) pools") }
+        var entries: [(id: UInt64, cpn: UInt32, names: [String], params: [UInt8],
+                       moved: [(container: UInt32, node: UInt32, version: UInt32)])] = []
         for _ in 0..<n {
             let id: UInt64 = try body.readInt("pool id")
             let cpn: UInt32 = try body.readInt("containers per node")
@@ -177,14 +190,61 @@ extension RemoteQueue {
                 guard n >= 1 && Int(n) <= map.count else { throw FrameError.malformed("container \(c) placed on node \(n)") }
                 moved.append((c, n, v))
             }
-            if let pool = runtime.pool(id) {
-                runtime.learnPlacement(pool, moved, from: p.id)
+            entries.append((id, cpn, names, params, moved))
+        }
+        if body.readableBytes > 0 {
+            let nt: UInt32 = try body.readInt("tombstone count")
+            guard nt <= 1 << 20 else { throw FrameError.malformed("catalog with \(nt) tombstones") }
+            for _ in 0..<nt {
+                let id: UInt64 = try body.readInt("tombstone id")
+                let len: UInt16 = try body.readInt("tombstone name length")
+                let s = try body.readExactly(Int(len), "tombstone name")
+                let name = String(decoding: s.readableBytesView, as: UTF8.self)
+                if runtime.noteTombstone(id, name: name) {
+                    Log.info("remote: pool \"\(name)\" (id \(id)) was destroyed while this node was away (\(map.describe(p.id))'s catalog); destroying it here")
+                    destroyFromCatalog(id: id)
+                }
+            }
+        }
+        for e in entries {
+            if let pool = runtime.pool(e.id) {
+                runtime.learnPlacement(pool, e.moved, from: p.id)
                 continue
             }
-            runtime.notePlacement(id, moved)
-            createFromCatalog(id: id, module: names[0], name: names[1], perNode: cpn, params: params, from: p.id)
+            guard runtime.config.cluster.metadata == .embedded, !runtime.isTombstone(e.id) else { continue }
+            runtime.notePlacement(e.id, e.moved)
+            createFromCatalog(id: e.id, module: e.names[0], name: e.names[1], perNode: e.cpn, params: e.params, from: p.id)
         }
         p.synced = true
+    }
+
+    /// Destroys pool `id` on this node only, through a DestroyPool task on the local admin
+    /// container (the destroy waits for tasks to drain: a worker's job, not this thread's).
+    /// Any thread.
+    func destroyFromCatalog(id: UInt64) {
+        let size = MemoryLayout<chi_admin_destroy_pool_task_t>.size
+        guard let block = runtime.sharedTasks.take(size) else { return }
+        let raw = UnsafeMutableRawPointer(block.task)
+        raw.initializeMemory(as: UInt8.self, repeating: 0, count: size)
+        let t = raw.assumingMemoryBound(to: chi_admin_destroy_pool_task_t.self)
+        t.pointee.pool_id = id
+        t.pointee.hdr.size = UInt32(size)
+        t.pointee.hdr.method = UInt32(CHI_ADMIN_DESTROY_POOL)
+        t.pointee.hdr.pool_id = Runtime.adminPoolId
+        t.pointee.hdr.dom_query = chi_dq_local_id(UInt32(CHI_SUBDOMAIN_LOCAL_CONTAINERS), 0)
+        guard let admin = runtime.pool(Runtime.adminPoolId)?.local.first else {
+            PrivateTaskPool.give(block)
+            return
+        }
+        // Start-up waits for it as for the creates: a node serves without the destroyed pool.
+        _ = chi_add32(catalogJobs, 1)
+        let inc = RemoteIncoming(conn: nil, reqId: 0, block: block, bulks: []) { [self] rc, msg in
+            if rc < 0 && -rc != CInt(CHI_ENOPOOL) {
+                Log.warn("remote: destroying pool \(id), destroyed elsewhere: \(msg ?? ChiError.describe(rc))")
+            }
+            _ = chi_sub32(self.catalogJobs, 1)
+        }
+        submit(inc, container: admin)
     }
 
     func createFromCatalog(id: UInt64, module: String, name: String, perNode: UInt32,

@@ -4,11 +4,15 @@ import Glibc
 /// The admin services when the runtime is one node of several: pool creation, destruction
 /// and module registration reach every node, whichever node a client asked.
 ///
-/// Pool ids are assigned by node 1 alone (ClusterMap.leader): another node forwards a
-/// CreatePool to it and waits, and node 1 creates the pool on every node with that id before
-/// answering. A node that is down meanwhile gets its pools from a peer's catalog when it
-/// comes back. Requests that came from another node, and the copies of a broadcast, act on
-/// this node only: they are already one of the N.
+/// Pool ids come from one authority. Embedded (the default): the leader, the lowest-numbered
+/// node the membership view does not hold dead; another node forwards a CreatePool to it and
+/// waits (asking the next leader if it is down), and the leader creates the pool on every
+/// live node with that id before answering. With etcd (`metadata`): the store's
+/// create-if-absent gives the id, then the creator makes the pool on every live node. A node
+/// that is down meanwhile gets its pools from a peer's catalog (or the store) when it comes
+/// back; destroyed pools are tombstones there, never recreated. Requests that came from
+/// another node, and the copies of a broadcast, act on this node only: they are already one
+/// of the N.
 extension Runtime {
     /// Whether the task behind `r` is already one node's share of a cluster-wide request.
     func actsLocally(_ r: TaskRecord) -> Bool { r.remote != nil || r.parent != nil }
@@ -29,21 +33,62 @@ extension Runtime {
             }
             return try createPool(module: module, name: name, containersPerNode: perNode, params: params, id: requestedId)
         }
-        guard nodeId == ClusterMap.leader else {
+        if let md = metadata {
+            let spec = PoolSpec(name: name, module: module, containersPerNode: perNode,
+                                params: params.map { Array($0) } ?? [])
+            let rec = try storeCreatePool(md, spec)
+            guard rec.spec.module == module else {
+                throw ChiError(EEXIST, "pool \"\(name)\" exists with module \(rec.spec.module), not \(module)")
+            }
+            // The first creator's shape and parameters, whoever asked.
+            let got = rec.spec.params.withUnsafeBytes { p -> Result<UInt64, ChiError> in
+                do throws(ChiError) {
+                    return .success(try replicateCreate(module: module, name: name, perNode: rec.spec.containersPerNode,
+                                                        params: rec.spec.params.isEmpty ? nil : p, id: rec.id))
+                } catch {
+                    return .failure(error)
+                }
+            }
+            return try got.get()
+        }
+        // A leader that is down (or dying) fails the forward with CHI_ENODE: ask again once
+        // the view has moved on to the next one.
+        let deadline = chi_now_ns() + 30_000_000_000
+        while true {
+            let leader = remote?.metadataLeader() ?? ClusterMap.leader
+            if leader == nodeId {
+                return try replicateCreate(module: module, name: name, perNode: perNode, params: params, id: nil)
+            }
             var id: UInt64 = 0
-            let results = adminOnNodes([ClusterMap.leader], method: UInt32(CHI_ADMIN_CREATE_POOL),
+            let results = adminOnNodes([leader], method: UInt32(CHI_ADMIN_CREATE_POOL),
                                        type: chi_admin_create_pool_task_t.self, bulk: params) { t, bulk in
                 Self.fillCreate(t, module: module, name: name, perNode: perNode, bulk: bulk, id: 0)
             } read: { t in id = t.pointee.pool_id }
+            if let x = results.first, x.rc == -CInt(CHI_ENODE) || x.rc == -ETIMEDOUT, chi_now_ns() < deadline {
+                Log.info("CreatePool \"\(name)\": leader \(cluster.describe(leader)) did not answer (\(x.message ?? "")); asking again")
+                let until = chi_now_ns() + 100_000_000
+                while chi_now_ns() < until { yieldCurrent() }
+                continue
+            }
             try Self.check(results, what: "CreatePool \"\(name)\"", tolerate: [])
             return id
         }
-        let id = try createPool(module: module, name: name, containersPerNode: perNode, params: params)
+    }
+
+    /// Creates the pool here (with `id`, or the next id when nil: the leader's log), then on
+    /// every other node, before answering. A node that is down gets it from the catalog when
+    /// it returns.
+    private func replicateCreate(module: String, name: String, perNode: Int, params: UnsafeRawBufferPointer?,
+                                 id fixed: UInt64?) throws(ChiError) -> UInt64
+    {
+        let id = try createPool(module: module, name: name, containersPerNode: perNode, params: params, id: fixed)
+        if let fixed, id != fixed {
+            throw ChiError(EEXIST, "\(cluster.describe(nodeId)) has pool \"\(name)\" as id \(id), not \(fixed)")
+        }
         let results = adminOnNodes(cluster.others, method: UInt32(CHI_ADMIN_CREATE_POOL),
                                    type: chi_admin_create_pool_task_t.self, bulk: params) { t, bulk in
             Self.fillCreate(t, module: module, name: name, perNode: perNode, bulk: bulk, id: id)
         }
-        // A node that is down gets the pool from the catalog when it returns.
         try Self.check(results, what: "CreatePool \"\(name)\"", tolerate: [CInt(CHI_ENODE)])
         return id
     }
@@ -59,9 +104,24 @@ extension Runtime {
         t.pointee.pool_id = id
     }
 
-    /// DestroyPool: here, then on every other node (a node without it is fine).
+    /// DestroyPool: the tombstone in the store first (etcd), then here, then on every other
+    /// node (a node without it is fine; one that is down learns the tombstone when it returns).
     func destroyPoolService(_ id: UInt64, record r: TaskRecord) throws(ChiError) {
-        try destroyPool(id)
+        if let md = metadata, cluster.isMultiNode, !actsLocally(r) {
+            let name = try storeDestroyPool(md, id)
+            guard name != nil || pool(id) != nil else {
+                throw ChiError(CInt(CHI_ENOPOOL), "no pool with id \(id) (the metadata store has no live pool of that id)")
+            }
+            // The store's watch may have destroyed it here already; the others still hear.
+            do throws(ChiError) {
+                try destroyPool(id)
+            } catch {
+                if error.code != CInt(CHI_ENOPOOL) { throw error }
+                _ = noteTombstone(id, name: name ?? "")
+            }
+        } else {
+            try destroyPool(id)
+        }
         try onOtherNodes(r, UInt32(CHI_ADMIN_DESTROY_POOL), chi_admin_destroy_pool_task_t.self,
                          what: "DestroyPool \(id)", tolerate: [CInt(CHI_ENODE), CInt(CHI_ENOPOOL)]) { t in
             t.pointee.pool_id = id

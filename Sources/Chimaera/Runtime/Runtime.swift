@@ -52,6 +52,11 @@ package final class Runtime: @unchecked Sendable {
     private var retired: [(pool: RuntimePool, at: UInt64, passes: [UInt64])] = []
     private var freeIds: [UInt64] = []
     private var nextPoolId: UInt64 = 2
+    /// Destroyed pools of a cluster, by id (the catalog's tombstones): their ids are never
+    /// handed out again, and no peer's catalog brings them back (Runtime+Metadata.swift).
+    private var tombstones: [UInt64: String] = [:]
+    /// The metadata authority when `cluster.metadata` names etcd; nil in the embedded mode.
+    var metadata: RuntimeMetadata?
     static let retireGraceNs: UInt64 = 1_000_000_000
     private var lock = pthread_mutex_t()
     /// Held while a container's state pointer is replaced (create, migrate, upgrade, destroy)
@@ -160,6 +165,7 @@ package final class Runtime: @unchecked Sendable {
                 remote = nil
                 throw error
             }
+            try startMetadata()
         }
         segment.publishReady()
     }
@@ -188,6 +194,7 @@ package final class Runtime: @unchecked Sendable {
         orchestrator.stop()
         // Requests from other nodes get their replies out first (at most a second), then the
         // network closes: what is still in flight to other nodes fails on the workers.
+        metadata?.stop()
         if let rq = remote {
             // Frames a worker batched in the pass that ran the stop (a broadcast StopRuntime's
             // copies for the other nodes, say) go out at the end of that pass: let it end.
@@ -269,7 +276,8 @@ package final class Runtime: @unchecked Sendable {
         reclaimRetired()
         // Ids of destroyed pools come back once reclaimed; the lowest first, so a node that
         // assigns ids (node 1 in a cluster) hands out the same ones as before a restart.
-        let recycled = fixedId == nil && !freeIds.isEmpty
+        // In a cluster an id is never reused: a destroyed pool's id stays its tombstone.
+        let recycled = fixedId == nil && !freeIds.isEmpty && !cluster.isMultiNode
         if recycled { freeIds.sort(by: >) }
         let id = fixedId ?? (recycled ? freeIds.last! : nextPoolId)
         guard id < UInt64(Self.maxPools) else {
@@ -277,6 +285,9 @@ package final class Runtime: @unchecked Sendable {
         }
         if fixedId != nil, pool(id) != nil {
             throw ChiError(EEXIST, "\(cluster.describe(nodeId)) already has a pool with id \(id)")
+        }
+        if let gone = tombstones[id] {
+            throw ChiError(CInt(CHI_ENOPOOL), "pool \"\(gone)\" (id \(id)) was destroyed; its id is not reused")
         }
         let pool = RuntimePool(id: id, name: name, module: mod, workers: workers.count)
         let perNode = max(1, containersPerNode)
@@ -409,6 +420,7 @@ package final class Runtime: @unchecked Sendable {
         chi_store32(p.destroyed, 1)
         chi_store64(poolSlots + Int(id), 0)
         poolsByName[p.name] = nil
+        if cluster.isMultiNode { tombstones[id] = p.name }
         pthread_mutex_unlock(&lock)
         // First the periodic tasks go, then the queued and suspended ones drain (pollers still
         // run, so tasks waiting on I/O complete), and only then the pollers: dropping them
@@ -446,7 +458,9 @@ package final class Runtime: @unchecked Sendable {
             for (i, w) in workers.enumerated() where w.passes == e.passes[i] && chi_load32(w.doorbellSleeping) == 0 {
                 return false
             }
-            if e.pool.id != Self.adminPoolId && pool(e.pool.id) == nil { freeIds.append(e.pool.id) }
+            if e.pool.id != Self.adminPoolId && pool(e.pool.id) == nil && !cluster.isMultiNode {
+                freeIds.append(e.pool.id)
+            }
             return true
         }
     }
@@ -473,6 +487,31 @@ package final class Runtime: @unchecked Sendable {
                 try b.addLanes(group: 0, count: 1, prio: UInt32(CHI_PRIO_LOW_LATENCY))
             }
         }
+    }
+
+    /// Records that pool `id` (`name`) was destroyed somewhere in the cluster: the id is
+    /// retired here too. Returns whether this node still holds it live (the caller destroys it).
+    func noteTombstone(_ id: UInt64, name: String) -> Bool {
+        guard id != Self.adminPoolId, id < UInt64(Self.maxPools) else { return false }
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        tombstones[id] = name
+        if id >= nextPoolId { nextPoolId = id + 1 }
+        return pool(id) != nil
+    }
+
+    /// Whether pool `id` was destroyed (a tombstone this node knows).
+    func isTombstone(_ id: UInt64) -> Bool {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return tombstones[id] != nil
+    }
+
+    /// The tombstones this node knows, by id.
+    func tombstoneList() -> [(id: UInt64, name: String)] {
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        return tombstones.map { ($0.key, $0.value) }.sorted { $0.id < $1.id }
     }
 
     private func destroyContainers(_ p: RuntimePool) {
