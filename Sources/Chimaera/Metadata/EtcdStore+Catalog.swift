@@ -13,9 +13,15 @@ extension EtcdStore {
         guard !spec.module.isEmpty, spec.module.utf8.count <= maxName else {
             throw .rejected("module name \"\(spec.module)\" is empty or too long")
         }
-        guard (1...65536).contains(spec.containersPerNode) else {
-            throw .rejected("containers per node \(spec.containersPerNode) is not in 1...65536")
+        guard Self.validPerNode(Int64(spec.containersPerNode)) else {
+            throw .rejected("containers per node \(spec.containersPerNode & 0xFFFF) (replicas \(spec.containersPerNode >> 16)) is not in 1...65535")
         }
+    }
+
+    /// The count as the runtime carries it: containers per node in the low 16 bits, the
+    /// replica count (0 or 1 for none) in the next 16 (Runtime.createPool splits them).
+    static func validPerNode(_ v: Int64) -> Bool {
+        v >= 1 && v <= 0xFFFF_FFFF && (1...0xFFFF).contains(v & 0xFFFF)
     }
 
     /// A record as stored (the version is the key's mod revision, not part of the value).
@@ -30,7 +36,7 @@ extension EtcdStore {
     static func decode(_ kv: KV) throws(MetadataError) -> PoolRecord {
         guard let j = MetadataJSON.parse(kv.value), let name = j["name"]?.string, let module = j["module"]?.string,
               let idText = j["id"]?.string, let id = UInt64(idText), id != 0,
-              let perNode = j["per_node"]?.int64, (1...65536).contains(perNode),
+              let perNode = j["per_node"]?.int64, Self.validPerNode(perNode),
               let p = j["params"]?.string, let params = Base64.decode(p), let destroyed = j["destroyed"]?.bool
         else { throw .badResponse("pool entry \(kv.key) is not a pool record") }
         let spec = PoolSpec(name: name, module: module, containersPerNode: Int(perNode), params: params)
