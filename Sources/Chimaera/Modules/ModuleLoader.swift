@@ -63,6 +63,23 @@ package final class ModuleLoader: @unchecked Sendable {
         throw ChiError(CInt(CHI_ENOMODULE), "module \"\(name)\" not found: no \(file) in \(dirs.joined(separator: ":")) (searched CHI_MODULE_PATH, LD_LIBRARY_PATH, runtime.module_path, then the built-in directory)")
     }
 
+    /// Modules loaded by `loadCurrent`, by file.
+    private var byPath: [String: Module] = [:]
+
+    /// Module `name` from the file the search path names now, loaded once per file: for
+    /// chi_module_describe, whose callers (bindings, tests) may change CHI_MODULE_PATH between
+    /// calls and must then get the descriptors of the module they will talk to, not of the
+    /// first file of that name this process saw.
+    package func loadCurrent(_ name: String) throws(ChiError) -> Module {
+        guard Self.validName(name), let path = find(name) else { return try load(name) }
+        pthread_mutex_lock(&lock)
+        defer { pthread_mutex_unlock(&lock) }
+        if let m = byPath[path] { return m }
+        let m = try open(name: name, path: path)
+        byPath[path] = m
+        return m
+    }
+
     /// The loaded module `name`, if any.
     package func loaded(_ name: String) -> Module? {
         pthread_mutex_lock(&lock)

@@ -89,7 +89,7 @@ package enum ModuleServices {
     /// The vtable of module `name`, loaded into this process without running any hook.
     nonisolated(unsafe) private static var describeLoader = ModuleLoader(configPaths: [])
     package static func describe(_ name: String) throws(ChiError) -> UnsafePointer<chi_module_vtable_t> {
-        UnsafePointer(try describeLoader.load(name).vtablePtr)
+        UnsafePointer(try describeLoader.loadCurrent(name).vtablePtr)
     }
 
     package static func container(of r: OpaquePointer) -> OpaquePointer? {

@@ -435,15 +435,17 @@ _cache_lock = threading.Lock()
 
 
 def describe(name):
-    """The Module named `name`, loaded into this process by chi_module_describe (cached: the
-    vtable stays valid for the life of the process)."""
-    m = _cache.get(name)
-    if m is not None:
-        return m
-    with _cache_lock:
-        m = _cache.get(name)
-        if m is None:
-            vt = POINTER(ChiModuleVtable)()
-            _lib.load().chi_module_describe(name.encode(), byref(vt))
-            m = _cache[name] = Module(name, vt.contents)
+    """The Module named `name` as the module search path finds it now, loaded into this
+    process by chi_module_describe (once per file: a changed CHI_MODULE_PATH that names
+    another lib<name>.so gives that file's layouts; each vtable stays valid for the life of
+    the process, and its Module is cached)."""
+    vt = POINTER(ChiModuleVtable)()
+    _lib.load().chi_module_describe(name.encode(), byref(vt))
+    key = (name, ctypes.addressof(vt.contents))
+    m = _cache.get(key)
+    if m is None:
+        with _cache_lock:
+            m = _cache.get(key)
+            if m is None:
+                m = _cache[key] = Module(name, vt.contents)
     return m

@@ -159,7 +159,11 @@ class Pool:
         if not self.module:
             raise errors.ChimaeraError(-errors.ENOMODULE, f"the module of pool {self.name!r} "
                                        "is unknown; pass module= to Client.pool", call="Pool")
-        return layout.describe(self.module)
+        m = self.__dict__.get("_layout")
+        if m is None:
+            # Once per Pool: the module file it talks to does not change under it.
+            m = self._layout = layout.describe(self.module)
+        return m
 
     def destroy(self):
         """Destroys the pool: its periodic tasks complete with -ESTOPPED."""
