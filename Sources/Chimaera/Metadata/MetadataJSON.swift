@@ -53,26 +53,7 @@ package enum MetadataJSON: Equatable, Sendable {
     }
 
     /// `s` as a JSON string literal, quotes included.
-    package static func quote(_ s: String) -> String {
-        var out = "\""
-        for u in s.unicodeScalars {
-            switch u {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            default:
-                if u.value < 0x20 {
-                    let hex = String(u.value, radix: 16)
-                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-                } else {
-                    out.unicodeScalars.append(u)
-                }
-            }
-        }
-        return out + "\""
-    }
+    package static func quote(_ s: String) -> String { JSONWriter.quote(s) }
 
     private struct Parser {
         let b: [UInt8]

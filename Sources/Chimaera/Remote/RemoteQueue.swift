@@ -262,39 +262,13 @@ package final class RemoteQueue: @unchecked Sendable {
             w.complete(r, rc: -CInt(CHI_ENODE))
             return
         }
-        let p = peer(c.node)
-        let reqId = chi_add64(p.nextReqId, 1) &+ 1
-        HopTrace.note("forward", tls: tls != nil, origin: map.selfId, dest: c.node, reqId: reqId)
-        let frame: ByteBuffer
-        do {
-            let owner = r.bulkOwner
-            frame = try TaskCodec.encodeRequest(t, m, container: c.id, reqId: reqId, maxBulk: maxBulk) {
-                runtime.resolveBulk($0, $1, owner: owner)
-            }
-        } catch {
-            r.errorMessage = error.message
-            w.complete(r, rc: -error.code)
-            return
-        }
-        let now = chi_now_ns()
-        // The request is registered before its first byte leaves: a fast reply must find it.
-        if let why = p.register(reqId, .init(record: r, worker: w.id, deadline: now &+ timeoutNs),
-                                now: now, retryNs: Self.retryNs) {
-            count(.failed)
-            r.errorMessage = "\(map.describe(c.node)) is unreachable: \(why)"
-            w.complete(r, rc: -CInt(CHI_ENODE))
-            return
-        }
-        enqueue(frame, to: p, from: w)
-        count(.sent)
-        HopTrace.note("queued", tls: tls != nil, origin: map.selfId, dest: c.node, reqId: reqId)
+        send(r, m, container: c.id, to: c.node, from: w, replica: false)
     }
 
     /// Sends a changing task that ran on the primary here to the backup of container
     /// `container` on `node` (Worker+Dispatch.swift's replicate); its reply completes `r`
     /// again on worker `w`. The copy carries the task's outputs and CHI_TASK_REPLICA.
     func forwardBackup(_ r: TaskRecord, container: UInt32, node: UInt32, from w: Worker) {
-        let t = r.task
         if stopped {
             w.complete(r, rc: -CInt(CHI_ESTOPPED))
             return
@@ -309,13 +283,22 @@ package final class RemoteQueue: @unchecked Sendable {
             w.complete(r, rc: -CInt(CHI_ENODE))
             return
         }
+        send(r, m, container: container, to: node, from: w, replica: true)
+    }
+
+    /// Encodes `r` for container `container` on `node`, registers it and queues it: the
+    /// common tail of `forward` and `forwardBackup`.
+    private func send(_ r: TaskRecord, _ m: UnsafePointer<chi_method_desc_t>, container: UInt32, to node: UInt32,
+                      from w: Worker, replica: Bool)
+    {
         let p = peer(node)
         let reqId = chi_add64(p.nextReqId, 1) &+ 1
+        HopTrace.note("forward", tls: tls != nil, origin: map.selfId, dest: node, reqId: reqId)
         let frame: ByteBuffer
         do {
             let owner = r.bulkOwner
-            frame = try TaskCodec.encodeRequest(t, m, container: container, reqId: reqId, maxBulk: maxBulk,
-                                                replica: true, seq: r.replicaSeq) {
+            frame = try TaskCodec.encodeRequest(r.task, m, container: container, reqId: reqId, maxBulk: maxBulk,
+                                                replica: replica, seq: replica ? r.replicaSeq : 0) {
                 runtime.resolveBulk($0, $1, owner: owner)
             }
         } catch {
@@ -324,6 +307,7 @@ package final class RemoteQueue: @unchecked Sendable {
             return
         }
         let now = chi_now_ns()
+        // The request is registered before its first byte leaves: a fast reply must find it.
         if let why = p.register(reqId, .init(record: r, worker: w.id, deadline: now &+ timeoutNs),
                                 now: now, retryNs: Self.retryNs) {
             count(.failed)
@@ -333,6 +317,7 @@ package final class RemoteQueue: @unchecked Sendable {
         }
         enqueue(frame, to: p, from: w)
         count(.sent)
+        HopTrace.note("queued", tls: tls != nil, origin: map.selfId, dest: node, reqId: reqId)
     }
 
     /// Sends the outcome of a request that came from another node, then frees what was made

@@ -243,22 +243,25 @@ struct JSONWriter {
         item()
         appendQuoted(s)
     }
-    private mutating func appendQuoted(_ s: String) {
-        text += "\""
+    private mutating func appendQuoted(_ s: String) { text += Self.quote(s) }
+
+    /// `s` as a JSON string literal, quotes included (the runtime's one JSON escaper).
+    static func quote(_ s: String) -> String {
+        var out = "\""
         for u in s.unicodeScalars {
             switch u {
-            case "\"": text += "\\\""
-            case "\\": text += "\\\\"
-            case "\n": text += "\\n"
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
             default:
                 if u.value < 0x20 {
-                    text += "\\u00" + String(u.value, radix: 16).leftPad(2)
+                    out += "\\u00" + String(u.value, radix: 16).leftPad(2)
                 } else {
-                    text.unicodeScalars.append(u)
+                    out.unicodeScalars.append(u)
                 }
             }
         }
-        text += "\""
+        return out + "\""
     }
 }
 
